@@ -1,0 +1,407 @@
+"""The operation vocabulary of guest code, named after the kernel's primitives.
+
+Guest code is a generator: every shared-memory access, atomic, barrier, spin-wait and
+hypercall is *yielded* as an operation, and the driver (timed simulator or model checker)
+sends the result back::
+
+    def queued_spin_trylock(lock):
+        val = yield atomic_read(lock.val)
+        if val:
+            return False
+        ok, _ = yield atomic_try_cmpxchg_acquire(lock.val, 0, _Q_LOCKED_VAL)
+        return ok
+
+An operation is a plain tuple whose first item is its opcode (tuples are the cheapest
+object Python builds, and the drivers' hot loops dispatch on ``op[0]``).  Layouts:
+
+======================  ====================================================  ==================
+opcode                  tuple                                                 result
+======================  ====================================================  ==================
+LOAD                    (LOAD, ref, order)                                    value
+STORE                   (STORE, ref, value, order)                            None
+XCHG                    (XCHG, ref, new, order)                               old value
+CMPXCHG                 (CMPXCHG, ref, expected, new, order)                  old value
+TRY_CMPXCHG             (TRY_CMPXCHG, ref, expected, new, order)              (succeeded, old)
+FETCH_ADD/OR/ANDNOT     (FETCH_*, ref, operand, order)                        old value
+FENCE                   (FENCE, MB | RMB | WMB)                               None
+COND_LOAD               (COND_LOAD, ref, predicate, order, bound)             value
+CPU_RELAX               (CPU_RELAX,)                                          None
+WORK                    (WORK, cycles, account)                               None
+PV_WAIT                 (PV_WAIT, ref, value)                                 None
+PV_KICK                 (PV_KICK, cpu)                                        None
+VCPU_IS_PREEMPTED       (VCPU_IS_PREEMPTED, cpu)                              bool
+SMP_PROCESSOR_ID        (SMP_PROCESSOR_ID,)                                   cpu number
+IN_NMI                  (IN_NMI,)                                             bool
+IRQS                    (IRQS, enable)                                        previous state
+LOCKEVENT               (LOCKEVENT, name, amount)                             None
+CS                      (CS, lock_id, +1 entering / -1 leaving)               None
+WARN                    (WARN, message)                                       None
+======================  ====================================================  ==================
+
+``order`` is one of RELAXED, ACQUIRE, RELEASE, FULL.  A *footprint* (:func:`footprint`)
+gives the location touched, the kind of access and the ordering; the timed simulator uses
+it for costs and the checker for partial-order reduction.
+
+LOCAL opcodes (SMP_PROCESSOR_ID, IN_NMI, IRQS, LOCKEVENT, CS, WARN) touch no shared state:
+drivers answer them at once, at no cost, and they are never scheduling points.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .memory import Ref
+
+# --------------------------------------------------------------------------- opcodes
+LOAD = 0
+STORE = 1
+XCHG = 2
+CMPXCHG = 3
+TRY_CMPXCHG = 4
+FETCH_ADD = 5
+FETCH_OR = 6
+FETCH_ANDNOT = 7
+FENCE = 8
+COND_LOAD = 9
+CPU_RELAX = 10
+WORK = 11
+PV_WAIT = 12
+PV_KICK = 13
+VCPU_IS_PREEMPTED = 14
+SMP_PROCESSOR_ID = 15
+IN_NMI = 16
+IRQS = 17
+LOCKEVENT = 18
+CS = 19
+WARN = 20
+
+OPCODE_NAMES = (
+    "LOAD STORE XCHG CMPXCHG TRY_CMPXCHG FETCH_ADD FETCH_OR FETCH_ANDNOT FENCE COND_LOAD "
+    "CPU_RELAX WORK PV_WAIT PV_KICK VCPU_IS_PREEMPTED SMP_PROCESSOR_ID IN_NMI IRQS LOCKEVENT CS WARN"
+).split()
+
+RMW_OPS = frozenset({XCHG, CMPXCHG, TRY_CMPXCHG, FETCH_ADD, FETCH_OR, FETCH_ANDNOT})
+MEMORY_OPS = frozenset({LOAD, STORE, COND_LOAD}) | RMW_OPS
+LOCAL_OPS = frozenset({SMP_PROCESSOR_ID, IN_NMI, IRQS, LOCKEVENT, CS, WARN})
+
+# --------------------------------------------------------------------------- orderings
+RELAXED = 0
+ACQUIRE = 1
+RELEASE = 2
+FULL = 3
+ORDER_NAMES = ("relaxed", "acquire", "release", "full")
+
+# fences
+MB = 0
+RMB = 1
+WMB = 2
+FENCE_NAMES = ("smp_mb", "smp_rmb", "smp_wmb")
+
+# footprint access kinds
+READ = "R"
+WRITE = "W"
+RMW = "RMW"
+
+# WORK accounting classes
+WORK_CS = "cs"  # inside a critical section
+WORK_GUEST = "guest"  # other guest work
+WORK_CALL = "call"  # call-site overhead charged by patched/unpatched pv_ops sites
+
+
+# --------------------------------------------------------------------------- plain accesses
+def READ_ONCE(p: Ref):
+    """``READ_ONCE(*p)``: a single, untorn, unordered load."""
+    return (LOAD, p, RELAXED)
+
+
+def WRITE_ONCE(p: Ref, value: int):
+    """``WRITE_ONCE(*p, v)``: a single, untorn, unordered store."""
+    return (STORE, p, value, RELAXED)
+
+
+def smp_load_acquire(p: Ref):
+    return (LOAD, p, ACQUIRE)
+
+
+def smp_store_release(p: Ref, value: int):
+    return (STORE, p, value, RELEASE)
+
+
+def smp_store_mb(p: Ref, value: int):
+    """``smp_store_mb(var, v)``: store then full barrier; on x86 it is an ``xchg``."""
+    return (XCHG, p, value, FULL)
+
+
+# --------------------------------------------------------------------------- barriers
+def smp_mb():
+    return (FENCE, MB)
+
+
+def smp_rmb():
+    return (FENCE, RMB)
+
+
+def smp_wmb():
+    return (FENCE, WMB)
+
+
+def smp_mb__before_atomic():
+    """Full barrier before a relaxed RMW (a no-op on x86, where every locked RMW is a fence)."""
+    return (FENCE, MB)
+
+
+def smp_mb__after_atomic():
+    return (FENCE, MB)
+
+
+# --------------------------------------------------------------------------- xchg / cmpxchg
+def _rmw_family(opcode: int):
+    def full(p, *args):
+        return (opcode, p, *args, FULL)
+
+    def acquire(p, *args):
+        return (opcode, p, *args, ACQUIRE)
+
+    def release(p, *args):
+        return (opcode, p, *args, RELEASE)
+
+    def relaxed(p, *args):
+        return (opcode, p, *args, RELAXED)
+
+    return full, acquire, release, relaxed
+
+
+xchg, xchg_acquire, xchg_release, xchg_relaxed = _rmw_family(XCHG)
+cmpxchg, cmpxchg_acquire, cmpxchg_release, cmpxchg_relaxed = _rmw_family(CMPXCHG)
+try_cmpxchg, try_cmpxchg_acquire, try_cmpxchg_release, try_cmpxchg_relaxed = _rmw_family(TRY_CMPXCHG)
+
+# --------------------------------------------------------------------------- atomic_t family
+(
+    atomic_cmpxchg,
+    atomic_cmpxchg_acquire,
+    atomic_cmpxchg_release,
+    atomic_cmpxchg_relaxed,
+) = _rmw_family(CMPXCHG)
+(
+    atomic_try_cmpxchg,
+    atomic_try_cmpxchg_acquire,
+    atomic_try_cmpxchg_release,
+    atomic_try_cmpxchg_relaxed,
+) = _rmw_family(TRY_CMPXCHG)
+atomic_xchg, atomic_xchg_acquire, atomic_xchg_release, atomic_xchg_relaxed = _rmw_family(XCHG)
+(
+    atomic_fetch_add,
+    atomic_fetch_add_acquire,
+    atomic_fetch_add_release,
+    atomic_fetch_add_relaxed,
+) = _rmw_family(FETCH_ADD)
+(
+    atomic_fetch_or,
+    atomic_fetch_or_acquire,
+    atomic_fetch_or_release,
+    atomic_fetch_or_relaxed,
+) = _rmw_family(FETCH_OR)
+(
+    atomic_fetch_andnot,
+    atomic_fetch_andnot_acquire,
+    atomic_fetch_andnot_release,
+    atomic_fetch_andnot_relaxed,
+) = _rmw_family(FETCH_ANDNOT)
+
+
+def atomic_read(p: Ref):
+    return (LOAD, p, RELAXED)
+
+
+def atomic_read_acquire(p: Ref):
+    return (LOAD, p, ACQUIRE)
+
+
+def atomic_set(p: Ref, value: int):
+    return (STORE, p, value, RELAXED)
+
+
+def atomic_set_release(p: Ref, value: int):
+    return (STORE, p, value, RELEASE)
+
+
+def atomic_add(delta: int, p: Ref):
+    """``atomic_add(i, v)`` (kernel argument order); a locked ``add`` on x86."""
+    return (FETCH_ADD, p, delta, RELAXED)
+
+
+def atomic_sub(delta: int, p: Ref):
+    return (FETCH_ADD, p, -delta, RELAXED)
+
+
+def atomic_or(mask: int, p: Ref):
+    return (FETCH_OR, p, mask, RELAXED)
+
+
+def atomic_andnot(mask: int, p: Ref):
+    return (FETCH_ANDNOT, p, mask, RELAXED)
+
+
+# --------------------------------------------------------------------------- spin-waits
+Predicate = Callable[[int], bool]
+
+
+def smp_cond_load_relaxed(p: Ref, cond: Predicate, bound: int | None = None):
+    """Spin until ``cond(*p)`` holds and return the value that satisfied it (``VAL``).
+
+    With ``bound`` the spin gives up after that many loop iterations (``SPIN_THRESHOLD``,
+    ``_Q_PENDING_LOOPS``) and returns the last value read, for which ``cond`` is false:
+    the caller tells a timeout by re-testing the value, as kernel callers do.
+    """
+    return (COND_LOAD, p, cond, RELAXED, bound)
+
+
+def smp_cond_load_acquire(p: Ref, cond: Predicate, bound: int | None = None):
+    return (COND_LOAD, p, cond, ACQUIRE, bound)
+
+
+atomic_cond_read_relaxed = smp_cond_load_relaxed
+atomic_cond_read_acquire = smp_cond_load_acquire
+
+
+def cpu_relax():
+    """One PAUSE instruction: the body of a spin loop that is not a plain wait on one word."""
+    return (CPU_RELAX,)
+
+
+def work(cycles: int, account: str = WORK_GUEST):
+    """Local computation of ``cycles`` cycles, invisible to other CPUs."""
+    return (WORK, cycles, account)
+
+
+# --------------------------------------------------------------------------- hypervisor interface
+def pv_wait(p: Ref, value: int):
+    """Halt this vCPU if ``*p == value``, until kicked (a kick sent before the halt is latched)."""
+    return (PV_WAIT, p, value)
+
+
+def pv_kick(cpu: int):
+    """Hypercall: wake vCPU ``cpu`` from ``pv_wait``, or make its next ``pv_wait`` return."""
+    return (PV_KICK, cpu)
+
+
+def vcpu_is_preempted(cpu: int):
+    return (VCPU_IS_PREEMPTED, cpu)
+
+
+# --------------------------------------------------------------------------- local operations
+def smp_processor_id():
+    return (SMP_PROCESSOR_ID,)
+
+
+def in_nmi():
+    return (IN_NMI,)
+
+
+def local_irq_disable():
+    return (IRQS, False)
+
+
+def local_irq_enable():
+    return (IRQS, True)
+
+
+def local_irq_restore(enabled: bool):
+    return (IRQS, enabled)
+
+
+def lockevent_inc(name: str):
+    return (LOCKEVENT, name, 1)
+
+
+def lockevent_add(name: str, amount: int):
+    return (LOCKEVENT, name, amount)
+
+
+def lockevent_cond_inc(name: str, cond: bool):
+    return (LOCKEVENT, name, 1 if cond else 0)
+
+
+def cs_enter(lock_id: int):
+    """Marks entry to a critical section: the driver checks mutual exclusion here."""
+    return (CS, lock_id, 1)
+
+
+def cs_exit(lock_id: int):
+    return (CS, lock_id, -1)
+
+
+def WARN(message: str):
+    """``WARN(1, ...)``: counted and reported by the driver, execution continues."""
+    return (WARN, message)
+
+
+class GuestBug(Exception):
+    """``BUG()`` in guest code: the driver stops and reports it."""
+
+
+def BUG_ON(condition: bool, message: str = "BUG") -> None:
+    if condition:
+        raise GuestBug(message)
+
+
+# --------------------------------------------------------------------------- footprints
+def footprint(op: tuple) -> tuple[Ref | None, str | None, int]:
+    """``(location, access, ordering)`` of an operation.
+
+    ``access`` is READ, WRITE or RMW, or None for operations touching no guest memory
+    (barriers report their ordering only).  PV_WAIT reads its location.
+    """
+    code = op[0]
+    if code == LOAD:
+        return op[1], READ, op[2]
+    if code == STORE:
+        return op[1], WRITE, op[3]
+    if code in RMW_OPS:
+        return op[1], RMW, op[-1]
+    if code == COND_LOAD:
+        return op[1], READ, op[3]
+    if code == PV_WAIT:
+        return op[1], READ, RELAXED
+    if code == FENCE:
+        return None, None, FULL
+    return None, None, RELAXED
+
+
+# --------------------------------------------------------------------------- semantics
+def rmw_result(code: int, old: int, op: tuple, mask: int) -> tuple[int | None, object]:
+    """Value to store (None: no store) and result to return, for a read-modify-write."""
+    if code == XCHG:
+        return op[2] & mask, old
+    if code == CMPXCHG:
+        return (op[3] & mask if old == op[2] else None), old
+    if code == TRY_CMPXCHG:
+        ok = old == op[2]
+        return (op[3] & mask if ok else None), (ok, old)
+    if code == FETCH_ADD:
+        return (old + op[2]) & mask, old
+    if code == FETCH_OR:
+        return (old | op[2]) & mask, old
+    if code == FETCH_ANDNOT:
+        return old & ~op[2] & mask, old
+    raise ValueError(f"not a read-modify-write: {OPCODE_NAMES[code]}")
+
+
+def describe(op: tuple, name_of=None) -> str:
+    """Human-readable form of an operation, e.g. ``xchg_acquire(lock0.tail, 0x40000)``."""
+    code = op[0]
+    name = OPCODE_NAMES[code].lower()
+    if code in MEMORY_OPS or code == PV_WAIT:
+        ref = op[1]
+        loc = name_of(ref) if name_of else ref.name
+        args = [loc] + [hex(a) if isinstance(a, int) and not isinstance(a, bool) else repr(a) for a in op[2:-1]]
+        if code == COND_LOAD:
+            args = [loc] + ([f"bound={op[4]}"] if op[4] is not None else [])
+        if code == PV_WAIT:
+            return f"pv_wait({loc}, {op[2]:#x})"
+        order = op[-1] if code != COND_LOAD else op[3]
+        suffix = "" if order == FULL or (code in (LOAD, STORE) and order == RELAXED) else "_" + ORDER_NAMES[order]
+        return f"{name}{suffix}({', '.join(args)})"
+    if code == FENCE:
+        return FENCE_NAMES[op[1]] + "()"
+    return f"{name}({', '.join(map(repr, op[1:]))})"
