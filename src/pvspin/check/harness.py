@@ -1,0 +1,196 @@
+"""What the checker runs: a lock, N CPUs taking it K times, interrupt handlers one level up.
+
+Each CPU's task context runs K *acquisitions*, one generator each (so a rebuilt CPU
+replays only the current acquisition): ``spin_lock``, a critical section that increments
+a shared counter (READ_ONCE then WRITE_ONCE, so a broken lock loses an update even when
+the markers do not catch it), ``spin_unlock``.  An interrupt at nesting level L runs one
+acquisition of ``lock{L}``: a lock only ever taken at its own level, as the kernel's
+IRQ-safe locks are, so nesting itself cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..machine import ops as o
+from ..machine.cpu import NMI
+from ..machine.memory import Layout, Memory
+
+CS_DATA = Layout("cs_data", 8, [("count", 0, 4)])
+
+NATIVE_LOCKED = frozenset({0, 1})
+PV_LOCKED = frozenset({0, 1, 3})  # _Q_SLOW_VAL = 3
+
+
+class BadInput(ValueError):
+    """A user-supplied value the checker cannot use; its message names the value."""
+
+
+@dataclass(frozen=True)
+class LockSpec:
+    """How to build one of the named locks and what its lock word means."""
+
+    name: str
+    description: str
+    build: object  # (mem, ncpus, config) -> Spinlock
+    locked_domain: frozenset | None  # allowed values of lock.locked, None: no such byte
+    word: str | None  # "q" (NR_CPUS < 16K layout), "q16k", or None: not a qspinlock word
+
+
+def _qspinlock(mem, ncpus, config):
+    from ..kernel.qspinlock import QSpinlock
+
+    return QSpinlock(mem, ncpus, config)
+
+
+def _virt_tas(mem, ncpus, config):
+    from ..kernel.qspinlock import QSpinlock
+
+    lock = QSpinlock(mem, ncpus, config)
+    lock.virt_spin_lock_key = True  # what platform init sets on a hypervisor without PV spinlocks
+    return lock
+
+
+def _pv(version):
+    def build(mem, ncpus, config):
+        from ..kernel import qspinlock_paravirt as pv
+
+        if version == "4.2":
+            cls = getattr(pv, "PvQSpinlock42", None)
+            lock = cls(mem, ncpus, config) if cls else pv.PvQSpinlock(mem, ncpus, config, version="4.2")
+        else:
+            lock = pv.PvQSpinlock(mem, ncpus, config)
+        lock.pv_init_lock_hash()
+        return lock
+
+    return build
+
+
+def _ticket(mem, ncpus, config):
+    from ..kernel.ticket import TicketSpinlock
+
+    return TicketSpinlock(mem, ncpus, config)
+
+
+LOCKS = {
+    s.name: s
+    for s in (
+        LockSpec("qspinlock", "native queued spinlock, NR_CPUS < 16K layout", _qspinlock, NATIVE_LOCKED, "q"),
+        LockSpec("qspinlock-16k", "native queued spinlock, NR_CPUS >= 16K layout", _qspinlock, NATIVE_LOCKED, "q16k"),
+        LockSpec("pvqspinlock", "paravirt queued spinlock (modern)", _pv("modern"), PV_LOCKED, "q"),
+        LockSpec("pvqspinlock-4.2", "paravirt queued spinlock as merged in v4.2", _pv("4.2"), PV_LOCKED, "q"),
+        LockSpec("virt-tas", "qspinlock with virt_spin_lock_key set (test-and-set)", _virt_tas, NATIVE_LOCKED, "q"),
+        LockSpec("ticket", "pre-2015 x86 ticket spinlock", _ticket, None, None),
+    )
+}
+
+
+def load_user_lock(spec: str) -> LockSpec:
+    """``path/to/file.py:NAME``: NAME is a class or factory called as ``NAME(mem, ncpus)``."""
+    path, sep, attr = spec.rpartition(":")
+    if not sep or not path.endswith(".py"):
+        raise BadInput(f"--lock {spec!r}: not a lock name ({', '.join(LOCKS)}) nor path/to/file.py:NAME")
+    file = Path(path)
+    if not file.is_file():
+        raise BadInput(f"--lock {spec!r}: no such file {path}")
+    module_spec = importlib.util.spec_from_file_location(f"pvspin_user_lock_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file: report, do not trace back
+        raise BadInput(f"--lock {spec!r}: {path} failed to import: {exc}") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise BadInput(f"--lock {spec!r}: {path} has no class or function {attr}")
+
+    def build(mem, ncpus, config):
+        lock = factory(mem, ncpus)
+        for method in ("alloc_lock", "spin_lock", "spin_unlock"):
+            if not callable(getattr(lock, method, None)):
+                raise BadInput(f"--lock {spec!r}: {attr} has no method {method}()")
+        return lock
+
+    return LockSpec(spec, f"user lock {attr} from {path}", build, None, None)
+
+
+def lock_spec(name: str) -> LockSpec:
+    if name in LOCKS:
+        return LOCKS[name]
+    if ":" in name:
+        return load_user_lock(name)
+    raise BadInput(f"--lock {name!r}: unknown lock (choose from {', '.join(LOCKS)}, or path/to/file.py:NAME)")
+
+
+@dataclass
+class Setup:
+    """Memory, lock and programs of one checking configuration (fresh for every world)."""
+
+    spec: LockSpec
+    ncpus: int
+    acquisitions: int
+    levels: int  # lock instances: one for the task level, one per interrupt level used
+    config: object = None
+    mem: Memory = field(init=False)
+
+    def __post_init__(self):
+        self.mem = Memory()
+        config = self.config
+        if config is None and self.spec.word is not None:
+            from ..kernel.config import LockConfig
+
+            config = LockConfig(nr_cpus_16k=self.spec.word == "q16k")
+            self.config = config
+        self.lock = self.spec.build(self.mem, self.ncpus, config)
+        self.views = [self.lock.alloc_lock(f"lock{level}") for level in range(self.levels)]
+        self.cs_data = [self.mem.alloc(CS_DATA, f"cs_data{level}") for level in range(self.levels)]
+        self.watch = []
+        if self.spec.locked_domain is not None:
+            self.watch = [(v.locked.addr, self.spec.locked_domain) for v in self.views]
+
+    def program(self, program: tuple):
+        """A fresh generator for ``("task", cpu, k)`` or ``("irq", cpu, level, n)``."""
+        level = 0 if program[0] == "task" else program[2]
+        return self._acquisition(level)
+
+    def _acquisition(self, level: int):
+        lock, view, data = self.lock, self.views[level], self.cs_data[level]
+        yield from lock.spin_lock(view)
+        yield o.cs_enter(view.name)
+        count = yield o.READ_ONCE(data.count)
+        yield o.WRITE_ONCE(data.count, count + 1)
+        yield o.cs_exit(view.name)
+        yield from lock.spin_unlock(view)
+
+    def final_problems(self, world) -> list[str]:
+        problems = []
+        done = sum(self.mem.read(d.count.addr, 4) for d in self.cs_data)
+        expected = self.ncpus * self.acquisitions + world.irqs_taken
+        if done != expected:
+            problems.append(f"critical sections counted {done} increments, expected {expected} (lost update)")
+        final = getattr(self.lock, "final_state_problems", None)
+        if final is not None:
+            problems.extend(final())
+        return problems
+
+
+def make_setup(lock: str, ncpus: int, acquisitions: int, interrupts: int = 0, bugs: frozenset = frozenset(),
+               config_overrides: dict | None = None) -> Setup:
+    """Validate the user's numbers and build a :class:`Setup`."""
+    if ncpus < 1:
+        raise BadInput(f"--cpus {ncpus}: need at least 1 CPU")
+    if acquisitions < 1:
+        raise BadInput(f"--acquisitions {acquisitions}: need at least 1")
+    if interrupts < 0:
+        raise BadInput(f"--interrupts {interrupts}: must not be negative")
+    spec = lock_spec(lock)
+    config = None
+    if spec.word is not None:
+        from ..kernel.config import LockConfig
+
+        config = LockConfig(nr_cpus_16k=spec.word == "q16k", bugs=frozenset(bugs), **(config_overrides or {}))
+    elif bugs:
+        raise BadInput(f"--bug {sorted(bugs)[0]}: the {lock} lock has no injectable bugs")
+    levels = 1 + min(interrupts, NMI)
+    return Setup(spec, ncpus, acquisitions, levels, config)

@@ -1,0 +1,472 @@
+"""The checker's machine: guest CPUs, memory (SC or x86-TSO), a hypervisor without time.
+
+A :class:`World` holds one global state and offers the three things every exploration
+strategy needs: the *moves* enabled in the current state, :meth:`World.execute` of one
+move, and :meth:`World.snapshot` / :meth:`World.restore` to go back.
+
+Moves are small integers, ``cpu * 8 + kind``:
+
+* ``STEP``      perform the CPU's pending operation (a bounded ``smp_cond_load_*`` whose
+                condition holds, an ``vcpu_is_preempted`` answering False, a halted vCPU
+                that has a latched kick resuming, ...);
+* ``ALT``       the other outcome of a nondeterministic operation: a bounded spin timing
+                out (offered only while its condition is false), ``vcpu_is_preempted``
+                answering True;
+* ``FLUSH``     TSO: the oldest entry of the CPU's store buffer reaches memory;
+* ``IRQ``       an interrupt arrives: a handler one nesting level up takes its own lock;
+* ``SPURIOUS``  a halted vCPU wakes up without a kick (within the run's budget).
+
+A CPU's guest code is never copied.  Its state is *where its generators stand*: the
+frame chain (code position and local variables) keys the visited-state table, and the
+list of results sent since its current acquisition began rebuilds it (a fresh generator
+fed the same results reaches the same point, because guest code is deterministic).
+
+Steps that no other CPU can observe are folded into the step before them instead of
+being scheduling points: local operations (``smp_processor_id``, critical-section
+markers, lock events), ``cpu_relax``, compiler-only barriers and, under TSO, a store
+entering the store buffer (its flush is the visible event) and a full barrier whose
+buffer is already empty.
+"""
+
+from __future__ import annotations
+
+from types import FunctionType
+
+from ..machine import ops as o
+from ..machine.cpu import LEVEL_NAMES, NMI
+from ..machine.memory import MASKS, Memory, Ref, View
+
+STEP, ALT, FLUSH, IRQ, SPURIOUS = range(5)
+KIND_NAMES = ("step", "alt", "flush", "irq", "spurious")
+
+SC = "sc"
+TSO = "tso"
+MEMORY_MODELS = (SC, TSO)
+
+_RMW = o.RMW_OPS
+_LOCAL = o.LOCAL_OPS
+_INVISIBLE = frozenset({o.CPU_RELAX, o.WORK})
+_NEEDS_EMPTY_BUFFER = _RMW | {o.PV_WAIT, o.PV_KICK}  # locked RMWs drain; hypercalls serialize
+
+
+class Violation(Exception):
+    """A property failed in the current state."""
+
+    def __init__(self, prop: str, detail: str):
+        super().__init__(f"{prop}: {detail}")
+        self.prop = prop
+        self.detail = detail
+
+
+# --------------------------------------------------------------------------- generator keys
+_PLAIN = frozenset({int, bool, str, float, type(None), Ref, View})
+
+
+def _canon(v):
+    t = type(v)
+    if t in _PLAIN:
+        return v
+    if t is tuple or t is list:
+        return tuple(_canon(x) for x in v)
+    if t is FunctionType:  # a predicate: its captured values are locals of its maker
+        return v.__code__
+    if t is dict:
+        return tuple(sorted((k, _canon(x)) for k, x in v.items()))
+    if hasattr(v, "gi_code"):  # a generator: the yield-from chain covers its state
+        return v.gi_code
+    return v
+
+
+def generator_key(gen) -> tuple:
+    """Where a generator stands: code, instruction and locals of each frame of its yield-from chain.
+
+    Guest code is deterministic, so two generators with equal keys behave alike for equal
+    future results.  (Values held on the expression stack across a ``yield`` are not
+    visible here; guest code keeps its state in local variables.)
+    """
+    parts = []
+    while gen is not None:
+        frame = gen.gi_frame
+        if frame is None:
+            break
+        parts.append(frame.f_code)
+        parts.append(frame.f_lasti)
+        parts.append(tuple((k, _canon(v)) for k, v in frame.f_locals.items()))
+        gen = gen.gi_yieldfrom
+    return tuple(parts)
+
+
+def innermost_frame(gen):
+    """The frame of the innermost generator of a yield-from chain (for reports)."""
+    frame = None
+    while gen is not None and gen.gi_frame is not None:
+        frame = gen.gi_frame
+        gen = gen.gi_yieldfrom
+    return frame
+
+
+# --------------------------------------------------------------------------- the world
+class Ctx:
+    """One nesting level of one CPU: its generator, pending op and replay history."""
+
+    __slots__ = ("gen", "level", "op", "hist", "program", "key")
+
+    def __init__(self, level: int, program: tuple):
+        self.level = level
+        self.program = program  # ("task", cpu, k) or ("irq", cpu, level, n)
+        self.gen = None
+        self.op = None
+        self.hist = None  # cons list (previous, result) of every result sent after the start
+        self.key = None
+
+
+class World:
+    """The global state the checker explores, and its transition function.
+
+    ``setup`` (see :mod:`pvspin.check.harness`) supplies the memory, the per-CPU programs
+    and the lock-specific checks.
+    """
+
+    def __init__(self, setup, memory_model: str = SC, spurious_wakeups: int = 0, interrupts: int = 0,
+                 kick_latch: bool = True):
+        if memory_model not in MEMORY_MODELS:
+            raise ValueError(f"memory model {memory_model!r} is not one of {', '.join(MEMORY_MODELS)}")
+        self.setup = setup
+        self.mem: Memory = setup.mem
+        self.data = setup.mem.data
+        self.n = setup.ncpus
+        self.tso = memory_model == TSO
+        self.kick_latch = kick_latch
+        self.spurious_budget = spurious_wakeups
+        self.irq_budget = interrupts
+        self.irqs_taken = 0
+        self.ctxs: list[list[Ctx]] = [[] for _ in range(self.n)]
+        self.k = [0] * self.n  # acquisitions completed by the task context
+        self.irqs_enabled = [True] * self.n
+        self.halted = [False] * self.n
+        self.latched = [False] * self.n
+        self.buffers: list[tuple] = [()] * self.n  # TSO: FIFO of (addr, size, value)
+        self.holders: dict = {}
+        self.cpu_keys: list = [None] * self.n
+        self.watch = setup.watch  # [(addr, allowed values)] of lock bytes whose domain is checked
+        self.tracer = None
+        self.steps = 0
+        for cpu in range(self.n):
+            self._start_task(cpu)
+
+    # ----------------------------------------------------------------- programs
+    def _start_task(self, cpu: int) -> None:
+        if self.k[cpu] >= self.setup.acquisitions:
+            self.ctxs[cpu] = []
+            return
+        ctx = Ctx(0, ("task", cpu, self.k[cpu]))
+        self.ctxs[cpu] = [ctx]
+        self._boot(cpu, ctx)
+
+    def _boot(self, cpu: int, ctx: Ctx) -> None:
+        ctx.gen = self.setup.program(ctx.program)
+        ctx.hist = None
+        self._advance(cpu, ctx, None, first=True)
+
+    def _rebuild(self, ctx: Ctx, hist) -> None:
+        """Bring a fresh generator to the point reached by sending ``hist``."""
+        results = []
+        while hist is not None:
+            results.append(hist[1])
+            hist = hist[0]
+        gen = self.setup.program(ctx.program)
+        op = gen.send(None)
+        for r in reversed(results):
+            op = gen.send(r)
+        ctx.gen = gen
+        ctx.op = op
+
+    def finished(self, cpu: int) -> bool:
+        return not self.ctxs[cpu]
+
+    def all_finished(self) -> bool:
+        return not any(self.ctxs)
+
+    # ----------------------------------------------------------------- memory
+    def load(self, cpu: int, ref: Ref) -> int:
+        addr, size = ref.addr, ref.size
+        value = int.from_bytes(self.data[addr:addr + size], "little")
+        buf = self.buffers[cpu]
+        if buf:  # byte-granular store forwarding, newest entry last
+            raw = bytearray(value.to_bytes(size, "little"))
+            end = addr + size
+            for a, s, v in buf:
+                if a < end and a + s > addr:
+                    vb = v.to_bytes(s, "little")
+                    for i in range(max(a, addr), min(a + s, end)):
+                        raw[i - addr] = vb[i - a]
+            value = int.from_bytes(raw, "little")
+        return value
+
+    def mem_write(self, addr: int, size: int, value: int) -> None:
+        self.data[addr:addr + size] = (value & MASKS[size]).to_bytes(size, "little")
+        for waddr, allowed in self.watch:
+            if addr <= waddr < addr + size:
+                byte = self.data[waddr]
+                if byte not in allowed:
+                    raise Violation("lock-byte-domain",
+                                    f"{self.mem.name_of(waddr)} became {byte}, allowed {sorted(allowed)}")
+
+    def store(self, cpu: int, ref: Ref, value: int) -> None:
+        if self.tso:
+            self.buffers[cpu] = self.buffers[cpu] + ((ref.addr, ref.size, value & MASKS[ref.size]),)
+        else:
+            self.mem_write(ref.addr, ref.size, value)
+
+    # ----------------------------------------------------------------- moves
+    def enabled(self) -> list[int]:
+        """Moves enabled now, ascending by CPU."""
+        moves = []
+        tso = self.tso
+        for cpu in range(self.n):
+            base = cpu * 8
+            if tso and self.buffers[cpu]:
+                moves.append(base + FLUSH)
+            ctxs = self.ctxs[cpu]
+            if not ctxs:
+                continue
+            if self.halted[cpu]:
+                if self.latched[cpu]:
+                    moves.append(base + STEP)
+                if self.spurious_budget > 0:
+                    moves.append(base + SPURIOUS)
+                continue
+            op = ctxs[-1].op
+            code = op[0]
+            if code == o.COND_LOAD:
+                if op[2](self.load(cpu, op[1])):
+                    moves.append(base + STEP)
+                elif op[4] is not None:
+                    moves.append(base + ALT)
+            elif code in _NEEDS_EMPTY_BUFFER or (code == o.FENCE and op[1] == o.MB):
+                if not (tso and self.buffers[cpu]):
+                    moves.append(base + STEP)
+            elif code == o.VCPU_IS_PREEMPTED:
+                moves.append(base + STEP)
+                moves.append(base + ALT)
+            else:
+                moves.append(base + STEP)
+            if self.irqs_taken < self.irq_budget and self.irqs_enabled[cpu] and ctxs[-1].level < NMI:
+                moves.append(base + IRQ)
+        return moves
+
+    def execute(self, move: int) -> None:
+        """Perform one move; raises :class:`Violation` when a property fails during it."""
+        cpu, kind = divmod(move, 8)
+        self.steps += 1
+        if self.tracer is not None:
+            self.tracer.before(self, cpu, kind)
+        if kind == FLUSH:
+            buf = self.buffers[cpu]
+            self.buffers[cpu] = buf[1:]
+            self.mem_write(*buf[0])
+            self._refresh_key(cpu)
+        elif kind == IRQ:
+            self.irqs_taken += 1
+            level = self.ctxs[cpu][-1].level + 1
+            ctx = Ctx(level, ("irq", cpu, level, self.irqs_taken))
+            self.ctxs[cpu].append(ctx)
+            self._boot(cpu, ctx)
+        elif kind == SPURIOUS:
+            self.spurious_budget -= 1
+            self.halted[cpu] = False
+            self._advance(cpu, self.ctxs[cpu][-1], None)
+        elif self.halted[cpu]:  # kicked: the pv_wait returns
+            self.halted[cpu] = False
+            self.latched[cpu] = False
+            self._advance(cpu, self.ctxs[cpu][-1], None)
+        else:
+            ctx = self.ctxs[cpu][-1]
+            result = self._perform(cpu, ctx.op, kind)
+            if self.halted[cpu]:
+                self._refresh_key(cpu)
+            else:
+                self._advance(cpu, ctx, result)
+        if self.tracer is not None:
+            self.tracer.after(self, cpu, kind)
+
+    def _perform(self, cpu: int, op: tuple, kind: int):
+        code = op[0]
+        if code == o.LOAD or code == o.COND_LOAD:
+            return self.load(cpu, op[1])
+        if code == o.STORE:
+            self.store(cpu, op[1], op[2])
+            return None
+        if code in _RMW:
+            ref = op[1]
+            old = self.load(cpu, ref)
+            new, result = o.rmw_result(code, old, op, MASKS[ref.size])
+            if new is not None:
+                self.mem_write(ref.addr, ref.size, new)
+            return result
+        if code == o.PV_WAIT:
+            if self.latched[cpu]:
+                self.latched[cpu] = False
+            elif self.load(cpu, op[1]) == op[2]:
+                self.halted[cpu] = True
+            return None
+        if code == o.PV_KICK:
+            target = op[1]
+            if not 0 <= target < self.n:
+                raise Violation("guest-bug", f"pv_kick({target}): no such vCPU")
+            if self.halted[target] or self.kick_latch:
+                self.latched[target] = True
+            return None
+        if code == o.VCPU_IS_PREEMPTED:
+            return kind == ALT
+        return None  # FENCE
+
+    def _advance(self, cpu: int, ctx: Ctx, result, first: bool = False) -> None:
+        """Send ``result`` to the context and fold every following invisible step."""
+        tso = self.tso
+        gen = ctx.gen
+        hist = ctx.hist
+        try:
+            while True:
+                if first:
+                    op = gen.send(None)
+                    first = False
+                else:
+                    op = gen.send(result)
+                    hist = (hist, result)
+                code = op[0]
+                if code in _LOCAL:
+                    result = self._local(cpu, ctx, op)
+                elif code in _INVISIBLE or (code == o.FENCE and (op[1] != o.MB or not tso or not self.buffers[cpu])):
+                    result = None
+                elif tso and code == o.STORE:
+                    self.store(cpu, op[1], op[2])
+                    result = None
+                else:
+                    break
+        except StopIteration:
+            self._finish_ctx(cpu)
+            return
+        except o.GuestBug as bug:
+            raise Violation("guest-bug", f"cpu{cpu}: BUG: {bug}") from None
+        ctx.op = op
+        ctx.hist = hist
+        self._refresh_key(cpu)
+
+    def _finish_ctx(self, cpu: int) -> None:
+        ctxs = self.ctxs[cpu]
+        ctxs.pop()
+        if not ctxs:
+            self.k[cpu] += 1
+            self._start_task(cpu)
+            if self.ctxs[cpu]:
+                return
+        self._refresh_key(cpu)
+
+    def _local(self, cpu: int, ctx: Ctx, op: tuple):
+        code = op[0]
+        if code == o.SMP_PROCESSOR_ID:
+            return cpu
+        if code == o.CS:
+            lock_id = op[1]
+            if op[2] > 0:
+                holder = self.holders.get(lock_id)
+                if holder is not None:
+                    raise Violation("mutual-exclusion",
+                                    f"cpu{cpu} entered the critical section of {lock_id} held by cpu{holder}")
+                self.holders[lock_id] = cpu
+            else:
+                self.holders.pop(lock_id, None)
+            return None
+        if code == o.IN_NMI:
+            return ctx.level == NMI
+        if code == o.IRQS:
+            previous = self.irqs_enabled[cpu]
+            self.irqs_enabled[cpu] = op[1]
+            return previous
+        if code == o.WARN:
+            raise Violation("guest-warning", f"cpu{cpu}: WARN: {op[1]}")
+        return None  # LOCKEVENT: counted by the simulator, not the checker
+
+    # ----------------------------------------------------------------- state
+    def _refresh_key(self, cpu: int) -> None:
+        ctxs = self.ctxs[cpu]
+        self.cpu_keys[cpu] = (
+            self.k[cpu],
+            tuple((c.level, c.program[0], generator_key(c.gen)) for c in ctxs),
+            self.buffers[cpu],
+            self.halted[cpu],
+            self.latched[cpu],
+            self.irqs_enabled[cpu],
+        )
+
+    def key(self) -> tuple:
+        """Everything that determines the future: hashed into the visited-state table."""
+        return (bytes(self.data), tuple(self.cpu_keys), self.spurious_budget, self.irqs_taken)
+
+    def snapshot(self) -> tuple:
+        return (
+            bytes(self.data),
+            tuple(self.buffers),
+            tuple(tuple((c.level, c.program, c.hist) for c in ctxs) for ctxs in self.ctxs),
+            tuple(self.k),
+            tuple(self.halted),
+            tuple(self.latched),
+            tuple(self.irqs_enabled),
+            tuple(self.cpu_keys),
+            tuple(self.holders.items()),
+            self.spurious_budget,
+            self.irqs_taken,
+        )
+
+    def restore(self, snap: tuple) -> None:
+        (data, buffers, ctxs, k, halted, latched, irqs, keys, holders, spurious, irqs_taken) = snap
+        self.data[:] = data
+        self.buffers = list(buffers)
+        for cpu, saved in enumerate(ctxs):
+            live = self.ctxs[cpu]
+            # a context's history is a fresh cons cell after every step: identity means same place
+            same = len(live) == len(saved) and all(
+                c.hist is s[2] and c.program == s[1] for c, s in zip(live, saved, strict=True))
+            if same:
+                continue
+            rebuilt = []
+            for level, program, hist in saved:
+                ctx = Ctx(level, program)
+                ctx.hist = hist
+                self._rebuild(ctx, hist)
+                rebuilt.append(ctx)
+            self.ctxs[cpu] = rebuilt
+        self.k = list(k)
+        self.halted = list(halted)
+        self.latched = list(latched)
+        self.irqs_enabled = list(irqs)
+        self.cpu_keys = list(keys)
+        self.holders = dict(holders)
+        self.spurious_budget = spurious
+        self.irqs_taken = irqs_taken
+
+    # ----------------------------------------------------------------- properties at rest
+    def terminal_violation(self) -> Violation | None:
+        """The property a state with no enabled move violates, or None."""
+        if self.all_finished():
+            problems = self.setup.final_problems(self)
+            if problems:
+                return Violation("final-state", "; ".join(problems))
+            return None
+        blocked = []
+        lost = False
+        for cpu in range(self.n):
+            if not self.ctxs[cpu]:
+                continue
+            ctx = self.ctxs[cpu][-1]
+            where = f"cpu{cpu} ({LEVEL_NAMES[ctx.level]})"
+            if self.halted[cpu]:
+                lost = True
+                blocked.append(f"{where} halted in {o.describe(ctx.op, self._name)} with no kick pending")
+            else:
+                blocked.append(f"{where} waits forever in {o.describe(ctx.op, self._name)}")
+        return Violation("lost-wakeup" if lost else "deadlock", "; ".join(blocked))
+
+    def _name(self, ref: Ref) -> str:
+        return self.mem.name_of(ref.addr, ref.size)
