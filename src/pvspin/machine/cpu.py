@@ -8,7 +8,7 @@ nesting of task → softirq → hardirq → NMI that qspinlock's four MCS nodes 
 
 from __future__ import annotations
 
-from typing import Generator
+from collections.abc import Generator
 
 TASK, SOFTIRQ, HARDIRQ, NMI = 0, 1, 2, 3
 LEVEL_NAMES = ("task", "softirq", "hardirq", "nmi")

@@ -12,11 +12,11 @@ not runnable (unless the wait is bounded: then stepping it *is* the timeout); a 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from . import ops as o
-from .cpu import GuestCpu, GuestCode
+from .cpu import GuestCode, GuestCpu
 from .memory import MASKS, Memory
 from .scheduler import Scheduler
 
@@ -66,7 +66,7 @@ class Executor:
 
     def run(self, max_steps: int = 1_000_000) -> Outcome:
         out = self.outcome
-        for cpu, gen in zip(self.cpus, self.programs):
+        for cpu, gen in zip(self.cpus, self.programs, strict=False):
             self._settle(cpu, cpu.start(gen))
         current = None
         try:
@@ -180,7 +180,9 @@ class Executor:
                 holder = self.holders.get(lock_id)
                 if holder is not None:
                     self.outcome.verdict = "mutex"
-                    self.outcome.detail = f"cpu{cpu.id} entered the critical section of lock {lock_id} held by cpu{holder}"
+                    self.outcome.detail = (
+                        f"cpu{cpu.id} entered the critical section of lock {lock_id} held by cpu{holder}"
+                    )
                 self.holders[lock_id] = cpu.id
             else:
                 self.holders.pop(lock_id, None)

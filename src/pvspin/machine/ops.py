@@ -48,7 +48,7 @@ drivers answer them at once, at no cost, and they are never scheduling points.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .memory import Ref
 
@@ -387,21 +387,47 @@ def rmw_result(code: int, old: int, op: tuple, mask: int) -> tuple[int | None, o
     raise ValueError(f"not a read-modify-write: {OPCODE_NAMES[code]}")
 
 
-def describe(op: tuple, name_of=None) -> str:
-    """Human-readable form of an operation, e.g. ``xchg_acquire(lock0.tail, 0x40000)``."""
+_KERNEL_NAMES = {
+    (LOAD, RELAXED): "READ_ONCE",
+    (LOAD, ACQUIRE): "smp_load_acquire",
+    (STORE, RELAXED): "WRITE_ONCE",
+    (STORE, RELEASE): "smp_store_release",
+    (COND_LOAD, RELAXED): "smp_cond_load_relaxed",
+    (COND_LOAD, ACQUIRE): "smp_cond_load_acquire",
+}
+_RMW_NAMES = {
+    XCHG: "xchg",
+    CMPXCHG: "cmpxchg",
+    TRY_CMPXCHG: "try_cmpxchg",
+    FETCH_ADD: "atomic_fetch_add",
+    FETCH_OR: "atomic_fetch_or",
+    FETCH_ANDNOT: "atomic_fetch_andnot",
+}
+
+
+def _arg(value) -> str:
+    return hex(value) if isinstance(value, int) and not isinstance(value, bool) else repr(value)
+
+
+def describe(op: tuple, name_of: Callable[[Ref], str] | None = None) -> str:
+    """An operation as kernel code would spell it: ``xchg_relaxed(lock0.tail, 0x4)``."""
     code = op[0]
-    name = OPCODE_NAMES[code].lower()
     if code in MEMORY_OPS or code == PV_WAIT:
-        ref = op[1]
-        loc = name_of(ref) if name_of else ref.name
-        args = [loc] + [hex(a) if isinstance(a, int) and not isinstance(a, bool) else repr(a) for a in op[2:-1]]
-        if code == COND_LOAD:
-            args = [loc] + ([f"bound={op[4]}"] if op[4] is not None else [])
+        loc = name_of(op[1]) if name_of else op[1].name
+        if code in RMW_OPS:
+            order = op[-1]
+            suffix = "" if order == FULL else "_" + ORDER_NAMES[order]
+            return f"{_RMW_NAMES[code]}{suffix}({', '.join([loc, *map(_arg, op[2:-1])])})"
         if code == PV_WAIT:
             return f"pv_wait({loc}, {op[2]:#x})"
-        order = op[-1] if code != COND_LOAD else op[3]
-        suffix = "" if order == FULL or (code in (LOAD, STORE) and order == RELAXED) else "_" + ORDER_NAMES[order]
-        return f"{name}{suffix}({', '.join(args)})"
+        if code == COND_LOAD:
+            bound = f", bound={op[4]}" if op[4] is not None else ""
+            return f"{_KERNEL_NAMES[(code, op[3])]}({loc}{bound})"
+        if code == LOAD:
+            return f"{_KERNEL_NAMES.get((code, op[2]), 'load')}({loc})"
+        return f"{_KERNEL_NAMES.get((code, op[3]), 'store')}({loc}, {_arg(op[2])})"
     if code == FENCE:
         return FENCE_NAMES[op[1]] + "()"
-    return f"{name}({', '.join(map(repr, op[1:]))})"
+    if code == WORK:
+        return f"work({op[1]} cycles)"
+    return f"{OPCODE_NAMES[code].lower()}({', '.join(map(_arg, op[1:]))})"

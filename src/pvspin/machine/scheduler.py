@@ -20,7 +20,8 @@ Invariants a scheduler may rely on, and must keep:
 from __future__ import annotations
 
 import random
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 
 class Scheduler(Protocol):
