@@ -1,0 +1,391 @@
+"""x86 paravirt lock ops, their call sites and boot-time call patching (f233f7f1581e, v4.2).
+
+One :class:`Paravirt` per booted kernel (a simulation may run several guests), holding:
+
+* ``pv_ops.lock`` (:class:`pv_lock_ops`): ``queued_spin_lock_slowpath``, ``queued_spin_unlock``
+  (callee-save), ``wait``, ``kick``, ``vcpu_is_preempted`` (callee-save), with the native defaults
+  of arch/x86/kernel/paravirt-spinlocks.c.  Platform init (:mod:`pvspin.kernel.build`) may replace
+  them before patching, as ``kvm_spinlock_init`` does.
+* the kernel's lock call sites, recorded as ``.parainstructions`` entries
+  (:class:`paravirt_patch_site`), each holding 7 bytes of x86-64 code: ``ff 14 25 <abs32>``,
+  ``call *pv_lock_ops+8*type``, as ``PVOP_VCALL*`` / ``PVOP_VCALLEE*`` emitted it in 2015.
+* ``apply_paravirt``: ``native_patch`` / ``paravirt_patch_default`` / ``paravirt_patch_call``
+  rewrite the bytes of every site, padded with ``add_nops``.
+
+The bytes are the program.  The Python code that runs at a site is *translated from its current
+bytes* (:meth:`Paravirt.site_code`) and installed on the lock instance's call-site attribute:
+
+* ``call *slot`` → look the slot up in ``pv_ops.lock`` at call time (through the callee-save
+  thunk for callee-save slots) and charge an indirect call;
+* ``call rel32`` → call the function at that address directly, charge a direct call;
+* ``movb $0,(%rdi)`` → the release store of 0 to ``lock->locked``, nothing else;
+* ``xor %eax,%eax`` → return False; NOPs → nothing (0 cycles, see :mod:`pvspin.x86.costs`).
+
+So after ``apply_paravirt`` a patched site neither reads ``pv_ops`` nor enters a thunk unless its
+new bytes call one, exactly as on the machine.
+
+``patch_era``: ``"fixed"`` (default) patches callee-save sites to direct calls, as kernels do since
+b13b271933ee (2018, CVE-2018-15594).  ``"4.2"`` keeps the seed's ``paravirt_patch_call`` check
+``tgt_clobbers & ~site_clobbers``: ``paravirt_patch_default`` always passes CLBR_ANY as the target's
+clobbers, so every callee-save site (CLBR_RET_REG) is refused and stays an indirect call on guests.
+"""
+
+from __future__ import annotations
+
+import linecache
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..machine import ops
+from ..x86 import costs, encoding
+
+# --------------------------------------------------------------------------- clobbers (x86-64)
+CLBR_NONE = 0
+CLBR_RAX = 1 << 0
+CLBR_RCX = 1 << 1
+CLBR_RDX = 1 << 2
+CLBR_RDI = 1 << 3
+CLBR_RSI = 1 << 4
+CLBR_R8 = 1 << 5
+CLBR_R9 = 1 << 6
+CLBR_R10 = 1 << 7
+CLBR_R11 = 1 << 8
+CLBR_ANY = (1 << 9) - 1
+CLBR_RET_REG = CLBR_RAX
+CLOBBER_NAMES = {CLBR_ANY: "CLBR_ANY", CLBR_RET_REG: "CLBR_RET_REG"}
+
+# --------------------------------------------------------------------------- pv_ops.lock
+# Slot order of struct pv_lock_ops (vcpu_is_preempted appended in 4.11); the slot index is the
+# site's PARAVIRT_PATCH type, and its byte offset 8*index.
+LOCK_OPS = ("queued_spin_lock_slowpath", "queued_spin_unlock", "wait", "kick", "vcpu_is_preempted")
+CALLEE_SAVE_OPS = frozenset({"queued_spin_unlock", "vcpu_is_preempted"})
+MAX_PATCH_LEN = 254
+
+
+def PARAVIRT_PATCH(op: str) -> int:
+    """The patch type of ``pv_ops.lock.<op>``: its slot index in the ops table."""
+    return LOCK_OPS.index(op)
+
+
+class paravirt_callee_save:
+    """``struct paravirt_callee_save { void *func; }``: a slot holding a register-saving thunk."""
+
+    __slots__ = ("func",)
+
+    def __init__(self, func: Callable):
+        self.func = func
+
+
+class pv_lock_ops:
+    """``struct pv_lock_ops``: one attribute per slot, in :data:`LOCK_OPS` order."""
+
+    __slots__ = LOCK_OPS
+
+
+class paravirt_patch_template:
+    """``pv_ops`` (one ops structure since 2018); only its ``lock`` member is modelled."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self) -> None:
+        self.lock = pv_lock_ops()
+
+
+def PV_CALLEE_SAVE_REGS_THUNK(func: Callable, name: str, cycles: int = costs.CALLEE_SAVE_THUNK) -> Callable:
+    """``__raw_callee_save_<name>``: save the caller's registers, call ``func``, restore them.
+
+    ``cycles`` is the register save/restore and inner call (:mod:`pvspin.x86.costs`): the generic
+    x86-64 thunk of ``PV_CALLEE_SAVE_REGS_THUNK`` by default, less for the hand-written ones.
+    """
+    if cycles:
+        save_restore = ops.work(cycles, ops.WORK_CALL)
+
+        def thunk(*args):
+            yield save_restore
+            return (yield from func(*args))
+
+    else:
+
+        def thunk(*args):
+            return (yield from func(*args))
+
+    thunk.__name__ = thunk.__qualname__ = "__raw_callee_save_" + name
+    return thunk
+
+
+def _paravirt_nop(*args):
+    """``_paravirt_nop``: the native ``wait``/``kick``; a site calling it is patched to NOPs."""
+    return None
+    yield  # never reached: makes this a generator, like every op
+
+
+def native_vcpu_is_preempted(cpu):
+    """``__native_vcpu_is_preempted``: bare metal has no preemption of its CPUs."""
+    return False
+    yield  # never reached: makes this a generator, like every op
+
+
+# --------------------------------------------------------------------------- kernel image layout
+# Plausible x86-64 addresses (kernel text at 0xffffffff81000000, data above it), fixed so that
+# the bytes shown are stable.  Not taken from a real System.map.
+SYMBOLS: dict[str, int] = {
+    "_raw_spin_lock": 0xFFFFFFFF81A0C4F0,
+    "_raw_spin_unlock": 0xFFFFFFFF81A0C6B0,
+    "available_idle_cpu": 0xFFFFFFFF810CF2E0,
+    "native_queued_spin_lock_slowpath": 0xFFFFFFFF810F3A40,
+    "__pv_queued_spin_lock_slowpath": 0xFFFFFFFF810F3C90,
+    "__pv_queued_spin_unlock_slowpath": 0xFFFFFFFF810F40B0,
+    "__pv_queued_spin_unlock": 0xFFFFFFFF810F4130,
+    "__raw_callee_save___pv_queued_spin_unlock": 0xFFFFFFFF810F4160,
+    "__native_queued_spin_unlock": 0xFFFFFFFF81066A00,
+    "__raw_callee_save___native_queued_spin_unlock": 0xFFFFFFFF81066A10,
+    "__native_vcpu_is_preempted": 0xFFFFFFFF81066A50,
+    "__raw_callee_save___native_vcpu_is_preempted": 0xFFFFFFFF81066A60,
+    "_paravirt_nop": 0xFFFFFFFF810668E0,
+    "kvm_kick_cpu": 0xFFFFFFFF8105F750,
+    "kvm_wait": 0xFFFFFFFF8105F790,
+    "__kvm_vcpu_is_preempted": 0xFFFFFFFF8105F880,
+    "__raw_callee_save___kvm_vcpu_is_preempted": 0xFFFFFFFF8105F8C0,
+    "pv_lock_ops": 0xFFFFFFFF81C152E0,  # data: the 2015 name of pv_ops.lock
+}
+
+_SYMBOL_AT = {addr: name for name, addr in SYMBOLS.items()}
+
+# The lock call sites: (call-site wrapper = attribute it is installed on, op, function holding the
+# call, offset in it, arguments in calling-convention order rdi, rsi).  One site per op: the kernel
+# has several pv_wait/pv_kick call instructions, all patched alike.
+SITES = (
+    ("queued_spin_lock_slowpath", "queued_spin_lock_slowpath", "_raw_spin_lock", 0x1B, ("lock", "val")),
+    ("queued_spin_unlock", "queued_spin_unlock", "_raw_spin_unlock", 0x8, ("lock",)),
+    ("pv_wait", "wait", "__pv_queued_spin_lock_slowpath", 0x11D, ("ptr", "val")),
+    ("pv_kick", "kick", "__pv_queued_spin_unlock_slowpath", 0x4A, ("cpu",)),
+    ("vcpu_is_preempted", "vcpu_is_preempted", "available_idle_cpu", 0x26, ("cpu",)),
+)
+
+
+@dataclass
+class paravirt_patch_site:
+    """One ``.parainstructions`` entry (``struct paravirt_patch_site`` of 4.2) plus its bytes.
+
+    ``instr`` is the site address, ``instrtype`` the PARAVIRT_PATCH type, ``len`` the site length,
+    ``clobbers`` what the compiler let the call clobber.  ``original`` holds the bytes the compiler
+    emitted, ``insn`` the current bytes, ``code`` the Python function translated from them and
+    ``source`` its text.
+    """
+
+    name: str
+    op: str
+    caller: str
+    instr: int
+    instrtype: int
+    len: int
+    clobbers: int
+    args: tuple[str, ...]
+    original: bytes
+    insn: bytes = b""
+    code: Callable | None = None
+    source: str = ""
+    patched: bool = field(default=False)
+
+    @property
+    def where(self) -> str:
+        return f"{self.caller}+{self.instr - SYMBOLS[self.caller]:#x}"
+
+
+class Paravirt:
+    """The paravirt state of one booted kernel: ``pv_ops``, its functions' addresses, its sites.
+
+    ``native_slowpath`` and ``native_unlock`` are the lock instance's native functions;
+    ``install(name, code)`` puts a site's code where the lock code calls it.
+    """
+
+    def __init__(self, native_slowpath: Callable, native_unlock: Callable, install: Callable, patch_era: str = "fixed"):
+        if patch_era not in ("fixed", "4.2"):
+            raise ValueError(f"patch_era must be 'fixed' or '4.2', got {patch_era!r}")
+        self.patch_era = patch_era
+        self._install = install
+        self._functions: dict[int, Callable] = {}  # address -> function
+        self._addresses: dict[int, int] = {}  # id(function) -> address
+        self.noreplace_paravirt = False
+
+        self.pv_ops = paravirt_patch_template()
+        lock = self.pv_ops.lock
+        lock.queued_spin_lock_slowpath = self.define("native_queued_spin_lock_slowpath", native_slowpath)
+        lock.queued_spin_unlock = self.PV_CALLEE_SAVE("__native_queued_spin_unlock", native_unlock)
+        lock.wait = self.define("_paravirt_nop", _paravirt_nop)
+        lock.kick = lock.wait
+        lock.vcpu_is_preempted = self.PV_CALLEE_SAVE("__native_vcpu_is_preempted", native_vcpu_is_preempted)
+        self._native_unlock_thunk = lock.queued_spin_unlock.func
+        self._native_preempted_thunk = lock.vcpu_is_preempted.func
+
+        self.sites: list[paravirt_patch_site] = []
+        for name, op, caller, offset, args in SITES:
+            slot = PARAVIRT_PATCH(op)
+            instr = SYMBOLS[caller] + offset
+            original = encoding.call_indirect_abs32(SYMBOLS["pv_lock_ops"] + 8 * slot)
+            clobbers = CLBR_RET_REG if op in CALLEE_SAVE_OPS else CLBR_ANY
+            site = paravirt_patch_site(name, op, caller, instr, slot, len(original), clobbers, args, original)
+            self.text_poke_early(site, original)
+            self.sites.append(site)
+
+    # ----------------------------------------------------------------- kernel text
+    def define(self, name: str, func: Callable) -> Callable:
+        """Place ``func`` at the address of symbol ``name`` (a function of this kernel's text)."""
+        addr = SYMBOLS[name]
+        self._functions[addr] = func
+        self._addresses[id(func)] = addr
+        return func
+
+    def address_of(self, func: Callable) -> int:
+        try:
+            return self._addresses[id(func)]
+        except KeyError:
+            raise ValueError(f"{getattr(func, '__name__', func)!r} is not in this kernel's text") from None
+
+    def function_at(self, addr: int) -> Callable:
+        try:
+            return self._functions[addr]
+        except KeyError:
+            raise ValueError(f"no function at {addr:#x} in this kernel's text") from None
+
+    symbols = _SYMBOL_AT  # address -> name, for annotating disassembly
+
+    def PV_CALLEE_SAVE(self, name: str, func: Callable, cycles: int = costs.CALLEE_SAVE_THUNK) -> paravirt_callee_save:
+        """``PV_CALLEE_SAVE(func)``: a slot value holding ``__raw_callee_save_<name>``."""
+        self.define(name, func)
+        return paravirt_callee_save(
+            self.define("__raw_callee_save_" + name, PV_CALLEE_SAVE_REGS_THUNK(func, name, cycles))
+        )
+
+    # ----------------------------------------------------------------- native checks
+    def pv_is_native_spin_unlock(self) -> bool:
+        """``pv_is_native_spin_unlock``: the unlock slot still holds the native unlock's thunk."""
+        return self.pv_ops.lock.queued_spin_unlock.func is self._native_unlock_thunk
+
+    def pv_is_native_vcpu_is_preempted(self) -> bool:
+        """``pv_is_native_vcpu_is_preempted``: the slot still holds the native thunk."""
+        return self.pv_ops.lock.vcpu_is_preempted.func is self._native_preempted_thunk
+
+    # ----------------------------------------------------------------- patching
+    def get_call_destination(self, type_: int) -> Callable:
+        """``get_call_destination``: the function a site of this type calls (a thunk for callee-save)."""
+        op = LOCK_OPS[type_]
+        slot = getattr(self.pv_ops.lock, op)
+        return slot.func if op in CALLEE_SAVE_OPS else slot
+
+    def paravirt_patch_call(
+        self, buf: bytearray, target: Callable, tgt_clobbers: int, addr: int, site_clobbers: int, len_: int
+    ) -> int:
+        """``paravirt_patch_call``: write ``call target``; return the bytes used (``len_``: refused)."""
+        if self.patch_era == "4.2" and tgt_clobbers & ~site_clobbers:
+            return len_  # target would clobber too much for this site: keep the indirect call
+        buf[: encoding.CALL_REL32_LEN] = encoding.call_rel32(addr, self.address_of(target))
+        return encoding.CALL_REL32_LEN
+
+    @staticmethod
+    def paravirt_patch_insns(buf: bytearray, len_: int, template: bytes) -> int:
+        """``paravirt_patch_insns``: copy an inline template; too long → leave the site (silently, as 4.2)."""
+        if len(template) > len_:
+            return len_
+        buf[: len(template)] = template
+        return len(template)
+
+    def paravirt_patch_default(self, type_: int, clobbers: int, buf: bytearray, addr: int, len_: int) -> int:
+        """``paravirt_patch_default``: NOPs for ``_paravirt_nop``, otherwise a direct call."""
+        opfunc = self.get_call_destination(type_)
+        if opfunc is _paravirt_nop:
+            return 0
+        return self.paravirt_patch_call(buf, opfunc, CLBR_ANY, addr, clobbers, len_)
+
+    def native_patch(self, type_: int, clobbers: int, buf: bytearray, addr: int, len_: int) -> int:
+        """``native_patch`` (``pv_init_ops.patch`` on bare metal and KVM): inline the native unlock
+        and vcpu_is_preempted, hand everything else to ``paravirt_patch_default``."""
+        if type_ == PARAVIRT_PATCH("queued_spin_unlock") and self.pv_is_native_spin_unlock():
+            return self.paravirt_patch_insns(buf, len_, encoding.MOVB_0_RDI)
+        if type_ == PARAVIRT_PATCH("vcpu_is_preempted") and self.pv_is_native_vcpu_is_preempted():
+            return self.paravirt_patch_insns(buf, len_, encoding.XOR_EAX_EAX)
+        return self.paravirt_patch_default(type_, clobbers, buf, addr, len_)
+
+    def apply_paravirt(self) -> None:
+        """``apply_paravirt``: patch every site and install the code translated from its new bytes.
+
+        Does nothing under ``noreplace-paravirt`` (:attr:`noreplace_paravirt`).
+        """
+        if self.noreplace_paravirt:
+            return
+        for site in self.sites:
+            ops.BUG_ON(site.len > MAX_PATCH_LEN, f"{site.where}: site longer than MAX_PATCH_LEN")
+            buf = bytearray(site.insn)
+            used = self.native_patch(site.instrtype, site.clobbers, buf, site.instr, site.len)
+            ops.BUG_ON(used > site.len, f"{site.where}: patch longer than the site")
+            buf[used:] = encoding.add_nops(site.len - used)
+            site.patched = bytes(buf) != site.original
+            self.text_poke_early(site, bytes(buf))
+
+    def text_poke_early(self, site: paravirt_patch_site, code: bytes) -> None:
+        """``text_poke_early``: new bytes at the site, and the code they mean installed."""
+        site.insn = code
+        site.code, site.source = self.site_code(site)
+        self._install(site.name, site.code)
+
+    # ----------------------------------------------------------------- translation
+    def site_code(self, site: paravirt_patch_site) -> tuple[Callable, str]:
+        """Translate the site's current bytes into a generator function, and return it with its source."""
+        args = ", ".join(site.args)
+        namespace: dict[str, object] = {"_pv_ops": self.pv_ops}
+        body: list[str] = []
+        yields = False
+        result = None  # Python expression for %rax after the sequence
+        for insn in encoding.decode(site.insn, site.instr):
+            if insn.kind == encoding.CALL_INDIRECT:
+                op = self._slot_at(insn.operand)
+                callee = f"_pv_ops.lock.{op}" + (".func" if op in CALLEE_SAVE_OPS else "")
+                namespace["_indirect_call"] = ops.work(costs.INDIRECT_CALL, ops.WORK_CALL)
+                body += [
+                    f"# {insn.addr:#x}: call *pv_lock_ops+{8 * LOCK_OPS.index(op)} (pv_ops.lock.{op}, read now)",
+                    "yield _indirect_call",
+                    f"rax = yield from {callee}({args})",
+                ]
+                result, yields = "rax", True
+            elif insn.kind == encoding.CALL:
+                target = self.function_at(insn.operand)
+                ref = f"_target{len(namespace)}"
+                namespace[ref] = target
+                namespace["_direct_call"] = ops.work(costs.DIRECT_CALL, ops.WORK_CALL)
+                body += [
+                    f"# {insn.addr:#x}: call {insn.operand:#x} <{_SYMBOL_AT[insn.operand]}>",
+                    "yield _direct_call",
+                    f"rax = yield from {ref}({args})",
+                ]
+                result, yields = "rax", True
+            elif insn.kind == encoding.MOVB_STORE:
+                # (%rdi) is the first argument, a struct qspinlock: its byte 0 is ->locked.  A plain
+                # mov is a release store on x86 (TSO).
+                body += [
+                    f"# {insn.addr:#x}: movb $0,(%rdi)",
+                    f"yield ({ops.STORE}, {site.args[0]}.locked, 0, {ops.RELEASE})  # smp_store_release",
+                ]
+                yields = True
+            elif insn.kind == encoding.XOR_EAX:
+                body.append(f"# {insn.addr:#x}: xor %eax,%eax")
+                result = "False"
+            # NOPs: no code, no cycles
+        if result is not None:
+            body.append(f"return {result}")
+        elif not yields:
+            body.append("return None")
+        if not yields:
+            body.append("yield  # never reached: makes this a generator, as callers `yield from` a site")
+        filename = f"<paravirt site {site.name} at {site.where}>"
+        source = f"def {site.name}({args}):\n" + "".join(f"    {line}\n" for line in body)
+        exec(compile(source, filename, "exec"), namespace)
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        code = namespace[site.name]
+        code.__qualname__ = f"{site.name}@{site.where}"
+        return code, source
+
+    def _slot_at(self, addr: int) -> str:
+        index, rem = divmod(addr - SYMBOLS["pv_lock_ops"], 8)
+        if rem or not 0 <= index < len(LOCK_OPS):
+            raise ValueError(f"indirect call through {addr:#x}, which is not a pv_lock_ops slot")
+        return LOCK_OPS[index]
