@@ -1,0 +1,99 @@
+"""Configuration of the simulated host: costs, hypervisor policy, interrupts.
+
+Every default names its source.  Figures from ``shared/reference/published-figures.md``
+are cited by the commit that published them; the rest are stated assumptions about a
+2015-era Intel server (Haswell-EX, the machine the PV spinlock figures were measured on),
+and every one is a knob.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Hypervisor = Literal["baremetal", "kvm", "kvm-nopv"]
+
+
+class Costs(BaseModel):
+    """Cycle costs charged by the timed simulator (integer cycles at ``freq_mhz``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    freq_mhz: int = Field(2500, gt=0, description="core clock; 2.4–2.9 GHz Westmere/Haswell in the published figures")
+
+    # cache hierarchy (assumptions, Haswell-class; cf. Agner Fog's tables and Intel's optimization manual)
+    l1_hit: int = Field(4, ge=0, description="load hitting a line this core holds")
+    store_hit: int = Field(1, ge=0, description="store to a line held exclusive (retires into the store buffer)")
+    locked_rmw: int = Field(
+        20, ge=0, description="extra cost of a LOCK-prefixed RMW over a plain access (~18–20 cycles)"
+    )
+    remote_transfer: int = Field(120, ge=0, description="cache-to-cache transfer of a line from another core (~50 ns)")
+    memory_fetch: int = Field(200, ge=0, description="line fetched from DRAM (~80 ns)")
+    transfer_jitter: int = Field(
+        24, ge=0, description="each transfer takes 0..N extra cycles (seeded): distance and contention vary"
+    )
+    line_occupancy: int = Field(
+        120, ge=0, description="cycles one transfer keeps its line busy: transfers of a line serialize"
+    )
+    mfence: int = Field(33, ge=0, description="smp_mb() as MFENCE / locked add to the stack")
+    pause: int = Field(10, ge=0, description="cpu_relax(): PAUSE latency before Skylake (~10 cycles)")
+
+    # hypervisor (published figures where they exist)
+    vm_exit: int = Field(1200, ge=0, description="VM exit + entry round trip (assumption: ~0.5 µs on Haswell VMX)")
+    context_switch: int = Field(
+        5000, ge=0, description="host switch between two vCPU threads on one pCPU (~2 µs, assumption)"
+    )
+    kick_hypercall_ns: int = Field(
+        7400, ge=0, description="PV kick hypercall, issuer side: 7.4 µs (Haswell-EX), commit 45e898b73562"
+    )
+    kick_wake_ns: int = Field(
+        63600,
+        ge=0,
+        description="kick until the halted vCPU runs again, unloaded host: 63.6 µs (Haswell-EX), commit 45e898b73562",
+    )
+    steal_time_read: int = Field(4, ge=0, description="vcpu_is_preempted(): one load of the steal-time preempted byte")
+
+    def ns(self, ns: int) -> int:
+        """Nanoseconds to cycles at this clock."""
+        return ns * self.freq_mhz // 1000
+
+    def us(self, us: float) -> int:
+        return int(us * self.freq_mhz)
+
+
+class Scheduling(BaseModel):
+    """The host scheduler: a CFS-like policy over one global run queue.
+
+    Defaults are Linux CFS's with its logarithmic CPU scaling at 8+ CPUs
+    (``sysctl_sched_latency`` 6 ms × 4, ``min_granularity`` 0.75 ms × 4,
+    ``wakeup_granularity`` 1 ms × 4).  A vCPU that spins keeps its pCPU until its slice
+    ends: that is the problem paravirt spinlocks exist to solve.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sched_latency_us: int = Field(24000, gt=0)
+    min_granularity_us: int = Field(3000, gt=0)
+    wakeup_granularity_us: int = Field(4000, ge=0)
+    ple: bool = Field(True, description="pause-loop exiting: a vCPU spinning past the window exits and yields")
+    ple_window: int = Field(4096, gt=0, description="KVM's default ple_window, cycles of PAUSE-looping before an exit")
+
+
+class Interrupts(BaseModel):
+    """Guest interrupts: each vCPU is interrupted at ``rate_hz`` (Poisson), handlers at ``level``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate_hz: float = Field(0.0, ge=0)
+    level: Literal["softirq", "hardirq", "nmi"] = "hardirq"
+
+
+class HostConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pcpus: int = Field(4, gt=0, description="physical CPUs")
+    hypervisor: Hypervisor = "kvm"
+    costs: Costs = Costs()
+    scheduling: Scheduling = Scheduling()
+    spurious_wakeup_hz: float = Field(0.0, ge=0, description="rate at which a halted vCPU wakes without a kick")

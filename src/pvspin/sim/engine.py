@@ -1,0 +1,808 @@
+"""The timed simulator: guest code on vCPUs, vCPUs on physical CPUs, time in integer cycles.
+
+One heap of ``(time, seq, kind, target, generation)`` events drives everything.  A vCPU's
+pending operation *completes* at an event: its effect is applied to guest memory then,
+its result is sent back to the guest code, and the next operation is issued, its
+completion time given by the cache model.  When several vCPUs complete at the same
+cycle, the :class:`~pvspin.machine.scheduler.Scheduler` decides their order — the same
+interface the model checker drives, so a seed picks one legal interleaving among ties.
+
+Spinning is event-driven.  A vCPU in ``smp_cond_load_*`` whose condition is false
+registers as a watcher of its cache line and schedules nothing: it is woken to re-read
+the line when someone writes it.  A bounded spin schedules one timeout event; pause-loop
+exiting schedules one event per window.  Host time therefore does not grow with how long
+a vCPU spins — but the vCPU holds its pCPU all that while, which is the whole problem.
+
+The hypervisor half (run queue, time slices, halt and kick, PLE, steal time) lives here
+too, because it is what decides *when* guest operations run; its policy knobs are in
+:mod:`pvspin.sim.config`.  Interrupts push a handler context on the vCPU
+(:class:`~pvspin.machine.cpu.GuestCpu`) and resume the interrupted operation afterwards.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from heapq import heappop, heappush
+
+from ..machine import ops as o
+from ..machine.cpu import HARDIRQ, NMI, SOFTIRQ, GuestCode, GuestCpu
+from ..machine.memory import MASKS, Memory
+from ..machine.scheduler import RandomScheduler, Scheduler
+from .cache import CacheModel
+from .config import HostConfig
+
+# vCPU states
+RUNNING, RUNNABLE, HALTED, DONE = range(4)
+STATE_NAMES = ("running", "runnable", "halted", "done")
+
+# event kinds
+STEP, SLICE, WAKE, TIMEOUT, PLE, IRQ = range(6)
+
+# time accounting slots, per vCPU
+T_RUN, T_SPIN, T_CS, T_HV, T_HALT, T_PREEMPT = range(6)
+ACCOUNT_NAMES = ("running", "spinning", "critical_section", "hypervisor", "halted", "runnable")
+
+IRQ_LEVELS = {"softirq": SOFTIRQ, "hardirq": HARDIRQ, "nmi": NMI}
+
+_RMW = o.RMW_OPS
+_LOAD, _STORE, _COND, _WORK, _RELAX, _FENCE = o.LOAD, o.STORE, o.COND_LOAD, o.WORK, o.CPU_RELAX, o.FENCE
+_CMPXCHG, _TRY_CMPXCHG, _XCHG = o.CMPXCHG, o.TRY_CMPXCHG, o.XCHG
+_LOCAL = o.LOCAL_OPS
+
+
+class SimulationError(Exception):
+    """The simulated system did something the model forbids (a guest BUG(), a bad kick)."""
+
+
+class VCpu:
+    """A virtual CPU: guest code, hypervisor state and accounting."""
+
+    __slots__ = (
+        "id", "guest", "cpu", "gcpu", "state", "pcpu", "last_pcpu", "gen", "op", "step_at", "remaining",
+        "spinning", "spin_deadline", "spin_budget", "spin_since", "vruntime", "run_since", "since",
+        "kick_latched", "waking", "woken", "preempted", "acct", "cs_depth", "cs_since", "saved", "irq_pending",
+        "ops", "kicks", "halts", "exits", "cs_entries", "rng",
+    )  # fmt: skip
+
+    def __init__(self, vid: int, guest: Guest, cpu: int):
+        self.id = vid
+        self.guest = guest
+        self.cpu = cpu  # the guest's own CPU number (smp_processor_id)
+        self.gcpu = GuestCpu(cpu)
+        self.state = RUNNABLE
+        self.pcpu: int | None = None
+        self.last_pcpu: int | None = None
+        self.gen = 0
+        self.op: tuple | None = None
+        self.step_at = 0
+        self.remaining: int | None = None  # cycles left of an operation interrupted mid-flight
+        self.spinning = False
+        self.spin_deadline: int | None = None
+        self.spin_budget: int | None = None
+        self.spin_since = 0
+        self.vruntime = 0
+        self.run_since = 0
+        self.since = 0
+        self.kick_latched = False
+        self.waking = False
+        self.woken = False
+        self.preempted = False
+        self.acct = [0] * 6
+        self.cs_depth = 0
+        self.cs_since = 0
+        self.saved: list[tuple] = []
+        self.irq_pending = False
+        self.ops = 0
+        self.kicks = 0
+        self.halts = 0
+        self.exits = 0
+        self.cs_entries = 0
+        self.rng: random.Random | None = None
+
+    def __repr__(self) -> str:
+        return f"{self.guest.name}/vcpu{self.cpu}"
+
+
+class Guest:
+    """One guest VM: its memory, its vCPUs, and what its kernel reported."""
+
+    def __init__(self, index: int, name: str, mem: Memory, irq_handler, irq_rate_hz: float, irq_level: int):
+        self.index = index
+        self.name = name
+        self.mem = mem
+        self.vcpus: list[VCpu] = []
+        self.irq_handler = irq_handler
+        self.irq_rate_hz = irq_rate_hz
+        self.irq_level = irq_level
+        self.lock_events: dict[str, int] = {}
+        self.warnings: list[str] = []
+        self.holders: dict[object, VCpu] = {}
+        self.mutex_failures = 0
+        self.lock_holder_preemptions = 0
+        self.line_base = index << 40
+
+
+class PCpu:
+    __slots__ = ("id", "vcpu", "gen", "busy", "last_vcpu")
+
+    def __init__(self, pid: int):
+        self.id = pid
+        self.vcpu: VCpu | None = None
+        self.gen = 0
+        self.busy = 0  # cycles spent running vCPUs (closed intervals)
+        self.last_vcpu: VCpu | None = None
+
+
+class Simulator:
+    """Discrete-event simulation of a virtualization host running guest kernels."""
+
+    def __init__(
+        self, host: HostConfig, seed: int = 0, scheduler: Scheduler | None = None, recorder: Callable | None = None
+    ):
+        self.host = host
+        self.costs = host.costs
+        self.seed = seed
+        self.scheduler = scheduler or RandomScheduler(seed)
+        self.scheduler.new_execution()
+        self.rng = random.Random(seed)
+        self.recorder = recorder
+        self.now = 0
+        self.heap: list[tuple] = []
+        self.seq = 0
+        self.events = 0
+        self.cache = CacheModel(self.costs, self.rng)
+        self.pcpus = [PCpu(i) for i in range(host.pcpus)]
+        self.idle: list[PCpu] = list(self.pcpus)
+        self.runqueue: list[VCpu] = []
+        self.guests: list[Guest] = []
+        self.vcpus: list[VCpu] = []
+        self.watchers: dict[int, list[VCpu]] = {}
+        self.bare_metal = host.hypervisor == "baremetal"
+        sched = host.scheduling
+        c = self.costs
+        self.sched_latency = c.us(sched.sched_latency_us)
+        self.min_granularity = c.us(sched.min_granularity_us)
+        self.wakeup_granularity = c.us(sched.wakeup_granularity_us)
+        self.ple = sched.ple and not self.bare_metal
+        self.ple_window = sched.ple_window
+        self.spin_iteration = c.pause + c.l1_hit  # one turn of a PAUSE + load spin loop
+        self.vm_exit = 0 if self.bare_metal else c.vm_exit
+        self.kick_cost = c.ns(c.kick_hypercall_ns)
+        self.kick_wake = c.ns(c.kick_wake_ns)
+        self.spurious_hz = host.spurious_wakeup_hz
+        self.started = False
+        self.until = 0
+
+    # ================================================================ set-up
+    def add_guest(
+        self,
+        name: str,
+        mem: Memory,
+        programs: Iterable[GuestCode],
+        irq_handler: Callable[[int], GuestCode] | None = None,
+        irq_rate_hz: float = 0.0,
+        irq_level: str = "hardirq",
+    ) -> Guest:
+        """Add a guest whose vCPU ``i`` runs ``programs[i]`` (a started-on-demand generator)."""
+        if self.started:
+            raise SimulationError("guests must be added before the simulation starts")
+        if irq_level not in IRQ_LEVELS:
+            raise ValueError(f"unknown interrupt level {irq_level!r} (softirq, hardirq or nmi)")
+        guest = Guest(len(self.guests), name, mem, irq_handler, irq_rate_hz, IRQ_LEVELS[irq_level])
+        programs = list(programs)
+        if not programs:
+            raise ValueError(f"guest {name!r} has no vCPUs")
+        for cpu, program in enumerate(programs):
+            v = VCpu(len(self.vcpus), guest, cpu)
+            v.rng = random.Random(f"{self.seed}:{guest.index}:{cpu}")
+            guest.vcpus.append(v)
+            self.vcpus.append(v)
+            v.op = self._settle(v, v.gcpu.start(program))
+        if self.bare_metal and len(self.vcpus) > len(self.pcpus):
+            raise ValueError(f"bare metal runs one CPU per pCPU: {len(self.vcpus)} CPUs on {len(self.pcpus)} pCPUs")
+        self.guests.append(guest)
+        return guest
+
+    def _push(self, t: int, kind: int, target, gen: int) -> None:
+        self.seq += 1
+        heappush(self.heap, (t, self.seq, kind, target, gen))
+
+    def _start(self) -> None:
+        self.started = True
+        for v in self.vcpus:
+            if v.op is None:
+                v.state = DONE
+                continue
+            self.runqueue.append(v)
+            if v.guest.irq_rate_hz > 0 and v.guest.irq_handler is not None:
+                self._push(self._exp(v.rng, v.guest.irq_rate_hz), IRQ, v, 0)
+        while self.idle and self.runqueue:
+            self._dispatch(self.idle.pop(0), 0)
+
+    def _exp(self, rng: random.Random, rate_hz: float) -> int:
+        return self.now + 1 + int(rng.expovariate(rate_hz) * self.costs.freq_mhz * 1_000_000)
+
+    # ================================================================ main loop
+    def run(self, cycles: int) -> None:
+        """Advance simulated time by ``cycles`` (or until every program has finished)."""
+        if cycles < 0:
+            raise ValueError(f"cannot run for a negative time ({cycles} cycles)")
+        if not self.started:
+            self._start()
+        until = self.until = self.now + cycles
+        heap = self.heap
+        complete = self._complete
+        try:
+            while heap:
+                ev = heap[0]
+                t = ev[0]
+                if t > until:
+                    break
+                heappop(heap)
+                kind = ev[2]
+                v = ev[3]
+                self.now = t
+                self.events += 1
+                if kind == STEP:
+                    if ev[4] != v.gen:
+                        continue
+                    if heap and heap[0][0] == t and heap[0][2] == STEP:
+                        v = self._tie_break(v, t)
+                    complete(v, t)
+                elif kind == SLICE:
+                    if ev[4] == v.gen:
+                        self._slice_end(v, t)
+                elif kind == WAKE:
+                    if ev[4] == v.gen and v.state == HALTED:
+                        self._wake(v, t)
+                elif kind == TIMEOUT:
+                    if ev[4] == v.gen and v.spinning:
+                        self._spin_timeout(v, t)
+                elif kind == PLE:
+                    if ev[4] == v.gen and v.spinning and v.state == RUNNING:
+                        self._ple_exit(v, t)
+                elif v.state == RUNNING or ev[4] == 0:
+                    self._irq(v, t, ev[4] == 1)
+        except o.GuestBug as bug:
+            raise SimulationError(f"guest BUG at cycle {self.now}: {bug}") from None
+        self.now = until if not heap or heap[0][0] > until else self.now
+        self._close_accounts(self.now)
+
+    def _tie_break(self, first: VCpu, t: int) -> VCpu:
+        """Several vCPUs complete at cycle ``t``: the scheduler picks who goes first."""
+        heap = self.heap
+        tied = [first]
+        while heap and heap[0][0] == t and heap[0][2] == STEP:
+            ev = heappop(heap)
+            if ev[4] == ev[3].gen:
+                tied.append(ev[3])
+        if len(tied) == 1:
+            return first
+        tied.sort(key=lambda v: v.id)
+        chosen_id = self.scheduler.next_cpu(tuple(v.id for v in tied), None)
+        chosen = next(v for v in tied if v.id == chosen_id)
+        for v in tied:
+            if v is not chosen:
+                self._push(t, STEP, v, v.gen)
+        return chosen
+
+    # ================================================================ guest operations
+    def _complete(self, v: VCpu, t: int) -> None:
+        """``v``'s pending operation completes at ``t``: apply it, advance the guest code.
+
+        Fast lane: when the next operation completes strictly before any queued event, it
+        is the next event anyway, so it runs here without a round trip through the heap.
+        """
+        heap = self.heap
+        until = self.until
+        watchers = self.watchers
+        line_base = v.guest.line_base
+        mem = v.guest.mem
+        read = mem.read
+        while True:
+            op = v.op
+            code = op[0]
+            if code == _LOAD:
+                ref = op[1]
+                result = read(ref.addr, ref.size)
+            elif code == _COND:
+                ref = op[1]
+                result = read(ref.addr, ref.size)
+                if not op[2](result):
+                    self._spin(v, t)
+                    return
+                if v.spinning:
+                    self._spin_stop(v, t)
+            elif code == _STORE:
+                ref = op[1]
+                mem.write(ref.addr, ref.size, op[2])
+                result = None
+                if line_base | ref.line in watchers:
+                    self._notify(line_base | ref.line, t)
+            elif code in _RMW:
+                ref = op[1]
+                new, result = o.rmw_result(code, read(ref.addr, ref.size), op, MASKS[ref.size])
+                if new is not None:
+                    mem.write(ref.addr, ref.size, new)
+                if line_base | ref.line in watchers:
+                    self._notify(line_base | ref.line, t)
+            elif code == o.PV_WAIT:
+                delay = self._pv_wait(v, op, t)
+                if delay is None:
+                    return
+                t += delay
+                result = None
+            elif code == o.PV_KICK:
+                self._pv_kick(v, op[1], t)
+                result = None
+            elif code == o.VCPU_IS_PREEMPTED:
+                target = v.guest.vcpus[op[1]]
+                result = target.state == RUNNABLE and target.preempted
+            else:  # WORK, CPU_RELAX, FENCE: time only
+                result = None
+            if self.recorder is not None:
+                self.recorder(t, v.id, code, result)
+            # advance the guest code
+            v.gen += 1
+            v.ops += 1
+            gcpu = v.gcpu
+            depth = len(gcpu.contexts)
+            nxt = gcpu.resume(result)
+            if nxt is not None and nxt[0] in _LOCAL:
+                nxt = self._settle(v, nxt)
+            if len(gcpu.contexts) < depth and v.saved:
+                self._irq_return(v, t)
+                return
+            v.op = nxt
+            if nxt is None:
+                self._finish(v, t)
+                return
+            done = self._cost(v, nxt, t)
+            v.step_at = done
+            if done > until or (heap and done >= heap[0][0]) or v.state != RUNNING:
+                self.seq += 1
+                heappush(heap, (done, self.seq, STEP, v, v.gen))
+                return
+            t = self.now = done
+            self.events += 1
+
+    def _advance(self, v: VCpu, result, t: int) -> None:
+        """Send ``result`` to the guest code and issue its next shared operation at ``t``."""
+        v.gen += 1
+        v.ops += 1
+        gcpu = v.gcpu
+        depth = len(gcpu.contexts)
+        nxt = gcpu.resume(result)
+        if nxt is not None and nxt[0] in _LOCAL:
+            nxt = self._settle(v, nxt)
+        if len(gcpu.contexts) < depth and v.saved:
+            self._irq_return(v, t)
+            return
+        self._issue(v, nxt, t)
+
+    def _issue(self, v: VCpu, op: tuple | None, t: int) -> None:
+        """Start ``op`` on ``v`` at ``t``: schedule its completion."""
+        v.op = op
+        if op is None:
+            self._finish(v, t)
+            return
+        v.step_at = done = self._cost(v, op, t)
+        self.seq += 1
+        heappush(self.heap, (done, self.seq, STEP, v, v.gen))
+
+    def _cost(self, v: VCpu, op: tuple, t: int) -> int:
+        """When ``op``, issued by ``v`` at ``t``, completes: the cost model's answer."""
+        code = op[0]
+        if code == _LOAD or code == _COND or code == o.PV_WAIT:
+            return self.cache.read(v.pcpu, v.guest.line_base | op[1].line, t)
+        if code == _STORE:
+            return self.cache.write(v.pcpu, v.guest.line_base | op[1].line, t, False)
+        if code in _RMW:
+            return self.cache.write(v.pcpu, v.guest.line_base | op[1].line, t, True)
+        if code == _WORK:
+            return t + op[1]
+        if code == _RELAX:
+            return t + self.costs.pause
+        if code == _FENCE:
+            return t + (self.costs.mfence if op[1] == o.MB else 0)
+        if code == o.PV_KICK:
+            v.acct[T_HV] += self.kick_cost
+            return t + self.kick_cost
+        if code == o.VCPU_IS_PREEMPTED:
+            return t + self.costs.steal_time_read
+        raise SimulationError(f"unknown operation {op!r}")
+
+    def _settle(self, v: VCpu, op: tuple | None) -> tuple | None:
+        """Answer local operations (no time, no scheduling point) until a shared one."""
+        gcpu = v.gcpu
+        while op is not None and op[0] in _LOCAL:
+            code = op[0]
+            result = None
+            if code == o.LOCKEVENT:
+                if op[2]:
+                    events = v.guest.lock_events
+                    events[op[1]] = events.get(op[1], 0) + op[2]
+            elif code == o.CS:
+                self._cs(v, op[1], op[2])
+            elif code == o.SMP_PROCESSOR_ID:
+                result = v.cpu
+            elif code == o.IRQS:
+                result = gcpu.irqs_enabled
+                gcpu.irqs_enabled = op[1]
+                if op[1] and v.irq_pending:  # deliver what arrived while they were off
+                    self._push(self.now, IRQ, v, 1)
+            elif code == o.IN_NMI:
+                result = gcpu.level == NMI
+            elif code == o.WARN:
+                v.guest.warnings.append(f"{v}: {op[1]}")
+            op = gcpu.resume(result)
+        return op
+
+    def _cs(self, v: VCpu, lock_id, delta: int) -> None:
+        guest = v.guest
+        t = self.now
+        if delta > 0:
+            holder = guest.holders.get(lock_id)
+            if holder is not None:
+                guest.mutex_failures += 1
+            guest.holders[lock_id] = v
+            v.cs_entries += 1
+            if v.cs_depth == 0:
+                v.cs_since = t
+            v.cs_depth += 1
+        else:
+            if guest.holders.get(lock_id) is v:
+                del guest.holders[lock_id]
+            v.cs_depth -= 1
+            if v.cs_depth == 0:
+                v.acct[T_CS] += t - v.cs_since
+
+    # ================================================================ spinning
+    def _spin(self, v: VCpu, t: int) -> None:
+        """The condition of ``v``'s wait is false: watch the line, arm timeout and PLE."""
+        key = v.guest.line_base | v.op[1].line
+        watchers = self.watchers.get(key)
+        if watchers is None:
+            self.watchers[key] = [v]
+        else:
+            watchers.append(v)
+        if v.spinning:
+            return  # a re-check that failed: timeout and PLE events stay armed
+        v.spinning = True
+        v.spin_since = t
+        bound = v.op[4]
+        if v.spin_budget is None and bound is not None:
+            v.spin_budget = bound * self.spin_iteration
+        if v.spin_budget is not None:
+            v.spin_deadline = t + v.spin_budget
+            self._push(v.spin_deadline, TIMEOUT, v, v.gen)
+        if self.ple:
+            self._push(t + self.ple_window, PLE, v, v.gen)
+
+    def _spin_stop(self, v: VCpu, t: int) -> None:
+        v.spinning = False
+        v.acct[T_SPIN] += t - v.spin_since
+        v.spin_budget = None
+        v.spin_deadline = None
+
+    def _unwatch(self, v: VCpu) -> None:
+        key = v.guest.line_base | v.op[1].line
+        watchers = self.watchers.get(key)
+        if watchers and v in watchers:
+            watchers.remove(v)
+            if not watchers:
+                del self.watchers[key]
+
+    def _notify(self, key: int, t: int) -> None:
+        """A write to line ``key`` completed: every running watcher re-reads it."""
+        watchers = self.watchers.pop(key)
+        read = self.cache.read
+        for w in watchers:
+            if w.state == RUNNING:
+                done = read(w.pcpu, key, t)
+                w.step_at = done
+                self._push(done, STEP, w, w.gen)
+
+    def _spin_timeout(self, v: VCpu, t: int) -> None:
+        """A bounded spin ran out of iterations: the wait returns the last value read."""
+        self._unwatch(v)
+        self._spin_stop(v, t)
+        ref = v.op[1]
+        self._advance(v, v.guest.mem.read(ref.addr, ref.size), t)
+
+    def _ple_exit(self, v: VCpu, t: int) -> None:
+        """Pause-loop exit: the spinner traps; KVM yields its pCPU to a preempted sibling."""
+        v.exits += 1
+        v.acct[T_HV] += self.vm_exit
+        candidates = [u for u in self.runqueue if u.guest is v.guest and u.preempted]
+        if not candidates:
+            self._push(t + self.vm_exit + self.ple_window, PLE, v, v.gen)
+            return
+        target = min(candidates, key=lambda u: (u.vruntime, u.id))
+        pcpu = self.pcpus[v.pcpu]
+        self._deschedule(v, t, RUNNABLE)
+        self.runqueue.append(v)
+        self.runqueue.remove(target)
+        self._place(pcpu, target, t + self.vm_exit)
+
+    # ================================================================ halt and kick
+    def _pv_wait(self, v: VCpu, op: tuple, t: int) -> int | None:
+        """``kvm_wait``: halt if ``*ptr == val``.
+
+        Returns None when ``v`` halted (it left its pCPU), else the cycles the call took
+        beyond its read: 0 when the value already differs, a VM exit for a HLT that finds
+        a latched kick (KVM's ``pv_unhalted``) and returns at once.
+        """
+        if v.gcpu.level == NMI:
+            return 0  # pv_wait is a no-op in NMI context
+        ref = op[1]
+        if v.guest.mem.read(ref.addr, ref.size) != op[2]:
+            return 0
+        v.exits += 1
+        v.acct[T_HV] += self.vm_exit
+        if v.kick_latched:
+            v.kick_latched = False
+            return self.vm_exit
+        v.halts += 1
+        self._deschedule(v, t, HALTED)
+        if self.spurious_hz > 0:
+            self._push(self._exp(v.rng, self.spurious_hz), WAKE, v, v.gen)
+        return None
+
+    def _pv_kick(self, v: VCpu, cpu: int, t: int) -> None:
+        guest = v.guest
+        if not 0 <= cpu < len(guest.vcpus):
+            raise SimulationError(f"{v} kicked cpu{cpu}, which does not exist")
+        target = guest.vcpus[cpu]
+        v.kicks += 1
+        if target.state == HALTED:
+            if not target.waking:
+                target.waking = True
+                self._push(t - self.kick_cost + self.kick_wake, WAKE, target, target.gen)
+        else:
+            target.kick_latched = True
+
+    def _wake(self, v: VCpu, t: int) -> None:
+        """A halted vCPU becomes runnable (kicked, spuriously, or by an interrupt)."""
+        v.waking = False
+        v.kick_latched = False
+        v.acct[T_HALT] += t - v.since
+        v.gen += 1
+        v.state = RUNNABLE
+        v.preempted = False
+        v.since = t
+        # CFS places a waking task no further back than half a latency behind the pack
+        floor = self._min_vruntime(t) - self.sched_latency // 2
+        if v.vruntime < floor:
+            v.vruntime = floor
+        v.woken = True  # its pv_wait returns once it runs again
+        self.runqueue.append(v)
+        if self.idle:
+            self._dispatch(self._idle_pcpu_for(v), t)
+        else:
+            self._check_wakeup_preempt(v, t)
+
+    def _min_vruntime(self, t: int) -> int:
+        values = [p.vcpu.vruntime + t - p.vcpu.run_since for p in self.pcpus if p.vcpu is not None]
+        values.extend(u.vruntime for u in self.runqueue)
+        return min(values) if values else 0
+
+    def _check_wakeup_preempt(self, v: VCpu, t: int) -> None:
+        worst = None
+        worst_vr = None
+        for p in self.pcpus:
+            u = p.vcpu
+            if u is None:
+                continue
+            vr = u.vruntime + t - u.run_since
+            if worst is None or vr > worst_vr:
+                worst, worst_vr = p, vr
+        if worst is not None and worst_vr - v.vruntime > self.wakeup_granularity:
+            self._preempt(worst, t)
+
+    # ================================================================ host scheduling
+    def _idle_pcpu_for(self, v: VCpu) -> PCpu:
+        for i, p in enumerate(self.idle):
+            if p.id == v.last_pcpu:
+                return self.idle.pop(i)
+        return self.idle.pop(0)
+
+    def _slice(self) -> int:
+        running = sum(1 for p in self.pcpus if p.vcpu is not None) + len(self.runqueue)
+        per_cpu = max(1, -(-running // len(self.pcpus)))
+        return max(self.min_granularity, self.sched_latency // per_cpu)
+
+    def _dispatch(self, pcpu: PCpu, t: int) -> None:
+        """Run the runnable vCPU with the least vruntime on ``pcpu`` (or leave it idle)."""
+        if not self.runqueue:
+            self.idle.append(pcpu)
+            self.idle.sort(key=lambda p: p.id)
+            return
+        v = min(self.runqueue, key=lambda u: (u.vruntime, u.id))
+        self.runqueue.remove(v)
+        self._place(pcpu, v, t)
+
+    def _place(self, pcpu: PCpu, v: VCpu, t: int) -> None:
+        if pcpu in self.idle:
+            self.idle.remove(pcpu)
+        start = t
+        if pcpu.last_vcpu is not None and pcpu.last_vcpu is not v and not self.bare_metal:
+            start += self.costs.context_switch
+            v.acct[T_HV] += self.costs.context_switch
+        pcpu.vcpu = v
+        pcpu.last_vcpu = v
+        v.acct[T_PREEMPT] += t - v.since  # runnable, waiting for a pCPU
+        v.state = RUNNING
+        v.preempted = False
+        v.pcpu = pcpu.id
+        v.last_pcpu = pcpu.id
+        v.run_since = t
+        v.since = t
+        if v.cs_depth:
+            v.cs_since = t
+        pcpu.gen += 1
+        if not self.bare_metal:
+            self._push(t + self._slice(), SLICE, pcpu, pcpu.gen)
+        self._resume_on_cpu(v, start)
+
+    def _resume_on_cpu(self, v: VCpu, t: int) -> None:
+        """Carry on with ``v``'s pending work after it was given a pCPU at ``t``."""
+        v.gen += 1
+        if v.irq_pending and v.gcpu.irqs_enabled:
+            v.irq_pending = False
+            self._deliver_irq(v, t)
+            return
+        if v.spinning:
+            v.spin_since = t
+            if v.spin_budget is not None:
+                v.spin_deadline = t + v.spin_budget
+                self._push(v.spin_deadline, TIMEOUT, v, v.gen)
+            if self.ple:
+                self._push(t + self.ple_window, PLE, v, v.gen)
+            self._recheck(v, t)
+        elif v.woken:  # the halt is over: pv_wait returns
+            v.woken = False
+            self._advance(v, None, t)
+        elif v.remaining is not None:
+            v.step_at = t + v.remaining
+            v.remaining = None
+            self._push(v.step_at, STEP, v, v.gen)
+        else:
+            self._issue(v, v.op, t)
+
+    def _recheck(self, v: VCpu, t: int) -> None:
+        done = self.cache.read(v.pcpu, v.guest.line_base | v.op[1].line, t)
+        v.step_at = done
+        self._push(done, STEP, v, v.gen)
+
+    def _deschedule(self, v: VCpu, t: int, new_state: int) -> None:
+        """Take ``v`` off its pCPU at ``t``, keeping whatever it was doing for later."""
+        pcpu = self.pcpus[v.pcpu]
+        ran = t - v.run_since
+        v.acct[T_RUN] += ran
+        pcpu.busy += ran
+        v.vruntime += ran
+        if v.spinning:
+            self._unwatch(v)
+            v.acct[T_SPIN] += t - v.spin_since
+            if v.spin_budget is not None:
+                v.spin_budget = max(0, v.spin_deadline - t)
+        elif new_state == RUNNABLE and v.step_at > t:
+            v.remaining = v.step_at - t
+        if v.cs_depth:
+            v.acct[T_CS] += t - v.cs_since
+            if new_state != DONE:
+                v.guest.lock_holder_preemptions += 1
+        v.gen += 1
+        v.state = new_state
+        v.preempted = new_state == RUNNABLE
+        v.since = t
+        v.pcpu = None
+        pcpu.vcpu = None
+        pcpu.gen += 1
+        if new_state != RUNNABLE:
+            self._dispatch(pcpu, t + self.vm_exit)
+
+    def _preempt(self, pcpu: PCpu, t: int) -> None:
+        v = pcpu.vcpu
+        v.exits += 1
+        self._deschedule(v, t, RUNNABLE)
+        self.runqueue.append(v)
+        self._dispatch(pcpu, t + self.vm_exit)
+
+    def _slice_end(self, pcpu: PCpu, t: int) -> None:
+        if self.runqueue:
+            self._preempt(pcpu, t)
+        else:
+            pcpu.gen += 1
+            self._push(t + self._slice(), SLICE, pcpu, pcpu.gen)
+
+    def _finish(self, v: VCpu, t: int) -> None:
+        self._deschedule(v, t, DONE)
+
+    # ================================================================ interrupts
+    def _irq(self, v: VCpu, t: int, deferred: bool) -> None:
+        """An interrupt arrives at ``v`` (``deferred``: one held back while IRQs were off)."""
+        guest = v.guest
+        if not deferred and v.state != DONE:
+            self._push(self._exp(v.rng, guest.irq_rate_hz), IRQ, v, 0)
+        if v.state == DONE or v.gcpu.level >= guest.irq_level:
+            return  # handlers do not nest at their own level: this one is dropped
+        if v.state == RUNNING and v.gcpu.irqs_enabled:
+            v.irq_pending = False
+            self._deliver_irq(v, t)
+        elif v.state == HALTED and v.gcpu.irqs_enabled:
+            v.irq_pending = True  # safe_halt: the interrupt ends the halt
+            self._wake(v, t)
+        else:
+            v.irq_pending = True
+
+    def _deliver_irq(self, v: VCpu, t: int) -> None:
+        """Push the guest's handler on ``v``, saving what the interrupted context was doing."""
+        remaining = None
+        budget = None
+        spinning = v.spinning
+        if spinning:
+            self._unwatch(v)
+            v.acct[T_SPIN] += t - v.spin_since
+            budget = None if v.spin_budget is None else max(0, v.spin_deadline - t)
+            v.spinning = False
+            v.spin_budget = None
+        elif not v.woken and v.step_at > t:
+            remaining = v.step_at - t
+        v.saved.append((v.op, remaining, spinning, budget, v.woken))
+        v.woken = False
+        v.gen += 1
+        guest = v.guest
+        op = self._settle(v, v.gcpu.interrupt(guest.irq_handler(v.cpu), guest.irq_level))
+        if len(v.gcpu.contexts) <= len(v.saved):  # the handler ended without a shared operation
+            self._irq_return(v, t)
+            return
+        self._issue(v, op, t)
+
+    def _irq_return(self, v: VCpu, t: int) -> None:
+        """A handler finished: the interrupted context carries on where it stood."""
+        pending, remaining, spinning, budget, woken = v.saved.pop()
+        v.op = pending
+        v.gen += 1
+        if woken:  # interrupted right after its halt ended: pv_wait returns now
+            self._advance(v, None, t)
+        elif spinning:
+            v.spin_budget = budget
+            v.spinning = True
+            v.spin_since = t
+            if budget is not None:
+                v.spin_deadline = t + budget
+                self._push(v.spin_deadline, TIMEOUT, v, v.gen)
+            if self.ple:
+                self._push(t + self.ple_window, PLE, v, v.gen)
+            self._recheck(v, t)
+        elif remaining is not None:
+            v.step_at = t + remaining
+            self._push(v.step_at, STEP, v, v.gen)
+        else:
+            self._issue(v, pending, t)
+
+    # ================================================================ accounting
+    def _close_accounts(self, t: int) -> None:
+        """Fold open intervals into the accounts, so metrics read at ``t`` are complete."""
+        for v in self.vcpus:
+            if v.state == RUNNING:
+                ran = t - v.run_since
+                v.acct[T_RUN] += ran
+                v.vruntime += ran
+                self.pcpus[v.pcpu].busy += ran
+                v.run_since = t
+                if v.spinning:
+                    v.acct[T_SPIN] += t - v.spin_since
+                    v.spin_since = t
+                if v.cs_depth:
+                    v.acct[T_CS] += t - v.cs_since
+                    v.cs_since = t
+            elif v.state == HALTED:
+                v.acct[T_HALT] += t - v.since
+                v.since = t
+            elif v.state == RUNNABLE:
+                v.acct[T_PREEMPT] += t - v.since
+                v.since = t
