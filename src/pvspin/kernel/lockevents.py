@@ -1,0 +1,67 @@
+"""Lock-event counter names, as in the kernel's kernel/locking/lock_events_list.h (v5.2+).
+
+Guest code emits them with :func:`pvspin.machine.ops.lockevent_inc` / ``lockevent_add`` /
+``lockevent_cond_inc`` at the places the kernel does; drivers sum them (the kernel keeps
+per-CPU counters and sums them on read from debugfs ``lock_event_counts/``).
+
+Three counters need a clock, which guest code does not have; the timed simulator
+maintains them around the ``pv_kick`` / ``pv_wait`` operations (the kernel does it in the
+``__pv_kick`` / ``__pv_wait`` wrappers of qspinlock_stat.h):
+
+* ``pv_latency_kick``: total time spent inside ``pv_kick``;
+* ``pv_latency_wake``: total time from a kick to the kicked vCPU running again;
+* ``pv_kick_wake``: number of wake-ups that followed a kick (the divisor of ``pv_latency_wake``).
+
+Read-out conventions (kernel ``lockevent_read``): ``pv_hash_hops`` is shown as the
+average per ``pv_kick_unlock``; the latencies as averages per ``pv_kick_unlock`` and
+``pv_kick_wake`` respectively.  On bare metal the kernel hides the ``pv_*`` files.
+"""
+
+from __future__ import annotations
+
+# paravirt qspinlock (kernel/locking/qspinlock_paravirt.h)
+PV_HASH_HOPS = "pv_hash_hops"  # total probes in pv_hash()
+PV_KICK_UNLOCK = "pv_kick_unlock"  # kicks issued by the unlock slowpath
+PV_KICK_WAKE = "pv_kick_wake"  # driver-maintained
+PV_LATENCY_KICK = "pv_latency_kick"  # driver-maintained
+PV_LATENCY_WAKE = "pv_latency_wake"  # driver-maintained
+PV_LOCK_STEALING = "pv_lock_stealing"  # successful steals in the hybrid trylock
+PV_SPURIOUS_WAKEUP = "pv_spurious_wakeup"  # queue-node wake-ups with node->locked still 0
+PV_WAIT_AGAIN = "pv_wait_again"  # queue-head waits after the first
+PV_WAIT_EARLY = "pv_wait_early"  # queue-node spins cut short by the previous node's state
+PV_WAIT_HEAD = "pv_wait_head"  # pv_wait() calls at the queue head
+PV_WAIT_NODE = "pv_wait_node"  # pv_wait() calls at a non-head queue node
+
+# qspinlock (kernel/locking/qspinlock.c)
+LOCK_PENDING = "lock_pending"  # acquisitions through the pending bit
+LOCK_SLOWPATH = "lock_slowpath"  # acquisitions through the MCS queue
+LOCK_USE_NODE2 = "lock_use_node2"  # slowpaths using the 2nd per-CPU node (idx 1)
+LOCK_USE_NODE3 = "lock_use_node3"
+LOCK_USE_NODE4 = "lock_use_node4"
+LOCK_NO_NODE = "lock_no_node"  # slowpaths with idx >= MAX_NODES (no node: spin on trylock)
+
+# Event name for node index idx (1..3); idx 0 is counted as lock_slowpath minus these.
+LOCK_USE_NODE = (None, LOCK_USE_NODE2, LOCK_USE_NODE3, LOCK_USE_NODE4)
+
+# In the order of lock_events_list.h.
+LOCK_EVENTS = (
+    PV_HASH_HOPS,
+    PV_KICK_UNLOCK,
+    PV_KICK_WAKE,
+    PV_LATENCY_KICK,
+    PV_LATENCY_WAKE,
+    PV_LOCK_STEALING,
+    PV_SPURIOUS_WAKEUP,
+    PV_WAIT_AGAIN,
+    PV_WAIT_EARLY,
+    PV_WAIT_HEAD,
+    PV_WAIT_NODE,
+    LOCK_PENDING,
+    LOCK_SLOWPATH,
+    LOCK_USE_NODE2,
+    LOCK_USE_NODE3,
+    LOCK_USE_NODE4,
+    LOCK_NO_NODE,
+)
+
+DRIVER_MAINTAINED = frozenset({PV_KICK_WAKE, PV_LATENCY_KICK, PV_LATENCY_WAKE})

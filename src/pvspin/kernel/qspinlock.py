@@ -1,0 +1,394 @@
+"""The native queued spinlock: include/asm-generic/qspinlock{,_types}.h and kernel/locking/qspinlock.c.
+
+Modern kernel (v4.20 … 6.x) form: bounded wait for a pending->locked hand-over, the
+pending bit taken with a fetch-or that undoes only its own bit, the MCS queue over four
+per-CPU nodes (task, softirq, hardirq, NMI) with the ``idx >= MAX_NODES`` fallback, and the
+head's claim by one cmpxchg or ``set_locked``.  The x86 ``virt_spin_lock()`` test-and-set
+fallback sits at the start of the slow path.
+
+The slow path's queueing half is written once and shared with the paravirt variant, as in
+the kernel, where qspinlock.c is compiled a second time with the ``pv_*`` hooks enabled:
+:meth:`QSpinlock.queue` takes ``pv`` to say which pass it is.
+
+Comments give the lock word as the triple ``(tail, pending, locked)``, as the kernel's do.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from ..machine.cpu import GuestCode
+from ..machine.memory import CACHE_LINE, NULL, Layout, Memory, View
+from ..machine.ops import (
+    READ_ONCE,
+    WRITE_ONCE,
+    GuestBug,
+    atomic_add,
+    atomic_andnot,
+    atomic_cond_read_acquire,
+    atomic_cond_read_relaxed,
+    atomic_fetch_or_acquire,
+    atomic_read,
+    atomic_try_cmpxchg,
+    atomic_try_cmpxchg_acquire,
+    atomic_try_cmpxchg_relaxed,
+    cpu_relax,
+    lockevent_inc,
+    smp_cond_load_acquire,
+    smp_cond_load_relaxed,
+    smp_processor_id,
+    smp_store_release,
+    smp_wmb,
+    xchg_relaxed,
+)
+from .config import DEFAULT_CONFIG, LockConfig
+from .lockevents import LOCK_NO_NODE, LOCK_PENDING, LOCK_SLOWPATH, LOCK_USE_NODE
+
+# ----------------------------------------------------------------- include/asm-generic/qspinlock_types.h
+_Q_LOCKED_OFFSET = 0
+_Q_LOCKED_BITS = 8
+_Q_LOCKED_MASK = ((1 << _Q_LOCKED_BITS) - 1) << _Q_LOCKED_OFFSET
+_Q_LOCKED_VAL = 1 << _Q_LOCKED_OFFSET
+_Q_PENDING_OFFSET = _Q_LOCKED_OFFSET + _Q_LOCKED_BITS
+_Q_PENDING_VAL = 1 << _Q_PENDING_OFFSET
+_Q_TAIL_IDX_BITS = 2
+
+
+class QspinlockTypes:
+    """The layout-dependent ``_Q_*`` constants for one NR_CPUS choice, computed as the kernel's macros do.
+
+    NR_CPUS < 16K: 8-bit pending byte, so the 16-bit tail can be exchanged on its own.
+    NR_CPUS >= 16K: 1-bit pending, and the tail shares its halfword with pending, so
+    xchg_tail / clear_pending / clear_pending_set_locked become atomics on the whole word.
+    """
+
+    def __init__(self, nr_cpus_16k: bool):
+        self.nr_cpus_16k = nr_cpus_16k
+        self._Q_PENDING_BITS = 1 if nr_cpus_16k else 8
+        self._Q_PENDING_MASK = ((1 << self._Q_PENDING_BITS) - 1) << _Q_PENDING_OFFSET
+        self._Q_TAIL_IDX_OFFSET = _Q_PENDING_OFFSET + self._Q_PENDING_BITS
+        self._Q_TAIL_IDX_MASK = ((1 << _Q_TAIL_IDX_BITS) - 1) << self._Q_TAIL_IDX_OFFSET
+        self._Q_TAIL_CPU_OFFSET = self._Q_TAIL_IDX_OFFSET + _Q_TAIL_IDX_BITS
+        self._Q_TAIL_CPU_BITS = 32 - self._Q_TAIL_CPU_OFFSET
+        self._Q_TAIL_CPU_MASK = ((1 << self._Q_TAIL_CPU_BITS) - 1) << self._Q_TAIL_CPU_OFFSET
+        self._Q_TAIL_OFFSET = self._Q_TAIL_IDX_OFFSET
+        self._Q_TAIL_MASK = self._Q_TAIL_IDX_MASK | self._Q_TAIL_CPU_MASK
+        self._Q_LOCKED_PENDING_MASK = _Q_LOCKED_MASK | self._Q_PENDING_MASK
+
+    def encode_tail(self, cpu: int, idx: int) -> int:
+        """encode_tail(): cpu + 1, so that a tail of 0 means "no queue"."""
+        return ((cpu + 1) << self._Q_TAIL_CPU_OFFSET) | (idx << self._Q_TAIL_IDX_OFFSET)
+
+    def decode_tail(self, tail: int) -> tuple[int, int]:
+        """The (cpu, idx) that :meth:`encode_tail` packed."""
+        cpu = (tail >> self._Q_TAIL_CPU_OFFSET) - 1
+        idx = (tail & self._Q_TAIL_IDX_MASK) >> self._Q_TAIL_IDX_OFFSET
+        return cpu, idx
+
+
+@cache
+def qspinlock_types(nr_cpus_16k: bool) -> QspinlockTypes:
+    return QspinlockTypes(nr_cpus_16k)
+
+
+# struct qspinlock: a union of the 32-bit word with its byte and halfword views (little-endian).
+QSPINLOCK = Layout(
+    "qspinlock",
+    4,
+    [("val", 0, 4), ("locked", 0, 1), ("pending", 1, 1), ("locked_pending", 0, 2), ("tail", 2, 2)],
+    align=4,
+)
+
+# struct mcs_spinlock { struct mcs_spinlock *next; int locked; int count; }: a native qnode.
+MCS_SPINLOCK = Layout("mcs_spinlock", 16, [("next", 0, 8), ("locked", 8, 4), ("count", 12, 4)])
+
+
+def _zero(v: int) -> bool:
+    return v == 0
+
+
+def _nonzero(v: int) -> bool:
+    return v != 0
+
+
+class QSpinlock:
+    """Native qspinlock (implements :class:`~pvspin.kernel.api.Spinlock`).
+
+    Call sites that a kernel build rebinds at boot (paravirt patching plugs in there):
+    ``queued_spin_lock_slowpath``, ``queued_spin_unlock`` and ``virt_spin_lock_key``.
+    """
+
+    name = "qspinlock"
+    qnode_layout = MCS_SPINLOCK
+
+    def __init__(self, mem: Memory, ncpus: int, config: LockConfig = DEFAULT_CONFIG):
+        q = qspinlock_types(config.nr_cpus_16k)
+        if not isinstance(ncpus, int) or ncpus < 1:
+            raise ValueError(f"ncpus must be a positive integer, got {ncpus!r}")
+        if ncpus >= 1 << q._Q_TAIL_CPU_BITS:  # BUILD_BUG_ON(CONFIG_NR_CPUS >= (1U << _Q_TAIL_CPU_BITS))
+            raise ValueError(f"ncpus {ncpus} does not fit the tail's {q._Q_TAIL_CPU_BITS}-bit cpu field")
+        self.mem = mem
+        self.ncpus = ncpus
+        self.config = config
+        self.q = q
+        self.qnodes: list[list[View]] = mem.alloc_percpu(self.qnode_layout, "qnodes", ncpus, config.max_nodes)
+        self.locks: list[View] = []
+        bugs = config.bugs
+        self._pending_bound = None if "unbounded-pending-wait" in bugs else config.pending_loops
+        self._pending_after_tail = "pending-after-tail" in bugs
+        self._count_after_init = "count-after-init" in bugs
+        self._no_max_nodes_fallback = "no-max-nodes-fallback" in bugs
+        lpm = q._Q_LOCKED_PENDING_MASK
+        self._no_locked_pending = lambda v: not v & lpm
+        # Call sites (see class docstring).
+        self.queued_spin_lock_slowpath = self.native_queued_spin_lock_slowpath
+        self.queued_spin_unlock = self.native_queued_spin_unlock
+        self.virt_spin_lock_key = False
+
+    # ------------------------------------------------------------- Spinlock protocol
+    def alloc_lock(self, name: str) -> View:
+        """DEFINE_SPINLOCK: one lock word on a cache line of its own."""
+        lock = self.mem.alloc(QSPINLOCK, name, align=CACHE_LINE)
+        self.locks.append(lock)
+        return lock
+
+    def spin_unlock(self, lock: View) -> GuestCode:
+        return self.queued_spin_unlock(lock)
+
+    def final_state_problems(self) -> list[str]:
+        read = self.mem.read
+        problems = []
+        for lock in self.locks:
+            val = read(lock.val.addr, 4)
+            if val:
+                problems.append(f"{lock.name}: lock word is {self.describe_val(val)} at quiescence, not (0,0,0)")
+        for cpu, nodes in enumerate(self.qnodes):
+            count = read(nodes[0].count.addr, 4)
+            if count:
+                problems.append(f"{nodes[0].count.name}: per-CPU node count of cpu{cpu} is {count}, not 0")
+        return problems
+
+    def describe_val(self, val: int) -> str:
+        """The lock word as the kernel's (tail, pending, locked) triple, tail as cpu:idx."""
+        q = self.q
+        tail = val & q._Q_TAIL_MASK
+        tail_s = "0" if not tail else "{}:{}".format(*q.decode_tail(tail))
+        pending = (val & q._Q_PENDING_MASK) >> _Q_PENDING_OFFSET
+        return f"({tail_s},{pending},{val & _Q_LOCKED_MASK})"
+
+    # ------------------------------------------------------------- fast path, trylock, unlock
+    def queued_spin_lock(self, lock: View) -> GuestCode:
+        """queued_spin_lock(): (0,0,0) -> (0,0,1) by one acquire cmpxchg, else the slow path."""
+        ok, val = yield atomic_try_cmpxchg_acquire(lock.val, 0, _Q_LOCKED_VAL)
+        if ok:
+            return
+        yield from self.queued_spin_lock_slowpath(lock, val)
+
+    spin_lock = queued_spin_lock
+
+    def queued_spin_trylock(self, lock: View) -> GuestCode:
+        """queued_spin_trylock(): read the word; only if it is (0,0,0) try (0,0,0) -> (0,0,1)."""
+        val = yield atomic_read(lock.val)
+        if val:
+            return False
+        ok, _ = yield atomic_try_cmpxchg_acquire(lock.val, 0, _Q_LOCKED_VAL)
+        return ok
+
+    spin_trylock = queued_spin_trylock
+
+    def native_queued_spin_unlock(self, lock: View) -> GuestCode:
+        """native_queued_spin_unlock(): (*,*,1) -> (*,*,0), a release store to the locked byte."""
+        yield smp_store_release(lock.locked, 0)
+
+    def virt_spin_lock(self, lock: View) -> GuestCode:
+        """virt_spin_lock() (arch/x86/include/asm/qspinlock.h): test-and-set under a hypervisor without PV.
+
+        Returns False at once when ``virt_spin_lock_key`` is off.  Spins on a plain load
+        until the word reads 0 and only then tries the cmpxchg (43b3f02899f7), so waiters
+        do not bounce the line with locked operations.
+        """
+        if not self.virt_spin_lock_key:
+            return False
+        while True:
+            yield atomic_cond_read_relaxed(lock.val, _zero)  # (*,*,*) -> (0,0,0), seen by a load
+            ok, _ = yield atomic_try_cmpxchg(lock.val, 0, _Q_LOCKED_VAL)  # (0,0,0) -> (0,0,1)
+            if ok:
+                return True
+            yield cpu_relax()
+
+    # ------------------------------------------------------------- lock-word helpers
+    def clear_pending(self, lock: View) -> GuestCode:
+        """clear_pending(): (*,1,*) -> (*,0,*)."""
+        if self.q.nr_cpus_16k:
+            yield atomic_andnot(_Q_PENDING_VAL, lock.val)
+        else:
+            yield WRITE_ONCE(lock.pending, 0)
+
+    def clear_pending_set_locked(self, lock: View) -> GuestCode:
+        """clear_pending_set_locked(): (*,1,0) -> (*,0,1)."""
+        if self.q.nr_cpus_16k:
+            yield atomic_add(-_Q_PENDING_VAL + _Q_LOCKED_VAL, lock.val)
+        else:
+            yield WRITE_ONCE(lock.locked_pending, _Q_LOCKED_VAL)
+
+    def xchg_tail(self, lock: View, tail: int) -> GuestCode:
+        """xchg_tail(): (p,*,*) -> (n,*,*); returns the previous word (only its tail is exact for < 16K)."""
+        q = self.q
+        if not q.nr_cpus_16k:
+            old = yield xchg_relaxed(lock.tail, tail >> q._Q_TAIL_OFFSET)
+            return old << q._Q_TAIL_OFFSET
+        lpm = q._Q_LOCKED_PENDING_MASK
+        old = yield atomic_read(lock.val)
+        while True:
+            ok, seen = yield atomic_try_cmpxchg_relaxed(lock.val, old, (old & lpm) | tail)
+            if ok:
+                return old
+            old = seen
+
+    def queued_fetch_set_pending_acquire(self, lock: View) -> GuestCode:
+        """x86 queued_fetch_set_pending_acquire(): ``lock btsl`` on the pending bit, then a plain read.
+
+        x86 has no fetch-or returning the word, so the kernel (7aa54be29765) sets the bit
+        with ``btsl`` (its old value is all it learns) and reads the rest of the word
+        afterwards: (*,*,*) -> (*,1,*).
+        """
+        old = yield atomic_fetch_or_acquire(lock.val, _Q_PENDING_VAL)
+        val = yield atomic_read(lock.val)
+        return (old & _Q_PENDING_VAL) | (val & ~self.q._Q_PENDING_MASK)
+
+    def decode_tail(self, tail: int) -> View:
+        """decode_tail(): the queue node a tail names (``per_cpu_ptr(&qnodes[idx].mcs, cpu)``)."""
+        cpu, idx = self.q.decode_tail(tail)
+        if not 0 <= cpu < self.ncpus:
+            raise GuestBug(f"decode_tail({tail:#x}): cpu {cpu} is not a possible CPU")
+        return self.qnode(cpu, idx)
+
+    def qnode(self, cpu: int, idx: int) -> View:
+        """grab_mcs_node(): node ``idx`` of ``cpu``, by address arithmetic as in the kernel."""
+        nodes = self.qnodes[cpu]
+        if idx < len(nodes):
+            return nodes[idx]
+        addr = nodes[0].addr + idx * self.qnode_layout.size
+        try:
+            return self.mem.object_at(addr)
+        except KeyError:
+            raise GuestBug(f"qnodes[{cpu}][{idx}] lies outside the per-CPU qnodes (MAX_NODES overflow)") from None
+
+    # ------------------------------------------------------------- slow path
+    def native_queued_spin_lock_slowpath(self, lock: View, val: int) -> GuestCode:
+        """native_queued_spin_lock_slowpath() (kernel/locking/qspinlock.c), ``val`` as the fast path saw it."""
+        q = self.q
+        if (yield from self.virt_spin_lock(lock)):
+            return
+        # Wait, boundedly, for an in-progress pending->locked hand-over: (0,1,0) -> (0,0,1).
+        if val == _Q_PENDING_VAL:
+            val = yield atomic_cond_read_relaxed(lock.val, _not_pending_handover, self._pending_bound)
+        # Any contention (a pending owner or a queue): go queue.
+        if not val & ~_Q_LOCKED_MASK:
+            # trylock || pending: (0,0,*) -> (0,1,*)
+            val = yield from self.queued_fetch_set_pending_acquire(lock)
+            contended = val & ~_Q_LOCKED_MASK
+            if contended and self._pending_after_tail and not val & q._Q_PENDING_MASK:
+                contended = 0  # injected: a tail was seen, but carry on as pending owner
+            if not contended:
+                # We own pending; wait for the owner to go: (*,1,1) -> (*,1,0).
+                if val & _Q_LOCKED_MASK:
+                    yield smp_cond_load_acquire(lock.locked, _zero)
+                # Take ownership: (*,1,0) -> (*,0,1).
+                yield from self.clear_pending_set_locked(lock)
+                yield lockevent_inc(LOCK_PENDING)
+                return
+            # Someone queued or pended meanwhile; a queue head may now be waiting for a
+            # successor because our bit made its (n,0,0) -> (0,0,1) fail.  Undo only a
+            # bit we set ourselves: (n,1,*) -> (n,0,*).
+            if not val & q._Q_PENDING_MASK:
+                yield from self.clear_pending(lock)
+        yield lockevent_inc(LOCK_SLOWPATH)
+        yield from self.queue(lock, pv=False)
+
+    def queue(self, lock: View, pv: bool) -> GuestCode:
+        """The ``queue:`` (native) / ``pv_queue:`` (paravirt) half of queued_spin_lock_slowpath().
+
+        Takes a per-CPU MCS node, publishes it as the new tail, waits to become the queue
+        head, then waits for the owner and pending to go and claims the lock.
+        """
+        q = self.q
+        cpu = yield smp_processor_id()
+        base = self.qnodes[cpu][0]
+        # node->count++: a plain increment, which an interrupt can split (it then uses idx + 1
+        # itself and puts the count back before we resume).
+        idx = yield READ_ONCE(base.count)
+        if not self._count_after_init:
+            yield WRITE_ONCE(base.count, idx + 1)
+        tail = q.encode_tail(cpu, idx)
+        if pv:
+            trylock, trylock_may_succeed = self.pv_queued_spin_trylock, self.pv_trylock_may_succeed
+        else:
+            trylock, trylock_may_succeed = self.queued_spin_trylock, _zero
+
+        if idx >= self.config.max_nodes and not self._no_max_nodes_fallback:
+            # More nesting levels than nodes: no queueing, spin on trylock.
+            yield lockevent_inc(LOCK_NO_NODE)
+            while True:
+                yield atomic_cond_read_relaxed(lock.val, trylock_may_succeed)
+                if (yield from trylock(lock)):
+                    break
+        else:
+            node = self.qnode(cpu, idx)
+            if 0 < idx < len(LOCK_USE_NODE):
+                yield lockevent_inc(LOCK_USE_NODE[idx])
+            # barrier(): the count store above precedes the node's initialisation.
+            yield WRITE_ONCE(node.locked, 0)
+            yield WRITE_ONCE(node.next, NULL)
+            if pv:
+                yield from self.pv_init_node(node)
+            if self._count_after_init:
+                yield WRITE_ONCE(base.count, idx + 1)  # injected: sunk below the node init
+            # We touched a cold per-CPU line: try once more before queueing.
+            if not (yield from trylock(lock)):
+                yield from self.wait_in_queue_and_claim(lock, node, tail, pv)
+        # release: __this_cpu_dec(qnodes[0].mcs.count)
+        count = yield READ_ONCE(base.count)
+        yield WRITE_ONCE(base.count, count - 1)
+
+    def wait_in_queue_and_claim(self, lock: View, node: View, tail: int, pv: bool) -> GuestCode:
+        """From publishing ``tail`` to holding the lock and handing the queue head to our successor."""
+        q = self.q
+        # Node initialisation is visible before the node is published.
+        yield smp_wmb()
+        # Publish the new tail: (p,*,*) -> (n,*,*).
+        old = yield from self.xchg_tail(lock, tail)
+        next_addr = NULL
+        if old & q._Q_TAIL_MASK:
+            prev = self.decode_tail(old)
+            yield WRITE_ONCE(prev.next, node.addr)  # link into the queue
+            if pv:
+                yield from self.pv_wait_node(node, prev)
+            yield smp_cond_load_acquire(node.locked, _nonzero)  # arch_mcs_spin_lock_contended()
+            next_addr = yield READ_ONCE(node.next)  # early read of a successor, if any
+
+        # We are the queue head: wait for owner and pending to go, (*,x,y) -> (*,0,0).
+        # pv_wait_head_or_lock() returns non-zero with the lock already taken.
+        val = (yield from self.pv_wait_head_or_lock(lock, node)) if pv else 0
+        if not val:
+            val = yield atomic_cond_read_acquire(lock.val, self._no_locked_pending)
+
+        # Claim: (n,0,0) -> (0,0,1) when we are the last in the queue (PV after a steal-free
+        # acquisition: (n,0,1) -> (0,0,1)); a concurrent pending setter makes this fail.
+        if val & q._Q_TAIL_MASK == tail:
+            ok, _ = yield atomic_try_cmpxchg_relaxed(lock.val, val, _Q_LOCKED_VAL)
+            if ok:
+                return
+        # Others queued behind us, or a pending setter will queue: (*,*,0) -> (*,*,1), keep the tail.
+        yield WRITE_ONCE(lock.locked, _Q_LOCKED_VAL)  # set_locked()
+        if not next_addr:
+            next_addr = yield smp_cond_load_relaxed(node.next, _nonzero)
+        next_node = self.mem.object_at(next_addr)
+        yield smp_store_release(next_node.locked, 1)  # arch_mcs_spin_unlock_contended()
+        if pv:
+            yield from self.pv_kick_node(lock, next_node)
+
+
+def _not_pending_handover(v: int) -> bool:
+    """The word has left (0,1,0): the pending owner has taken the lock, or more happened."""
+    return v != _Q_PENDING_VAL

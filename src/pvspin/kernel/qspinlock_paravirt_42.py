@@ -1,0 +1,113 @@
+"""pvqspinlock as the seed shipped it: kernel/locking/qspinlock_paravirt.h of Linux v4.2 (see :class:`PvQSpinlock42`)."""
+
+from __future__ import annotations
+
+from ..machine.cpu import GuestCode
+from ..machine.memory import NULL, Memory, View
+from ..machine.ops import (
+    READ_ONCE,
+    WARN,
+    WRITE_ONCE,
+    atomic_read,
+    cmpxchg,
+    lockevent_inc,
+    smp_cond_load_relaxed,
+    smp_store_mb,
+    smp_store_release,
+    xchg,
+)
+from .config import DEFAULT_CONFIG, LockConfig
+from .lockevents import LOCK_SLOWPATH, PV_KICK_UNLOCK, PV_WAIT_HEAD, PV_WAIT_NODE
+from .qspinlock import _Q_LOCKED_VAL, QSpinlock, _nonzero, _zero
+from .qspinlock_paravirt import _Q_SLOW_VAL, PvQSpinlock, vcpu_halted, vcpu_running
+
+
+class PvQSpinlock42(PvQSpinlock):
+    """pvqspinlock as the seed shipped it: kernel/locking/qspinlock_paravirt.h of Linux v4.2.
+
+    Differences from the modern code (:class:`PvQSpinlock`):
+
+    * two vCPU states only (vcpu_running, vcpu_halted);
+    * no pending bit and no lock stealing: the PV slow path goes straight to the queue and
+      its trylock is the plain ``queued_spin_trylock``;
+    * the queue head only waits (``pv_wait_head``): it hashes itself, turns the locked byte
+      from _Q_LOCKED_VAL to _Q_SLOW_VAL with a cmpxchg and halts on it; the generic code
+      then waits for (*,0,0) and claims the lock;
+    * ``pv_kick_node`` wakes a halted successor at once (xchg of its state to running);
+    * the unlock is a full cmpxchg, has no smp_rmb() before the unhash (3b3fdf10a8ad came in
+      v4.3) and kicks only if the node's state reads vcpu_halted.
+
+    Simplifications, all invisible under SC and x86-TSO: 4.2 had eight ``mcs_nodes`` per CPU
+    with the PV fields of node ``idx`` in slot ``idx + 4``; here the node layout and count are
+    the modern ones (four 32-byte nodes).  The generic queue code is the modern one
+    (:meth:`QSpinlock.queue`): 4.2 published the tail with a full ``xchg`` where modern
+    kernels use ``smp_wmb()`` + ``xchg_relaxed``, and 4.2 claimed with a cmpxchg loop where
+    modern kernels try one cmpxchg and fall back to ``set_locked`` -- without a pending bit
+    both take the same transitions.  4.2 had no lock-event counters; this variant emits the
+    ones v4.5 added at the corresponding places.
+    """
+
+    name = "pvqspinlock-4.2"
+    pv_queued_spin_trylock = QSpinlock.queued_spin_trylock
+
+    def __init__(self, mem: Memory, ncpus: int, config: LockConfig = DEFAULT_CONFIG):
+        super().__init__(mem, ncpus, config)
+        self.pv_trylock_may_succeed = _zero
+
+    def pv_wait_node(self, node: View, prev: View) -> GuestCode:
+        """pv_wait_node() of 4.2: spin SPIN_THRESHOLD times on ``node->locked``, then halt (``prev`` unused)."""
+        threshold = self.config.spin_threshold
+        while True:
+            if (yield smp_cond_load_relaxed(node.locked, _nonzero, threshold)):
+                return
+            # [S] state = halted; MB; [L] node->locked -- pairs with pv_kick_node()'s xchg.
+            if self._kick_node_no_barrier:
+                yield WRITE_ONCE(node.state, vcpu_halted)  # injected: no full barrier
+            else:
+                yield smp_store_mb(node.state, vcpu_halted)
+            if not (yield READ_ONCE(node.locked)):
+                yield lockevent_inc(PV_WAIT_NODE)
+                yield from self.pv_wait(node.state, vcpu_halted)
+            yield WRITE_ONCE(node.state, vcpu_running)  # spurious wake-ups just spin again
+
+    def pv_kick_node(self, lock: View, node: View) -> GuestCode:
+        """pv_kick_node() of 4.2: if the new queue head had halted, wake it now."""
+        if (yield xchg(node.state, vcpu_running)) == vcpu_halted:
+            yield from self.pv_kick((yield READ_ONCE(node.cpu)))
+
+    def pv_wait_head(self, lock: View, node: View) -> GuestCode:
+        """pv_wait_head(): the queue head waits for the locked byte to read 0, halting after a spin."""
+        lp = None
+        while True:
+            if not (yield smp_cond_load_relaxed(lock.locked, _zero, self.config.spin_threshold)):
+                return  # (*,0,0): the generic code claims it
+            yield WRITE_ONCE(node.state, vcpu_halted)
+            if lp is None:  # once
+                lp = yield from self.pv_hash(lock, node)
+                # Hash before SLOW, so that an unlocker seeing SLOW finds the entry.
+                if (yield cmpxchg(lock.locked, _Q_LOCKED_VAL, _Q_SLOW_VAL)) == 0:  # (*,*,1) -> (*,*,3)
+                    yield WRITE_ONCE(lp, NULL)  # it was free: SLOW never set, unhash
+                    return
+            yield lockevent_inc(PV_WAIT_HEAD)
+            yield from self.pv_wait(lock.locked, _Q_SLOW_VAL)
+
+    def pv_wait_head_or_lock(self, lock: View, node: View) -> GuestCode:
+        """4.2's hook in the same place: pv_wait_head(), then 0 (lock not taken) for the generic claim."""
+        yield lockevent_inc(LOCK_SLOWPATH)
+        yield from self.pv_wait_head(lock, node)
+        return 0
+
+    def pv_queued_spin_unlock(self, lock: View) -> GuestCode:
+        """__pv_queued_spin_unlock() of 4.2: full cmpxchg 1 -> 0, else unhash, release, kick if halted."""
+        locked = yield cmpxchg(lock.locked, _Q_LOCKED_VAL, 0)
+        if locked == _Q_LOCKED_VAL:
+            return
+        if locked != _Q_SLOW_VAL and not self._unhash_without_slow_check:
+            val = yield atomic_read(lock.val)
+            yield WARN(f"pvqspinlock: lock {lock.addr:#x} ({lock.name}) has corrupted value {val:#x}!")
+            return
+        node = self.mem.object_at((yield from self.pv_unhash(lock)))
+        yield smp_store_release(lock.locked, 0)  # (*,*,3) -> (*,*,0)
+        if (yield READ_ONCE(node.state)) == vcpu_halted:
+            yield lockevent_inc(PV_KICK_UNLOCK)
+            yield from self.pv_kick((yield READ_ONCE(node.cpu)))
