@@ -40,7 +40,6 @@ from ..machine import ops
 from ..x86 import costs, encoding
 
 # --------------------------------------------------------------------------- clobbers (x86-64)
-CLBR_NONE = 0
 CLBR_RAX = 1 << 0
 CLBR_RCX = 1 << 1
 CLBR_RDX = 1 << 2
@@ -50,7 +49,7 @@ CLBR_R8 = 1 << 5
 CLBR_R9 = 1 << 6
 CLBR_R10 = 1 << 7
 CLBR_R11 = 1 << 8
-CLBR_ANY = (1 << 9) - 1
+CLBR_ANY = CLBR_RAX | CLBR_RCX | CLBR_RDX | CLBR_RDI | CLBR_RSI | CLBR_R8 | CLBR_R9 | CLBR_R10 | CLBR_R11
 CLBR_RET_REG = CLBR_RAX
 CLOBBER_NAMES = {CLBR_ANY: "CLBR_ANY", CLBR_RET_REG: "CLBR_RET_REG"}
 
@@ -332,7 +331,7 @@ class Paravirt:
     def site_code(self, site: paravirt_patch_site) -> tuple[Callable, str]:
         """Translate the site's current bytes into a generator function, and return it with its source."""
         args = ", ".join(site.args)
-        namespace: dict[str, object] = {"_pv_ops": self.pv_ops}
+        namespace: dict[str, object] = {}
         body: list[str] = []
         yields = False
         result = None  # Python expression for %rax after the sequence
@@ -340,6 +339,7 @@ class Paravirt:
             if insn.kind == encoding.CALL_INDIRECT:
                 op = self._slot_at(insn.operand)
                 callee = f"_pv_ops.lock.{op}" + (".func" if op in CALLEE_SAVE_OPS else "")
+                namespace["_pv_ops"] = self.pv_ops
                 namespace["_indirect_call"] = ops.work(costs.INDIRECT_CALL, ops.WORK_CALL)
                 body += [
                     f"# {insn.addr:#x}: call *pv_lock_ops+{8 * LOCK_OPS.index(op)} (pv_ops.lock.{op}, read now)",
