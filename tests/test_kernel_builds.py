@@ -233,3 +233,12 @@ def test_patch_table_rows():
 
 def test_boot_is_deterministic():
     assert boot(host="kvm")[1].patch_table() == boot(host="kvm")[1].patch_table()
+
+
+def test_each_booted_kernel_has_its_own_pv_ops():
+    _, bare = boot(host="baremetal")
+    _, kvm = boot(host="kvm")
+    assert bare.pv_ops is not kvm.pv_ops
+    assert bare.paravirt.pv_is_native_spin_unlock() and not kvm.paravirt.pv_is_native_spin_unlock()
+    unlock = {k.host: k.patch_table()[1]["after"][:2] for k in (bare, kvm)}
+    assert unlock == {"baremetal": "c6", "kvm": "e8"}

@@ -28,6 +28,7 @@ new bytes call one, exactly as on the machine.
 b13b271933ee (2018, CVE-2018-15594).  ``"4.2"`` keeps the seed's ``paravirt_patch_call`` check
 ``tgt_clobbers & ~site_clobbers``: ``paravirt_patch_default`` always passes CLBR_ANY as the target's
 clobbers, so every callee-save site (CLBR_RET_REG) is refused and stays an indirect call on guests.
+The ``vcpu_is_preempted`` slot and site (added in 4.11) exist in both eras, to keep one site set.
 """
 
 from __future__ import annotations
