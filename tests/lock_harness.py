@@ -43,22 +43,18 @@ class InterruptingExecutor(Executor):
     :meth:`GuestCpu.interrupt` directly.
     """
 
-    def __init__(self, mem, programs, scheduler, handler, seed, rate=0.05, budget=50, spurious_wakeups=0):
+    def __init__(self, mem, programs, scheduler, handler, seed, rate=0.05, budget=50, spurious_wakeups=0, trigger=None):
         super().__init__(mem, programs, scheduler, spurious_wakeups)
         self.handler = handler  # level -> guest generator
         self.rng = random.Random(seed)
         self.rate = rate
         self.budget = budget
         self.interrupts = 0
+        # trigger(cpu) -> bool: interrupt exactly there instead of at random.
+        self.trigger = trigger or (lambda cpu: self.rng.random() < self.rate)
 
     def step(self, cpu):
-        if (
-            self.budget
-            and not self.halted[cpu.id]
-            and cpu.level < NMI
-            and cpu.irqs_enabled
-            and self.rng.random() < self.rate
-        ):
+        if self.budget and not self.halted[cpu.id] and cpu.level < NMI and cpu.irqs_enabled and self.trigger(cpu):
             self.budget -= 1
             self.interrupts += 1
             level = self.rng.randint(cpu.level + 1, NMI)
@@ -146,7 +142,8 @@ def halted(cpu):
 def scripted_history(impl, mem, lock, phases, ncpus, describe):
     """Run one ``locker`` iteration per CPU under ``phases``; return the lock-word history and the outcome."""
     counter = mem.alloc(COUNTER, "counter")
-    sched = ScriptScheduler(phases, lambda: mem.read(lock.val.addr, 4), describe)
+    word = lock.layout.fields[0]  # the whole 32-bit word comes first in both lock layouts
+    sched = ScriptScheduler(phases, lambda: mem.read(lock.addr + word.offset, word.size), describe)
     ex = Executor(mem, [locker(impl, lock, 0, counter, 1) for _ in range(ncpus)], sched)
     sched.executor = ex
     outcome = ex.run(10_000)

@@ -268,11 +268,16 @@ class QSpinlock:
         nodes = self.qnodes[cpu]
         if idx < len(nodes):
             return nodes[idx]
+        # Only an injected MAX_NODES overflow gets here; the kernel would scribble on whatever lies there.
         addr = nodes[0].addr + idx * self.qnode_layout.size
         try:
-            return self.mem.object_at(addr)
+            node = self.mem.object_at(addr)
         except KeyError:
-            raise GuestBug(f"qnodes[{cpu}][{idx}] lies outside the per-CPU qnodes (MAX_NODES overflow)") from None
+            node = None
+        if node is None or node.layout is not self.qnode_layout:
+            where = node.name if node is not None else "no object"
+            raise GuestBug(f"qnodes[{cpu}][{idx}] overflows the per-CPU qnodes: {addr:#x} is {where}")
+        return node
 
     # ------------------------------------------------------------- slow path
     def native_queued_spin_lock_slowpath(self, lock: View, val: int) -> GuestCode:
