@@ -113,10 +113,6 @@ def test_unlock_of_unheld_lock_warns_and_carries_on(cls):
         gen.send(None)  # and returns: no unhash, no BUG
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="machine/ops.py: def WARN() rebinds the WARN opcode name, so drivers never see a WARN op",
-)
 def test_executor_counts_the_corrupted_value_warning():
     mem = Memory()
     impl = PvQSpinlock(mem, 1)
@@ -357,3 +353,23 @@ def test_pv_wait_node_counted_with_spin_threshold_one():
     assert events["pv_kick_unlock"] > 0 and events["pv_lock_stealing"] > 0
     assert "lock_pending" not in events  # PV lockers never take the native pending path
     assert impl.final_state_problems() == []
+
+
+@pytest.mark.parametrize(
+    "bugs, store, fence",
+    [(frozenset(), o.smp_store_mb, True), (frozenset({"pv-kick-node-no-barrier"}), o.WRITE_ONCE, False)],
+)
+def test_kick_node_no_barrier_bug_drops_both_full_barriers(bugs, store, fence):
+    impl = PvQSpinlock(Memory(), 2, LockConfig(spin_threshold=1, bugs=bugs))
+    lock, node, prev = impl.alloc_lock("lock0"), impl.qnodes[0][0], impl.qnodes[1][0]
+    waiter = impl.pv_wait_node(node, prev)
+    op = next(waiter)
+    while op[0] in (o.COND_LOAD, o.LOAD):
+        op = waiter.send(0 if op[0] == o.COND_LOAD else vcpu_running)
+    assert op == store(node.state, vcpu_halted)  # [S] state = halted, then [L] node->locked
+    kicker = impl.pv_kick_node(lock, node)
+    first = next(kicker)
+    assert (first == o.smp_mb__before_atomic()) is fence
+    if fence:
+        first = kicker.send(None)
+    assert first == o.cmpxchg_relaxed(node.state, vcpu_halted, vcpu_hashed)

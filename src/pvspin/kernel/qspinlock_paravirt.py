@@ -28,7 +28,6 @@ from ..machine.ops import (
     READ_ONCE,
     WARN,
     WRITE_ONCE,
-    atomic_andnot,
     atomic_cond_read_relaxed,
     atomic_or,
     atomic_read,
@@ -194,13 +193,6 @@ class PvQSpinlock(QSpinlock):
         else:
             yield WRITE_ONCE(lock.pending, 1)
 
-    def pv_clear_pending(self, lock: View) -> GuestCode:
-        """qspinlock_paravirt.h's clear_pending(): (*,1,*) -> (*,0,*), stealing allowed again."""
-        if self.q.nr_cpus_16k:
-            yield atomic_andnot(_Q_PENDING_VAL, lock.val)
-        else:
-            yield WRITE_ONCE(lock.pending, 0)
-
     def trylock_clear_pending(self, lock: View, loops: int) -> GuestCode:
         """The head's SPIN_THRESHOLD loop of trylock_clear_pending(): (*,1,0) -> (*,0,1).
 
@@ -328,7 +320,7 @@ class PvQSpinlock(QSpinlock):
             yield from self.set_pending(lock)  # (*,0,*) -> (*,1,*): no stealing while we spin
             if (yield from self.trylock_clear_pending(lock, spin_threshold)):
                 break  # (*,1,0) -> (*,0,1)
-            yield from self.pv_clear_pending(lock)  # (*,1,*) -> (*,0,*)
+            yield from self.clear_pending(lock)  # (*,1,*) -> (*,0,*): stealing allowed again
             if lp is None:  # once per acquisition
                 lp = yield from self.pv_hash(lock, node)
                 # Hash before SLOW: the unlocker that sees SLOW must find the entry.
