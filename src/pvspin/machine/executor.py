@@ -187,7 +187,9 @@ class Executor:
             else:
                 self.holders.pop(lock_id, None)
             return None
-        if code == o.WARN:
+        if code == o.WARNING:
             self.outcome.warnings.append(f"cpu{cpu.id}: {op[1]}")
             return None
+        if code == o.LOCAL_CLOCK:
+            return self.outcome.steps
         raise AssertionError(code)

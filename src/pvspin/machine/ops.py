@@ -35,14 +35,15 @@ IN_NMI                  (IN_NMI,)                                             bo
 IRQS                    (IRQS, enable)                                        previous state
 LOCKEVENT               (LOCKEVENT, name, amount)                             None
 CS                      (CS, lock_id, +1 entering / -1 leaving)               None
-WARN                    (WARN, message)                                       None
+WARNING                 (WARNING, message)                                    None
+LOCAL_CLOCK             (LOCAL_CLOCK,)                                        driver's time
 ======================  ====================================================  ==================
 
 ``order`` is one of RELAXED, ACQUIRE, RELEASE, FULL.  A *footprint* (:func:`footprint`)
 gives the location touched, the kind of access and the ordering; the timed simulator uses
 it for costs and the checker for partial-order reduction.
 
-LOCAL opcodes (SMP_PROCESSOR_ID, IN_NMI, IRQS, LOCKEVENT, CS, WARN) touch no shared state:
+LOCAL opcodes (SMP_PROCESSOR_ID, IN_NMI, IRQS, LOCKEVENT, CS, WARNING, LOCAL_CLOCK) touch no shared state:
 drivers answer them at once, at no cost, and they are never scheduling points.
 """
 
@@ -73,16 +74,17 @@ IN_NMI = 16
 IRQS = 17
 LOCKEVENT = 18
 CS = 19
-WARN = 20
+WARNING = 20  # the opcode; WARN() below is the kernel macro that yields it
+LOCAL_CLOCK = 21
 
 OPCODE_NAMES = (
     "LOAD STORE XCHG CMPXCHG TRY_CMPXCHG FETCH_ADD FETCH_OR FETCH_ANDNOT FENCE COND_LOAD "
-    "CPU_RELAX WORK PV_WAIT PV_KICK VCPU_IS_PREEMPTED SMP_PROCESSOR_ID IN_NMI IRQS LOCKEVENT CS WARN"
+    "CPU_RELAX WORK PV_WAIT PV_KICK VCPU_IS_PREEMPTED SMP_PROCESSOR_ID IN_NMI IRQS LOCKEVENT CS WARNING LOCAL_CLOCK"
 ).split()
 
 RMW_OPS = frozenset({XCHG, CMPXCHG, TRY_CMPXCHG, FETCH_ADD, FETCH_OR, FETCH_ANDNOT})
 MEMORY_OPS = frozenset({LOAD, STORE, COND_LOAD}) | RMW_OPS
-LOCAL_OPS = frozenset({SMP_PROCESSOR_ID, IN_NMI, IRQS, LOCKEVENT, CS, WARN})
+LOCAL_OPS = frozenset({SMP_PROCESSOR_ID, IN_NMI, IRQS, LOCKEVENT, CS, WARNING, LOCAL_CLOCK})
 
 # --------------------------------------------------------------------------- orderings
 RELAXED = 0
@@ -331,9 +333,14 @@ def cs_exit(lock_id: int):
     return (CS, lock_id, -1)
 
 
+def local_clock():
+    """``local_clock()``: the driver's notion of now (cycles in the simulator, steps in the checker)."""
+    return (LOCAL_CLOCK,)
+
+
 def WARN(message: str):
     """``WARN(1, ...)``: counted and reported by the driver, execution continues."""
-    return (WARN, message)
+    return (WARNING, message)
 
 
 class GuestBug(Exception):

@@ -37,9 +37,9 @@ class CacheModel:
         self.occupancy = costs.line_occupancy
         self.transfers = 0
         self.jitter = costs.transfer_jitter
-        self.rand = rng.randrange
+        self.rand = rng.random
         self.jitter = costs.transfer_jitter
-        self.rand = rng.randrange
+        self.rand = rng.random
 
     def _move(self, line: int, now: int, latency: int) -> int:
         """Serialize a transfer of ``line`` behind earlier ones; return its completion."""
@@ -49,7 +49,7 @@ class CacheModel:
         self.busy[line] = start + self.occupancy
         self.transfers += 1
         if self.jitter:
-            latency += self.rand(self.jitter + 1)
+            latency += int(self.rand() * (self.jitter + 1))
         return start + latency
 
     def read(self, agent: int, line: int, now: int) -> int:

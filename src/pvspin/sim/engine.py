@@ -40,8 +40,12 @@ STATE_NAMES = ("running", "runnable", "halted", "done")
 STEP, SLICE, WAKE, TIMEOUT, PLE, IRQ = range(6)
 
 # time accounting slots, per vCPU
-T_RUN, T_SPIN, T_CS, T_HV, T_HALT, T_PREEMPT = range(6)
-ACCOUNT_NAMES = ("running", "spinning", "critical_section", "hypervisor", "halted", "runnable")
+# T_RUN: on a pCPU (guest code, and the exits it takes in place: kicks, PLE, latched HLT);
+# T_SPIN, T_CS: parts of T_RUN spent spinning / holding a lock; T_HV: the in-place exits;
+# T_HOST: host work done for this vCPU off its run intervals (context switches, halt and
+# preemption exits); T_HALT: halted; T_PREEMPT: runnable, waiting for a pCPU.
+T_RUN, T_SPIN, T_CS, T_HV, T_HOST, T_HALT, T_PREEMPT = range(7)
+ACCOUNT_NAMES = ("running", "spinning", "critical_section", "exits_in_place", "host", "halted", "runnable")
 
 IRQ_LEVELS = {"softirq": SOFTIRQ, "hardirq": HARDIRQ, "nmi": NMI}
 
@@ -88,7 +92,7 @@ class VCpu:
         self.waking = False
         self.woken = False
         self.preempted = False
-        self.acct = [0] * 6
+        self.acct = [0] * 7
         self.cs_depth = 0
         self.cs_since = 0
         self.saved: list[tuple] = []
@@ -344,6 +348,7 @@ class Simulator:
             if self.recorder is not None:
                 self.recorder(t, v.id, code, result)
             # advance the guest code
+            self.now = t
             v.gen += 1
             v.ops += 1
             gcpu = v.gcpu
@@ -369,6 +374,7 @@ class Simulator:
 
     def _advance(self, v: VCpu, result, t: int) -> None:
         """Send ``result`` to the guest code and issue its next shared operation at ``t``."""
+        self.now = t
         v.gen += 1
         v.ops += 1
         gcpu = v.gcpu
@@ -434,8 +440,10 @@ class Simulator:
                     self._push(self.now, IRQ, v, 1)
             elif code == o.IN_NMI:
                 result = gcpu.level == NMI
-            elif code == o.WARN:
+            elif code == o.WARNING:
                 v.guest.warnings.append(f"{v}: {op[1]}")
+            elif code == o.LOCAL_CLOCK:
+                result = self.now
             op = gcpu.resume(result)
         return op
 
@@ -495,14 +503,28 @@ class Simulator:
                 del self.watchers[key]
 
     def _notify(self, key: int, t: int) -> None:
-        """A write to line ``key`` completed: every running watcher re-reads it."""
-        watchers = self.watchers.pop(key)
+        """A write to line ``key`` completed: every watcher re-reads the line.
+
+        Each re-read is a real transfer (the cache model sees it), but only a watcher whose
+        condition now holds gets an event; the others keep watching, and a later write
+        notifies them again, so no wake-up is missed.
+        """
+        watchers = self.watchers[key]
         read = self.cache.read
+        keep = []
         for w in watchers:
-            if w.state == RUNNING:
-                done = read(w.pcpu, key, t)
+            done = read(w.pcpu, key, t)
+            ref = w.op[1]
+            if w.op[2](w.guest.mem.read(ref.addr, ref.size)):
                 w.step_at = done
-                self._push(done, STEP, w, w.gen)
+                self.seq += 1
+                heappush(self.heap, (done, self.seq, STEP, w, w.gen))
+            else:
+                keep.append(w)
+        if keep:
+            self.watchers[key] = keep
+        else:
+            del self.watchers[key]
 
     def _spin_timeout(self, v: VCpu, t: int) -> None:
         """A bounded spin ran out of iterations: the wait returns the last value read."""
@@ -514,12 +536,20 @@ class Simulator:
     def _ple_exit(self, v: VCpu, t: int) -> None:
         """Pause-loop exit: the spinner traps; KVM yields its pCPU to a preempted sibling."""
         v.exits += 1
-        v.acct[T_HV] += self.vm_exit
-        candidates = [u for u in self.runqueue if u.guest is v.guest and u.preempted]
-        if not candidates:
+        # kvm_vcpu_on_spin(): any runnable ("ready") sibling is a candidate for the directed
+        # yield; CFS honours the yield_to() buddy only while it is not too far ahead of the
+        # leftmost task, else the leftmost runs (so a yield never starves anyone).
+        candidates = [u for u in self.runqueue if u.guest is v.guest]
+        if not candidates:  # back to spinning after the exit: that time was not spent spinning
+            v.acct[T_HV] += self.vm_exit
+            v.acct[T_SPIN] -= self.vm_exit
             self._push(t + self.vm_exit + self.ple_window, PLE, v, v.gen)
             return
+        v.acct[T_HOST] += self.vm_exit
         target = min(candidates, key=lambda u: (u.vruntime, u.id))
+        leftmost = min(self.runqueue, key=lambda u: (u.vruntime, u.id))
+        if target.vruntime - leftmost.vruntime > self.wakeup_granularity:
+            target = leftmost
         pcpu = self.pcpus[v.pcpu]
         self._deschedule(v, t, RUNNABLE)
         self.runqueue.append(v)
@@ -540,9 +570,9 @@ class Simulator:
         if v.guest.mem.read(ref.addr, ref.size) != op[2]:
             return 0
         v.exits += 1
-        v.acct[T_HV] += self.vm_exit
         if v.kick_latched:
             v.kick_latched = False
+            v.acct[T_HV] += self.vm_exit
             return self.vm_exit
         v.halts += 1
         self._deschedule(v, t, HALTED)
@@ -629,7 +659,7 @@ class Simulator:
         start = t
         if pcpu.last_vcpu is not None and pcpu.last_vcpu is not v and not self.bare_metal:
             start += self.costs.context_switch
-            v.acct[T_HV] += self.costs.context_switch
+            v.acct[T_HOST] += self.costs.context_switch
         pcpu.vcpu = v
         pcpu.last_vcpu = v
         v.acct[T_PREEMPT] += t - v.since  # runnable, waiting for a pCPU
@@ -637,10 +667,10 @@ class Simulator:
         v.preempted = False
         v.pcpu = pcpu.id
         v.last_pcpu = pcpu.id
-        v.run_since = t
+        v.run_since = start
         v.since = t
         if v.cs_depth:
-            v.cs_since = t
+            v.cs_since = start
         pcpu.gen += 1
         if not self.bare_metal:
             self._push(t + self._slice(), SLICE, pcpu, pcpu.gen)
@@ -679,7 +709,7 @@ class Simulator:
     def _deschedule(self, v: VCpu, t: int, new_state: int) -> None:
         """Take ``v`` off its pCPU at ``t``, keeping whatever it was doing for later."""
         pcpu = self.pcpus[v.pcpu]
-        ran = t - v.run_since
+        ran = max(0, t - v.run_since)
         v.acct[T_RUN] += ran
         pcpu.busy += ran
         v.vruntime += ran
@@ -701,12 +731,14 @@ class Simulator:
         v.pcpu = None
         pcpu.vcpu = None
         pcpu.gen += 1
-        if new_state != RUNNABLE:
+        if new_state != RUNNABLE:  # halting or finishing: the exit, then the next vCPU
+            v.acct[T_HOST] += self.vm_exit
             self._dispatch(pcpu, t + self.vm_exit)
 
     def _preempt(self, pcpu: PCpu, t: int) -> None:
         v = pcpu.vcpu
         v.exits += 1
+        v.acct[T_HOST] += self.vm_exit
         self._deschedule(v, t, RUNNABLE)
         self.runqueue.append(v)
         self._dispatch(pcpu, t + self.vm_exit)
@@ -754,6 +786,7 @@ class Simulator:
         v.saved.append((v.op, remaining, spinning, budget, v.woken))
         v.woken = False
         v.gen += 1
+        self.now = t
         guest = v.guest
         op = self._settle(v, v.gcpu.interrupt(guest.irq_handler(v.cpu), guest.irq_level))
         if len(v.gcpu.contexts) <= len(v.saved):  # the handler ended without a shared operation
@@ -789,7 +822,7 @@ class Simulator:
         """Fold open intervals into the accounts, so metrics read at ``t`` are complete."""
         for v in self.vcpus:
             if v.state == RUNNING:
-                ran = t - v.run_since
+                ran = max(0, t - v.run_since)
                 v.acct[T_RUN] += ran
                 v.vruntime += ran
                 self.pcpus[v.pcpu].busy += ran
@@ -798,7 +831,7 @@ class Simulator:
                     v.acct[T_SPIN] += t - v.spin_since
                     v.spin_since = t
                 if v.cs_depth:
-                    v.acct[T_CS] += t - v.cs_since
+                    v.acct[T_CS] += max(0, t - v.cs_since)
                     v.cs_since = t
             elif v.state == HALTED:
                 v.acct[T_HALT] += t - v.since

@@ -1,0 +1,128 @@
+"""Workloads in the style of locktorture: writer threads hammering a set of spinlocks.
+
+Each vCPU runs one writer (``lock_torture_writer``): pick one of the ``locks``, take it,
+touch the critical section's shared cache lines, hold it for a drawn time (now and then
+a long hold, as locktorture's ``longdelay`` does to force contention), release it, wait
+a drawn delay, repeat.  Interrupt handlers, if enabled, take a lock of their own one
+nesting level up, which is what exercises qspinlock's per-CPU MCS nodes 1..3.
+
+The writer is guest code like the lock it drives; its bookkeeping (acquisition counts and
+latencies) is plain Python on the side, the way locktorture keeps its statistics in
+per-thread structures the lock never sees.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..kernel.api import Spinlock
+from ..machine import ops as o
+from ..machine.memory import CACHE_LINE, Layout, Memory
+from .histogram import Histogram
+
+
+class Distribution(BaseModel):
+    """A duration in nanoseconds: ``fixed`` at ``mean_ns``, or ``uniform`` / ``exponential`` around it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["fixed", "uniform", "exponential"] = "exponential"
+    mean_ns: float = Field(400.0, ge=0)
+
+    def sampler(self, rng: random.Random, freq_mhz: int):
+        mean = self.mean_ns * freq_mhz / 1000.0
+        if self.kind == "fixed" or mean == 0:
+            cycles = max(0, int(mean))
+            return lambda: cycles
+        if self.kind == "uniform":
+            return lambda: int(rng.random() * 2 * mean)
+        rate = 1.0 / mean
+        return lambda: int(rng.expovariate(rate))
+
+
+class WorkloadConfig(BaseModel):
+    """What each writer does; defaults are short holds (most spinlocks are held < 2^12 cycles)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    locks: int = Field(1, gt=0, description="number of locks; each acquisition picks one at random")
+    hold: Distribution = Distribution(kind="exponential", mean_ns=400.0)
+    delay: Distribution = Distribution(kind="exponential", mean_ns=2000.0)
+    shared_lines: int = Field(
+        1, ge=0, description="cache lines of shared data read and written in each critical section"
+    )
+    long_hold_every: int = Field(0, ge=0, description="one acquisition in N holds for long_hold_us (0: never)")
+    long_hold_us: float = Field(100.0, ge=0)
+    irq_locks: int = Field(1, gt=0, description="locks taken by interrupt handlers (separate from the writers')")
+    irq_hold: Distribution = Distribution(kind="fixed", mean_ns=200.0)
+
+
+SHARED = Layout("shared_data", CACHE_LINE, [("word", 0, 8)], align=CACHE_LINE)
+
+
+class LockTorture:
+    """Builds the writer programs and interrupt handler for one guest, and keeps the statistics."""
+
+    def __init__(self, kernel: Spinlock, mem: Memory, ncpus: int, config: WorkloadConfig, seed: int, freq_mhz: int):
+        self.kernel = kernel
+        self.config = config
+        self.ncpus = ncpus
+        self.locks = [kernel.alloc_lock(f"lock{i}") for i in range(config.locks)]
+        self.irq_locks = [kernel.alloc_lock(f"irq_lock{i}") for i in range(config.irq_locks)]
+        self.data = [mem.alloc(SHARED, f"data{i}") for i in range(config.locks * config.shared_lines)]
+        self.acquisitions = [0] * ncpus
+        self.irq_acquisitions = [0] * ncpus
+        self.latencies = Histogram()  # cycles from spin_lock called to lock held
+        self.seed = seed
+        self.freq_mhz = freq_mhz
+        self.long_hold = int(config.long_hold_us * freq_mhz)
+
+    def writer(self, cpu: int):
+        """``lock_torture_writer`` on ``cpu``: runs until the simulation stops."""
+        cfg = self.config
+        rng = random.Random(f"writer:{self.seed}:{cpu}")
+        hold = cfg.hold.sampler(rng, self.freq_mhz)
+        delay = cfg.delay.sampler(rng, self.freq_mhz)
+        kernel = self.kernel
+        locks = self.locks
+        nlocks = len(locks)
+        lines = cfg.shared_lines
+        data = self.data
+        long_every = cfg.long_hold_every
+        acquisitions = self.acquisitions
+        latencies = self.latencies
+        clock = o.local_clock()
+        while True:
+            i = rng.randrange(nlocks) if nlocks > 1 else 0
+            lock = locks[i]
+            start = yield clock
+            yield from kernel.spin_lock(lock)
+            held = yield clock
+            yield o.cs_enter(i)
+            for line in data[i * lines : (i + 1) * lines]:
+                value = yield o.READ_ONCE(line.word)
+                yield o.WRITE_ONCE(line.word, value + 1)
+            if long_every and rng.randrange(long_every) == 0:
+                yield o.work(self.long_hold, o.WORK_CS)
+            else:
+                yield o.work(hold(), o.WORK_CS)
+            yield o.cs_exit(i)
+            yield from kernel.spin_unlock(lock)
+            acquisitions[cpu] += 1
+            latencies.add(held - start)
+            yield o.work(delay())
+
+    def irq_handler(self, cpu: int):
+        """A handler body: take one of the interrupt locks briefly (``spin_lock`` in hardirq)."""
+        rng = random.Random(f"irq:{self.seed}:{cpu}:{self.irq_acquisitions[cpu]}")
+        i = rng.randrange(len(self.irq_locks))
+        lock = self.irq_locks[i]
+        yield from self.kernel.spin_lock(lock)
+        yield o.cs_enter(("irq", i))
+        yield o.work(max(1, int(self.config.irq_hold.mean_ns * self.freq_mhz / 1000)), o.WORK_CS)
+        yield o.cs_exit(("irq", i))
+        yield from self.kernel.spin_unlock(lock)
+        self.irq_acquisitions[cpu] += 1
