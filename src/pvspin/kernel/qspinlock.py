@@ -315,7 +315,9 @@ class QSpinlock:
         """The ``queue:`` (native) / ``pv_queue:`` (paravirt) half of queued_spin_lock_slowpath().
 
         Takes a per-CPU MCS node, publishes it as the new tail, waits to become the queue
-        head, then waits for the owner and pending to go and claims the lock.
+        head, then waits for the owner and pending to go and claims the lock.  With ``pv``
+        (the PV pass of qspinlock.c) it calls the ``pv_*`` hooks and the PV trylock, which
+        only :class:`~pvspin.kernel.qspinlock_paravirt.PvQSpinlock` provides.
         """
         q = self.q
         cpu = yield smp_processor_id()
@@ -332,7 +334,8 @@ class QSpinlock:
             trylock, trylock_may_succeed = self.queued_spin_trylock, _zero
 
         if idx >= self.config.max_nodes and not self._no_max_nodes_fallback:
-            # More nesting levels than nodes: no queueing, spin on trylock.
+            # More nesting levels than nodes: no queueing, spin on trylock.  The kernel's
+            # trylock-and-cpu_relax() loop is one wait for a word the trylock can take.
             yield lockevent_inc(LOCK_NO_NODE)
             while True:
                 yield atomic_cond_read_relaxed(lock.val, trylock_may_succeed)
@@ -357,7 +360,7 @@ class QSpinlock:
         yield WRITE_ONCE(base.count, count - 1)
 
     def wait_in_queue_and_claim(self, lock: View, node: View, tail: int, pv: bool) -> GuestCode:
-        """From publishing ``tail`` to holding the lock and handing the queue head to our successor."""
+        """The rest of queued_spin_lock_slowpath(): from xchg_tail() to holding the lock and handing over the queue head."""
         q = self.q
         # Node initialisation is visible before the node is published.
         yield smp_wmb()
