@@ -14,6 +14,37 @@ def demo() -> None:
 
 
 @app.command()
+def run(
+    host: str = typer.Option(None, help="baremetal, kvm (PV spinlocks) or kvm-nopv [default: kvm]"),
+    kernel: str = typer.Option(None, help="paravirt or no-paravirt [default: no-paravirt for ticket, else paravirt]"),
+    lock: str = typer.Option(None, help="qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, or path/to/file.py:NAME"),
+    pcpus: str = typer.Option(None, help="physical CPUs [default: 4]"),
+    vcpus: str = typer.Option(None, help="vCPUs of the guest [default: 4]"),
+    duration_ms: str = typer.Option(None, help="simulated milliseconds [default: 20]"),
+    seed: str = typer.Option(None, help="seed [default: 0]"),
+    hogs: str = typer.Option(None, help="competing CPU-hog guests"),
+    hog_vcpus: str = typer.Option(None, help="vCPUs per hog guest"),
+    locks: str = typer.Option(None, help="locks the writers pick from"),
+    hold_ns: str = typer.Option(None, help="mean hold time, ns"),
+    delay_ns: str = typer.Option(None, help="mean delay between acquisitions, ns"),
+    irq_rate: str = typer.Option(None, help="interrupts per second per vCPU (handlers take their own lock)"),
+    spurious_hz: str = typer.Option(None, help="spurious wake-ups per second of a halted vCPU"),
+    ple: bool = typer.Option(None, "--ple/--no-ple", help="pause-loop exiting [default: on]"),
+    patching: bool = typer.Option(None, "--patching/--no-patching", help="apply_paravirt at boot [default: on]"),
+    scenario: str = typer.Option(None, help="TOML scenario file (flags override it)"),
+    trace: str = typer.Option(None, help="write a Perfetto/Chrome trace of the timeline to this file"),
+    json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+) -> None:
+    """Run locktorture on a simulated virtualization host and measure the lock."""
+    from .sim import command
+
+    flags = dict(host=host, kernel=kernel, lock=lock, pcpus=pcpus, vcpus=vcpus, duration_ms=duration_ms, seed=seed,
+                 hogs=hogs, hog_vcpus=hog_vcpus, locks=locks, hold_ns=hold_ns, delay_ns=delay_ns, irq_rate=irq_rate,
+                 spurious_hz=spurious_hz, ple=ple, patching=patching)  # fmt: skip
+    raise typer.Exit(command.main(scenario, flags, trace, json_out))
+
+
+@app.command()
 def patch(
     host: str = typer.Option("baremetal", help="baremetal, kvm or kvm-nopv"),
     kernel: str = typer.Option("paravirt", help="paravirt or no-paravirt (!PARAVIRT)"),

@@ -142,7 +142,12 @@ class Simulator:
     """Discrete-event simulation of a virtualization host running guest kernels."""
 
     def __init__(
-        self, host: HostConfig, seed: int = 0, scheduler: Scheduler | None = None, recorder: Callable | None = None
+        self,
+        host: HostConfig,
+        seed: int = 0,
+        scheduler: Scheduler | None = None,
+        recorder: Callable | None = None,
+        tracer=None,
     ):
         self.host = host
         self.costs = host.costs
@@ -150,7 +155,8 @@ class Simulator:
         self.scheduler = scheduler or RandomScheduler(seed)
         self.scheduler.new_execution()
         self.rng = random.Random(seed)
-        self.recorder = recorder
+        self.recorder = recorder  # called with every completed operation (determinism digests)
+        self.tracer = tracer  # timeline hooks (pvspin.sim.trace.Tracer), None when not tracing
         self.now = 0
         self.heap: list[tuple] = []
         self.seq = 0
@@ -219,6 +225,8 @@ class Simulator:
                 v.state = DONE
                 continue
             self.runqueue.append(v)
+            if self.tracer is not None:
+                self.tracer.vcpu_state(0, v, "runnable")
             if v.guest.irq_rate_hz > 0 and v.guest.irq_handler is not None:
                 self._push(self._exp(v.rng, v.guest.irq_rate_hz), IRQ, v, 0)
         while self.idle and self.runqueue:
@@ -456,12 +464,16 @@ class Simulator:
                 guest.mutex_failures += 1
             guest.holders[lock_id] = v
             v.cs_entries += 1
+            if self.tracer is not None:
+                self.tracer.critical_section(t, v, lock_id, True)
             if v.cs_depth == 0:
                 v.cs_since = t
             v.cs_depth += 1
         else:
             if guest.holders.get(lock_id) is v:
                 del guest.holders[lock_id]
+            if self.tracer is not None:
+                self.tracer.critical_section(t, v, lock_id, False)
             v.cs_depth -= 1
             if v.cs_depth == 0:
                 v.acct[T_CS] += t - v.cs_since
@@ -479,6 +491,8 @@ class Simulator:
             return  # a re-check that failed: timeout and PLE events stay armed
         v.spinning = True
         v.spin_since = t
+        if self.tracer is not None:
+            self.tracer.spin(t, v, True)
         bound = v.op[4]
         if v.spin_budget is None and bound is not None:
             v.spin_budget = bound * self.spin_iteration
@@ -489,6 +503,8 @@ class Simulator:
             self._push(t + self.ple_window, PLE, v, v.gen)
 
     def _spin_stop(self, v: VCpu, t: int) -> None:
+        if self.tracer is not None:
+            self.tracer.spin(t, v, False)
         v.spinning = False
         v.acct[T_SPIN] += t - v.spin_since
         v.spin_budget = None
@@ -536,6 +552,8 @@ class Simulator:
     def _ple_exit(self, v: VCpu, t: int) -> None:
         """Pause-loop exit: the spinner traps; KVM yields its pCPU to a preempted sibling."""
         v.exits += 1
+        if self.tracer is not None:
+            self.tracer.instant(t, v, "PLE exit")
         # kvm_vcpu_on_spin(): any runnable ("ready") sibling is a candidate for the directed
         # yield; CFS honours the yield_to() buddy only while it is not too far ahead of the
         # leftmost task, else the leftmost runs (so a yield never starves anyone).
@@ -575,6 +593,8 @@ class Simulator:
             v.acct[T_HV] += self.vm_exit
             return self.vm_exit
         v.halts += 1
+        if self.tracer is not None:
+            self.tracer.instant(t, v, "pv_wait: halt", {"on": v.op[1].name})
         self._deschedule(v, t, HALTED)
         if self.spurious_hz > 0:
             self._push(self._exp(v.rng, self.spurious_hz), WAKE, v, v.gen)
@@ -586,6 +606,8 @@ class Simulator:
             raise SimulationError(f"{v} kicked cpu{cpu}, which does not exist")
         target = guest.vcpus[cpu]
         v.kicks += 1
+        if self.tracer is not None:
+            self.tracer.instant(t, v, "pv_kick", {"target": f"cpu{cpu}"})
         if target.state == HALTED:
             if not target.waking:
                 target.waking = True
@@ -598,6 +620,8 @@ class Simulator:
         v.waking = False
         v.kick_latched = False
         v.acct[T_HALT] += t - v.since
+        if self.tracer is not None:
+            self.tracer.vcpu_state(t, v, "runnable")
         v.gen += 1
         v.state = RUNNABLE
         v.preempted = False
@@ -663,6 +687,9 @@ class Simulator:
         pcpu.vcpu = v
         pcpu.last_vcpu = v
         v.acct[T_PREEMPT] += t - v.since  # runnable, waiting for a pCPU
+        if self.tracer is not None:
+            self.tracer.pcpu(t, pcpu.id, v)
+            self.tracer.vcpu_state(t, v, "running")
         v.state = RUNNING
         v.preempted = False
         v.pcpu = pcpu.id
@@ -685,6 +712,8 @@ class Simulator:
             return
         if v.spinning:
             v.spin_since = t
+            if self.tracer is not None:
+                self.tracer.spin(t, v, True)
             if v.spin_budget is not None:
                 v.spin_deadline = t + v.spin_budget
                 self._push(v.spin_deadline, TIMEOUT, v, v.gen)
@@ -716,6 +745,8 @@ class Simulator:
         if v.spinning:
             self._unwatch(v)
             v.acct[T_SPIN] += t - v.spin_since
+            if self.tracer is not None:
+                self.tracer.spin(t, v, False)
             if v.spin_budget is not None:
                 v.spin_budget = max(0, v.spin_deadline - t)
         elif new_state == RUNNABLE and v.step_at > t:
@@ -731,6 +762,9 @@ class Simulator:
         v.pcpu = None
         pcpu.vcpu = None
         pcpu.gen += 1
+        if self.tracer is not None:
+            self.tracer.pcpu(t, pcpu.id, None)
+            self.tracer.vcpu_state(t, v, STATE_NAMES[new_state])
         if new_state != RUNNABLE:  # halting or finishing: the exit, then the next vCPU
             v.acct[T_HOST] += self.vm_exit
             self._dispatch(pcpu, t + self.vm_exit)
@@ -778,6 +812,8 @@ class Simulator:
         if spinning:
             self._unwatch(v)
             v.acct[T_SPIN] += t - v.spin_since
+            if self.tracer is not None:
+                self.tracer.spin(t, v, False)
             budget = None if v.spin_budget is None else max(0, v.spin_deadline - t)
             v.spinning = False
             v.spin_budget = None
@@ -805,6 +841,8 @@ class Simulator:
             v.spin_budget = budget
             v.spinning = True
             v.spin_since = t
+            if self.tracer is not None:
+                self.tracer.spin(t, v, True)
             if budget is not None:
                 v.spin_deadline = t + budget
                 self._push(v.spin_deadline, TIMEOUT, v, v.gen)

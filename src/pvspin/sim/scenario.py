@@ -1,0 +1,190 @@
+"""A scenario — host, guests, workload, duration, seed — and the run that measures it.
+
+A scenario is data (a pydantic model, loadable from TOML), so that a run is reproduced by
+its scenario alone: same scenario, same seed, same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..kernel.build import LOCKS, boot_kernel
+from ..kernel.config import LockConfig
+from ..kernel.userlock import load_user_lock
+from ..machine import ops as o
+from ..machine.memory import Memory
+from .config import HostConfig, Interrupts
+from .engine import Simulator
+from .metrics import guest_metrics, host_metrics
+from .workload import LockTorture, WorkloadConfig
+
+KernelName = Literal["paravirt", "no-paravirt"]
+
+
+class LockKnobs(BaseModel):
+    """The kernel's lock constants, as knobs (defaults are the x86 kernel's)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spin_threshold: int = Field(1 << 15, gt=0, description="SPIN_THRESHOLD")
+    pending_loops: int = Field(1 << 9, gt=0, description="_Q_PENDING_LOOPS")
+    nr_cpus_16k: bool = Field(False, description="NR_CPUS >= 16K lock-word layout")
+
+    def lock_config(self) -> LockConfig:
+        return LockConfig(
+            spin_threshold=self.spin_threshold, pending_loops=self.pending_loops, nr_cpus_16k=self.nr_cpus_16k
+        )
+
+
+class GuestSpec(BaseModel):
+    """One guest running locktorture on its spinlock."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "guest0"
+    vcpus: int = Field(4, gt=0)
+    kernel: KernelName | None = Field(None, description="default: no-paravirt for ticket, paravirt otherwise")
+    lock: str = "pvqspinlock"
+    patching: bool = Field(True, description="False: boot with noreplace-paravirt")
+    knobs: LockKnobs = LockKnobs()
+    workload: WorkloadConfig = WorkloadConfig()
+    interrupts: Interrupts = Interrupts()
+
+    @model_validator(mode="after")
+    def _known_lock(self) -> GuestSpec:
+        if self.lock not in LOCKS and ":" not in self.lock:
+            raise ValueError(f"unknown lock {self.lock!r}: one of {', '.join(LOCKS)}, or path/to/file.py:NAME")
+        return self
+
+    @property
+    def kernel_build(self) -> str:
+        if self.kernel is not None:
+            return self.kernel
+        return "no-paravirt" if self.lock == "ticket" else "paravirt"
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: HostConfig = HostConfig()
+    guests: list[GuestSpec] = Field(default_factory=lambda: [GuestSpec()], min_length=1)
+    hog_guests: int = Field(0, ge=0, description="competing guests whose vCPUs only burn CPU")
+    hog_vcpus: int = Field(1, gt=0, description="vCPUs per hog guest")
+    duration_ms: float = Field(20.0, gt=0, description="simulated time")
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> Scenario:
+        names = [g.name for g in self.guests]
+        if len(set(names)) != len(names):
+            raise ValueError(f"guest names must differ: {names}")
+        return self
+
+
+def load_scenario(path: str | Path, overrides: dict | None = None) -> Scenario:
+    """A scenario from a TOML file, with ``overrides`` (from command-line flags) on top."""
+    data = tomllib.loads(Path(path).read_text())
+    return Scenario.model_validate(merge(data, overrides or {}))
+
+
+def merge(base: dict, top: dict) -> dict:
+    """Deep-merge ``top`` into ``base`` (lists of guests merge element-wise)."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        elif isinstance(value, list) and isinstance(out.get(key), list) and all(isinstance(v, dict) for v in value):
+            old = out[key]
+            out[key] = [merge(old[i], v) if i < len(old) else v for i, v in enumerate(value)] + old[len(value) :]
+        else:
+            out[key] = value
+    return out
+
+
+def hog(cpu: int):
+    """A CPU-hog vCPU: never takes a lock, never halts, always wants its pCPU."""
+    chunk = o.work(1_000_000)
+    while True:
+        yield chunk
+
+
+class Run:
+    """A scenario set up on a simulator, ready to run; :meth:`result` reads its metrics."""
+
+    def __init__(self, scenario: Scenario, tracer=None):
+        self.scenario = scenario
+        host = scenario.host
+        self.sim = Simulator(host, seed=scenario.seed, tracer=tracer)
+        self.tortures: list[tuple] = []
+        for spec in scenario.guests:
+            mem = Memory()
+            kernel = self._boot(spec, mem, host.hypervisor)
+            torture = LockTorture(kernel, mem, spec.vcpus, spec.workload, scenario.seed, host.costs.freq_mhz)
+            irq_rate = spec.interrupts.rate_hz
+            guest = self.sim.add_guest(
+                spec.name,
+                mem,
+                [torture.writer(cpu) for cpu in range(spec.vcpus)],
+                irq_handler=torture.irq_handler if irq_rate > 0 else None,
+                irq_rate_hz=irq_rate,
+                irq_level=spec.interrupts.level,
+            )
+            self.tortures.append((guest, torture, kernel))
+        for i in range(scenario.hog_guests):
+            self.sim.add_guest(f"hog{i}", Memory(), [hog(cpu) for cpu in range(scenario.hog_vcpus)])
+
+    @staticmethod
+    def _boot(spec: GuestSpec, mem: Memory, hypervisor: str):
+        config = spec.knobs.lock_config()
+        if ":" in spec.lock:
+            return load_user_lock(spec.lock)(mem, spec.vcpus, config)
+        return boot_kernel(
+            mem, spec.vcpus, kernel=spec.kernel_build, host=hypervisor, lock=spec.lock, config=config,
+            patching=spec.patching,
+        )  # fmt: skip
+
+    def run(self, progress: Callable[[float], None] | None = None, chunks: int = 50) -> dict:
+        """Run the whole duration (in ``chunks`` steps, reporting the fraction done)."""
+        sim = self.sim
+        total = int(self.scenario.duration_ms * sim.costs.freq_mhz * 1000)
+        started = time.perf_counter()
+        done = 0
+        for i in range(1, chunks + 1):
+            target = total * i // chunks
+            sim.run(target - done)
+            done = target
+            if progress:
+                progress(done / total)
+        return self.result(time.perf_counter() - started)
+
+    def result(self, host_seconds: float) -> dict:
+        guests = []
+        for guest, torture, kernel in self.tortures:
+            metrics = guest_metrics(self.sim, guest, torture)
+            metrics["lock"] = getattr(kernel, "name", self.scenario.guests[guest.index].lock)
+            guests.append(metrics)
+        host = host_metrics(self.sim)
+        host["host_seconds"] = round(host_seconds, 3)
+        host["guest_operations_per_host_second"] = (
+            round(host["guest_operations"] / host_seconds) if host_seconds else None
+        )
+        return {"scenario": self.scenario.model_dump(mode="json"), "guests": guests, "host": host}
+
+
+def run_scenario(scenario: Scenario, progress=None, tracer=None) -> dict:
+    return Run(scenario, tracer=tracer).run(progress)
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """One line naming the first bad value of a scenario."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "scenario"
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{where}: {first['msg']}{shown}"

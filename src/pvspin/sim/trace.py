@@ -1,0 +1,114 @@
+"""Timeline export: a Chrome trace-event JSON file that Perfetto's UI (ui.perfetto.dev) opens.
+
+Tracks: one process "host" with a thread per pCPU showing which vCPU runs on it; one
+process per guest with a thread per vCPU showing its state (running, spinning, halted,
+runnable) and instants for kicks, halts and pause-loop exits; and a thread per lock
+showing who holds it.  Only built when asked for (``--trace``): the engine calls these
+hooks only when a tracer is installed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HOST_PID = 1
+
+
+class Tracer:
+    def __init__(self, freq_mhz: int):
+        self.freq = freq_mhz
+        self.events: list[dict] = []
+        self.open_state: dict[object, tuple[str, int, int, int]] = {}  # vcpu -> (name, start, pid, tid)
+        self.open_spin: dict[object, int] = {}
+        self.open_pcpu: dict[int, tuple[str, int]] = {}
+        self.open_cs: dict[tuple, int] = {}
+        self.names: dict[tuple[int, int], str] = {}
+        self.lock_tids: dict[tuple[int, object], int] = {}
+
+    def _us(self, t: int) -> float:
+        return t / self.freq
+
+    def _span(self, name: str, start: int, end: int, pid: int, tid: int, cat: str, args: dict | None = None):
+        event = {"name": name, "ph": "X", "ts": self._us(start), "dur": self._us(max(0, end - start)),
+                 "pid": pid, "tid": tid, "cat": cat}  # fmt: skip
+        if args:
+            event["args"] = args
+        self.events.append(event)
+
+    @staticmethod
+    def _ids(v) -> tuple[int, int]:
+        return 2 + v.guest.index, v.cpu
+
+    # ------------------------------------------------------------- hooks called by the engine
+    def vcpu_state(self, t: int, v, state: str) -> None:
+        pid, tid = self._ids(v)
+        self.names.setdefault((pid, tid), f"{v}")
+        previous = self.open_state.pop(v, None)
+        if previous is not None:
+            self._span(previous[0], previous[1], t, pid, tid, "vcpu")
+        if state != "done":
+            self.open_state[v] = (state, t, pid, tid)
+
+    def pcpu(self, t: int, pcpu: int, v) -> None:
+        previous = self.open_pcpu.pop(pcpu, None)
+        if previous is not None:
+            self._span(previous[0], previous[1], t, HOST_PID, pcpu, "pcpu")
+        if v is not None:
+            self.open_pcpu[pcpu] = (f"{v}", t)
+
+    def spin(self, t: int, v, begin: bool) -> None:
+        if begin:
+            self.open_spin[v] = t
+            return
+        start = self.open_spin.pop(v, None)
+        if start is not None:
+            pid, tid = self._ids(v)
+            self._span("spinning", start, t, pid, tid, "spin")
+
+    def critical_section(self, t: int, v, lock_id, begin: bool) -> None:
+        key = (v.guest.index, lock_id)
+        if begin:
+            self.open_cs[key] = t
+            return
+        start = self.open_cs.pop(key, None)
+        if start is None:
+            return
+        pid = 2 + v.guest.index
+        tid = self.lock_tids.setdefault(key, 1000 + len(self.lock_tids))
+        self.names.setdefault((pid, tid), f"lock {lock_id} holder")
+        self._span(f"{v}", start, t, pid, tid, "lock", {"lock": str(lock_id)})
+
+    def instant(self, t: int, v, name: str, args: dict | None = None) -> None:
+        pid, tid = self._ids(v)
+        event = {"name": name, "ph": "i", "s": "t", "ts": self._us(t), "pid": pid, "tid": tid, "cat": "event"}
+        if args:
+            event["args"] = args
+        self.events.append(event)
+
+    # ------------------------------------------------------------- output
+    def finish(self, t: int, sim) -> None:
+        """Close every open span at ``t`` and name the tracks."""
+        for name, start, pid, tid in list(self.open_state.values()):
+            self._span(name, start, t, pid, tid, "vcpu")
+        for v, start in list(self.open_spin.items()):
+            pid, tid = self._ids(v)
+            self._span("spinning", start, t, pid, tid, "spin")
+        for pcpu, (name, start) in list(self.open_pcpu.items()):
+            self._span(name, start, t, HOST_PID, pcpu, "pcpu")
+        self.open_state.clear()
+        self.open_spin.clear()
+        self.open_pcpu.clear()
+        meta = [{"name": "process_name", "ph": "M", "pid": HOST_PID, "args": {"name": "host pCPUs"}}]
+        for p in sim.pcpus:
+            meta.append(
+                {"name": "thread_name", "ph": "M", "pid": HOST_PID, "tid": p.id, "args": {"name": f"pCPU {p.id}"}}
+            )
+        for g in sim.guests:
+            meta.append({"name": "process_name", "ph": "M", "pid": 2 + g.index, "args": {"name": f"guest {g.name}"}})
+        for (pid, tid), name in sorted(self.names.items()):
+            meta.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": name}})
+        self.events[:0] = meta
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({"traceEvents": self.events, "displayTimeUnit": "ns"}))
