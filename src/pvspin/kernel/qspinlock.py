@@ -354,47 +354,42 @@ class QSpinlock:
                 yield WRITE_ONCE(base.count, idx + 1)  # injected: sunk below the node init
             # We touched a cold per-CPU line: try once more before queueing.
             if not (yield from trylock(lock)):
-                yield from self.wait_in_queue_and_claim(lock, node, tail, pv)
+                # Node initialisation is visible before the node is published.
+                yield smp_wmb()
+                # Publish the new tail: (p,*,*) -> (n,*,*).
+                old = yield from self.xchg_tail(lock, tail)
+                next_addr = NULL
+                if old & q._Q_TAIL_MASK:
+                    prev = self.decode_tail(old)
+                    yield WRITE_ONCE(prev.next, node.addr)  # link into the queue
+                    if pv:
+                        yield from self.pv_wait_node(node, prev)
+                    yield smp_cond_load_acquire(node.locked, _nonzero)  # arch_mcs_spin_lock_contended()
+                    next_addr = yield READ_ONCE(node.next)  # early read of a successor, if any
+
+                # We are the queue head: wait for owner and pending to go, (*,x,y) -> (*,0,0).
+                # pv_wait_head_or_lock() returns non-zero with the lock already taken.
+                val = (yield from self.pv_wait_head_or_lock(lock, node)) if pv else 0
+                if not val:
+                    val = yield atomic_cond_read_acquire(lock.val, self._no_locked_pending)
+
+                # Claim: (n,0,0) -> (0,0,1) when we are the last in the queue (PV, lock already
+                # taken: (n,0,1) -> (0,0,1)); a concurrent pending setter makes this fail.
+                claimed = False
+                if val & q._Q_TAIL_MASK == tail:
+                    claimed, _ = yield atomic_try_cmpxchg_relaxed(lock.val, val, _Q_LOCKED_VAL)
+                if not claimed:
+                    # Others queued behind us, or a pending setter will: (*,*,0) -> (*,*,1), tail kept.
+                    yield WRITE_ONCE(lock.locked, _Q_LOCKED_VAL)  # set_locked()
+                    if not next_addr:
+                        next_addr = yield smp_cond_load_relaxed(node.next, _nonzero)
+                    next_node = self.mem.object_at(next_addr)
+                    yield smp_store_release(next_node.locked, 1)  # arch_mcs_spin_unlock_contended()
+                    if pv:
+                        yield from self.pv_kick_node(lock, next_node)
         # release: __this_cpu_dec(qnodes[0].mcs.count)
         count = yield READ_ONCE(base.count)
         yield WRITE_ONCE(base.count, count - 1)
-
-    def wait_in_queue_and_claim(self, lock: View, node: View, tail: int, pv: bool) -> GuestCode:
-        """The rest of queued_spin_lock_slowpath(): from xchg_tail() to holding the lock and handing over the queue head."""
-        q = self.q
-        # Node initialisation is visible before the node is published.
-        yield smp_wmb()
-        # Publish the new tail: (p,*,*) -> (n,*,*).
-        old = yield from self.xchg_tail(lock, tail)
-        next_addr = NULL
-        if old & q._Q_TAIL_MASK:
-            prev = self.decode_tail(old)
-            yield WRITE_ONCE(prev.next, node.addr)  # link into the queue
-            if pv:
-                yield from self.pv_wait_node(node, prev)
-            yield smp_cond_load_acquire(node.locked, _nonzero)  # arch_mcs_spin_lock_contended()
-            next_addr = yield READ_ONCE(node.next)  # early read of a successor, if any
-
-        # We are the queue head: wait for owner and pending to go, (*,x,y) -> (*,0,0).
-        # pv_wait_head_or_lock() returns non-zero with the lock already taken.
-        val = (yield from self.pv_wait_head_or_lock(lock, node)) if pv else 0
-        if not val:
-            val = yield atomic_cond_read_acquire(lock.val, self._no_locked_pending)
-
-        # Claim: (n,0,0) -> (0,0,1) when we are the last in the queue (PV after a steal-free
-        # acquisition: (n,0,1) -> (0,0,1)); a concurrent pending setter makes this fail.
-        if val & q._Q_TAIL_MASK == tail:
-            ok, _ = yield atomic_try_cmpxchg_relaxed(lock.val, val, _Q_LOCKED_VAL)
-            if ok:
-                return
-        # Others queued behind us, or a pending setter will queue: (*,*,0) -> (*,*,1), keep the tail.
-        yield WRITE_ONCE(lock.locked, _Q_LOCKED_VAL)  # set_locked()
-        if not next_addr:
-            next_addr = yield smp_cond_load_relaxed(node.next, _nonzero)
-        next_node = self.mem.object_at(next_addr)
-        yield smp_store_release(next_node.locked, 1)  # arch_mcs_spin_unlock_contended()
-        if pv:
-            yield from self.pv_kick_node(lock, next_node)
 
 
 def _not_pending_handover(v: int) -> bool:
