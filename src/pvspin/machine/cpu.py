@@ -63,6 +63,19 @@ class GuestCpu:
         self.contexts.append(Context(gen, level))
         return self.resume(None)
 
+    def context_returned(self) -> tuple | None:
+        """The innermost context's code returned: pop it; the next pending operation.
+
+        Returns the interrupted context's pending operation, or None when the task-level
+        program has finished.  (Drivers that inline :meth:`resume`'s ``send`` call this on
+        ``StopIteration``.)
+        """
+        self.contexts.pop()
+        if not self.contexts:
+            self.finished = True
+            return None
+        return self.contexts[-1].op
+
     def resume(self, result) -> tuple | None:
         """Send ``result`` to the innermost context; return the next pending operation.
 
@@ -75,11 +88,7 @@ class GuestCpu:
             try:
                 op = ctx.gen.send(result)
             except StopIteration:
-                contexts.pop()
-                if not contexts:
-                    self.finished = True
-                    return None
-                return contexts[-1].op
+                return self.context_returned()
             ctx.op = op
             return op
         return None

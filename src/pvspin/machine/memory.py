@@ -27,7 +27,7 @@ _BASE = 0x1000
 class Ref:
     """A sized location in guest memory: what a C lvalue such as ``lock->locked`` denotes."""
 
-    __slots__ = ("addr", "size", "line", "name")
+    __slots__ = ("addr", "size", "line", "name", "fmt", "mask")
 
     def __init__(self, addr: int, size: int, name: str):
         if size not in _FORMATS:
@@ -38,6 +38,8 @@ class Ref:
         self.size = size
         self.line = addr // CACHE_LINE
         self.name = name
+        self.fmt = _FORMATS[size]  # drivers' hot paths unpack/pack with it directly
+        self.mask = MASKS[size]
 
     def __repr__(self) -> str:
         return self.name

@@ -27,7 +27,7 @@ from heapq import heappop, heappush
 
 from ..machine import ops as o
 from ..machine.cpu import HARDIRQ, NMI, SOFTIRQ, GuestCode, GuestCpu
-from ..machine.memory import MASKS, Memory
+from ..machine.memory import Memory
 from ..machine.scheduler import RandomScheduler, Scheduler
 from .cache import CacheModel
 from .config import HostConfig
@@ -310,17 +310,26 @@ class Simulator:
         until = self.until
         watchers = self.watchers
         line_base = v.guest.line_base
-        mem = v.guest.mem
-        read = mem.read
+        data = v.guest.mem.data
+        cache = self.cache
+        sharers = cache.sharers
+        owner = cache.owner
+        hit_load = cache.hit_load
+        hit_store = cache.hit_store
+        bit = 1 << v.pcpu
+        gcpu = v.gcpu
+        contexts = gcpu.contexts
+        recorder = self.recorder
         while True:
             op = v.op
             code = op[0]
+            # ---- apply the operation's effect
             if code == _LOAD:
                 ref = op[1]
-                result = read(ref.addr, ref.size)
+                result = ref.fmt.unpack_from(data, ref.addr)[0]
             elif code == _COND:
                 ref = op[1]
-                result = read(ref.addr, ref.size)
+                result = ref.fmt.unpack_from(data, ref.addr)[0]
                 if not op[2](result):
                     self._spin(v, t)
                     return
@@ -328,15 +337,15 @@ class Simulator:
                     self._spin_stop(v, t)
             elif code == _STORE:
                 ref = op[1]
-                mem.write(ref.addr, ref.size, op[2])
+                ref.fmt.pack_into(data, ref.addr, op[2] & ref.mask)
                 result = None
                 if line_base | ref.line in watchers:
                     self._notify(line_base | ref.line, t)
             elif code in _RMW:
                 ref = op[1]
-                new, result = o.rmw_result(code, read(ref.addr, ref.size), op, MASKS[ref.size])
+                new, result = o.rmw_result(code, ref.fmt.unpack_from(data, ref.addr)[0], op, ref.mask)
                 if new is not None:
-                    mem.write(ref.addr, ref.size, new)
+                    ref.fmt.pack_into(data, ref.addr, new)
                 if line_base | ref.line in watchers:
                     self._notify(line_base | ref.line, t)
             elif code == o.PV_WAIT:
@@ -353,25 +362,45 @@ class Simulator:
                 result = target.state == RUNNABLE and target.preempted
             else:  # WORK, CPU_RELAX, FENCE: time only
                 result = None
-            if self.recorder is not None:
-                self.recorder(t, v.id, code, result)
-            # advance the guest code
+            if recorder is not None:
+                recorder(t, v.id, code, result)
+            # ---- send the result to the guest code, get its next operation
             self.now = t
             v.gen += 1
             v.ops += 1
-            gcpu = v.gcpu
-            depth = len(gcpu.contexts)
-            nxt = gcpu.resume(result)
+            interrupted = v.saved
+            depth = len(contexts)
+            ctx = contexts[-1]
+            try:
+                nxt = ctx.gen.send(result)
+                ctx.op = nxt
+            except StopIteration:
+                nxt = gcpu.context_returned()
             if nxt is not None and nxt[0] in _LOCAL:
                 nxt = self._settle(v, nxt)
-            if len(gcpu.contexts) < depth and v.saved:
+            if interrupted and len(contexts) < depth:
                 self._irq_return(v, t)
                 return
             v.op = nxt
             if nxt is None:
                 self._finish(v, t)
                 return
-            done = self._cost(v, nxt, t)
+            # ---- issue it: when does it complete? (cache hits inline, the rest in _cost)
+            code = nxt[0]
+            if code == _WORK:
+                done = t + nxt[1]
+            elif code == _LOAD or code == _COND:
+                key = line_base | nxt[1].line
+                done = t + hit_load if sharers.get(key, 0) & bit else cache.read(v.pcpu, key, t)
+            elif code == _STORE:
+                key = line_base | nxt[1].line
+                if sharers.get(key, 0) == bit:
+                    owner[key] = v.pcpu
+                    done = t + hit_store
+                else:
+                    done = cache.write(v.pcpu, key, t, False)
+            else:
+                done = self._cost(v, nxt, t)
             v.step_at = done
             if done > until or (heap and done >= heap[0][0]) or v.state != RUNNING:
                 self.seq += 1
@@ -557,15 +586,19 @@ class Simulator:
         # kvm_vcpu_on_spin(): any runnable ("ready") sibling is a candidate for the directed
         # yield; CFS honours the yield_to() buddy only while it is not too far ahead of the
         # leftmost task, else the leftmost runs (so a yield never starves anyone).
-        candidates = [u for u in self.runqueue if u.guest is v.guest]
-        if not candidates:  # back to spinning after the exit: that time was not spent spinning
+        guest = v.guest
+        target = leftmost = None
+        for u in self.runqueue:
+            if leftmost is None or (u.vruntime, u.id) < (leftmost.vruntime, leftmost.id):
+                leftmost = u
+            if u.guest is guest and (target is None or (u.vruntime, u.id) < (target.vruntime, target.id)):
+                target = u
+        if target is None:  # back to spinning after the exit: that time was not spent spinning
             v.acct[T_HV] += self.vm_exit
             v.acct[T_SPIN] -= self.vm_exit
             self._push(t + self.vm_exit + self.ple_window, PLE, v, v.gen)
             return
         v.acct[T_HOST] += self.vm_exit
-        target = min(candidates, key=lambda u: (u.vruntime, u.id))
-        leftmost = min(self.runqueue, key=lambda u: (u.vruntime, u.id))
         if target.vruntime - leftmost.vruntime > self.wakeup_granularity:
             target = leftmost
         pcpu = self.pcpus[v.pcpu]
@@ -663,8 +696,10 @@ class Simulator:
         return self.idle.pop(0)
 
     def _slice(self) -> int:
-        running = sum(1 for p in self.pcpus if p.vcpu is not None) + len(self.runqueue)
-        per_cpu = max(1, -(-running // len(self.pcpus)))
+        """CFS's ideal slice: the latency shared among the tasks runnable per CPU."""
+        npcpus = len(self.pcpus)
+        runnable = npcpus - len(self.idle) + len(self.runqueue)
+        per_cpu = max(1, -(-runnable // npcpus))
         return max(self.min_granularity, self.sched_latency // per_cpu)
 
     def _dispatch(self, pcpu: PCpu, t: int) -> None:
@@ -678,8 +713,7 @@ class Simulator:
         self._place(pcpu, v, t)
 
     def _place(self, pcpu: PCpu, v: VCpu, t: int) -> None:
-        if pcpu in self.idle:
-            self.idle.remove(pcpu)
+        """Put ``v`` on ``pcpu`` (which is not in the idle list) and carry on with its work."""
         start = t
         if pcpu.last_vcpu is not None and pcpu.last_vcpu is not v and not self.bare_metal:
             start += self.costs.context_switch
