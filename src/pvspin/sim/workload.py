@@ -80,8 +80,8 @@ class LockTorture:
         self.freq_mhz = freq_mhz
         self.long_hold = int(config.long_hold_us * freq_mhz)
 
-    def writer(self, cpu: int):
-        """``lock_torture_writer`` on ``cpu``: runs until the simulation stops."""
+    def writer(self, cpu: int, rounds: int | None = None):
+        """``lock_torture_writer`` on ``cpu``: ``rounds`` acquisitions, or until the simulation stops."""
         cfg = self.config
         rng = random.Random(f"writer:{self.seed}:{cpu}")
         hold = cfg.hold.sampler(rng, self.freq_mhz)
@@ -95,7 +95,7 @@ class LockTorture:
         acquisitions = self.acquisitions
         latencies = self.latencies
         clock = o.local_clock()
-        while True:
+        while rounds is None or acquisitions[cpu] < rounds:
             i = rng.randrange(nlocks) if nlocks > 1 else 0
             lock = locks[i]
             start = yield clock
