@@ -9,8 +9,35 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="The Linux pa
 
 @app.command()
 def demo() -> None:
-    """The seed's story in one minute."""
-    typer.echo("pvspin demo: not yet")
+    """The seed's story in one minute: patch sites, unlock cost, overcommit, and a model check."""
+    from . import demo as story
+
+    raise typer.Exit(story.main())
+
+
+@app.command()
+def sweep(
+    param: list[str] = typer.Option([], help="NAME=V1,V2,... (one or two; e.g. overcommit=0.5,1,1.5,2,3, hold-ns=200,800)"),
+    locks: str = typer.Option(None, help="comma-separated lock kinds, one line each [default: the scenario's]"),
+    seeds: str = typer.Option("3", help="seeds per point (error bars)"),
+    out: str = typer.Option(None, help="results directory (CSV, JSON, plots); re-running resumes"),
+    scenario: str = typer.Option(None, help="base TOML scenario (flags override it)"),
+    host: str = typer.Option(None, help="baremetal, kvm or kvm-nopv (virt-tas always runs on kvm-nopv)"),
+    pcpus: str = typer.Option(None, help="physical CPUs"),
+    vcpus: str = typer.Option(None, help="vCPUs of the guest (overcommit sets it per point)"),
+    duration_ms: str = typer.Option(None, help="simulated milliseconds per point"),
+    hold_ns: str = typer.Option(None, help="mean hold time, ns"),
+    delay_ns: str = typer.Option(None, help="mean delay between acquisitions, ns"),
+    lock_count: str = typer.Option(None, help="locks the writers pick from"),
+    jobs: str = typer.Option(None, help="worker processes [default: CPU count]"),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="draw PNG and SVG plots"),
+) -> None:
+    """Sweep one or two scenario parameters over lock kinds and seeds, in parallel; CSV, JSON and plots."""
+    from .sim import sweep as sweeper
+
+    flags = dict(host=host, pcpus=pcpus, vcpus=vcpus, duration_ms=duration_ms, hold_ns=hold_ns, delay_ns=delay_ns,
+                 locks=lock_count)  # fmt: skip
+    raise typer.Exit(sweeper.main(param, locks, seeds, out, scenario, flags, jobs, plots))
 
 
 @app.command()

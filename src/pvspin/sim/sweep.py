@@ -1,0 +1,473 @@
+"""``pvspin sweep``: one or two scenario parameters × lock kinds × seeds, run in parallel.
+
+A sweep is a grid of *points*; a point is a complete :class:`~pvspin.sim.scenario.Scenario`
+(base scenario + the lock of its line + the parameter values + a seed), identified by a hash of
+that scenario.  Each finished point is appended at once to ``points.jsonl`` and ``points.csv`` in
+the output directory, so an interrupted sweep re-run with the same arguments skips what is there.
+At the end both files are rewritten in grid order (so the same sweep gives the same files whatever
+order the processes finished in), ``summary.json`` holds mean/std over seeds, and the plots are drawn.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from itertools import product
+from multiprocessing import get_context
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..kernel.build import LOCKS
+from ..kernel.lockevents import LOCK_EVENTS
+from ..kernel.userlock import UserLockError
+from .scenario import Run, Scenario, describe_validation_error, load_scenario, merge
+
+EXIT_BAD_INPUT = 2
+
+
+class BadInput(ValueError):
+    """A user's value the sweep cannot use; the message names it."""
+
+
+# Named parameters: (where in the scenario, axis label with units).  Any other name must be a dotted
+# scenario path (``host.costs.kick_wake_ns``, ``guests.0.workload.long_hold_every``).
+NAMED_PARAMS = {
+    "overcommit": (None, "overcommit (vCPUs per pCPU)"),
+    "vcpus": ("guests.0.vcpus", "vCPUs"),
+    "pcpus": ("host.pcpus", "physical CPUs"),
+    "hold-ns": ("guests.0.workload.hold.mean_ns", "mean hold time (ns)"),
+    "delay-ns": ("guests.0.workload.delay.mean_ns", "mean delay between acquisitions (ns)"),
+    "lock-count": ("guests.0.workload.locks", "number of locks"),
+    "hogs": ("hog_guests", "competing CPU-hog guests"),
+    "irq-rate": ("guests.0.interrupts.rate_hz", "interrupts per second per vCPU"),
+    "spurious-hz": ("host.spurious_wakeup_hz", "spurious wake-ups per second"),
+    "spin-threshold": ("guests.0.knobs.spin_threshold", "SPIN_THRESHOLD (loops)"),
+}
+
+# A lock kind also picks the host that runs it (see pvspin.kernel.build): virt TAS is what a
+# PARAVIRT guest runs on a KVM host without PV_UNHALT; the PV locks need PV_UNHALT.
+LOCK_HOSTS = {"virt-tas": "kvm-nopv", "pvqspinlock": "kvm", "pvqspinlock-4.2": "kvm"}
+
+# The columns of points.csv after the lock, the parameters and the seed.
+METRICS = (
+    "acquisitions",
+    "throughput",
+    "fairness_max_over_min",
+    "per_vcpu_min",
+    "per_vcpu_max",
+    "jain_index",
+    "latency_p50_ns",
+    "latency_p99_ns",
+    "latency_p99.9_ns",
+    "latency_max_ns",
+    "halts",
+    "kicks",
+    "vm_exits",
+    "lock_holder_preemptions",
+    "fail",
+    "warnings",
+    "share_critical_section",
+    "share_spinning",
+    "share_other_guest",
+    "share_hypervisor",
+    "share_idle",
+    "guest_operations",
+    *LOCK_EVENTS,
+)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    path: str | None  # None: overcommit, resolved against the point's pCPUs
+    label: str
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Point:
+    lock: str
+    values: tuple[float, ...]
+    seed: int
+    scenario: Scenario
+
+    @property
+    def key(self) -> str:
+        text = json.dumps(self.scenario.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    base: Scenario
+    params: tuple[Param, ...]
+    locks: tuple[str, ...]
+    seeds: int
+
+    def points(self) -> list[Point]:
+        """Every point of the grid, in grid order: lock, then parameter values, then seed."""
+        out = []
+        for lock in self.locks:
+            for values in product(*(p.values for p in self.params)):
+                for i in range(self.seeds):
+                    out.append(Point(lock, values, self.base.seed + i, self._scenario(lock, values, i)))
+        return out
+
+    def _scenario(self, lock: str, values: tuple[float, ...], seed_offset: int) -> Scenario:
+        data = self.base.model_dump(mode="json")
+        guest: dict = {"lock": lock}
+        data = merge(data, {"guests": [guest], "seed": self.base.seed + seed_offset})
+        if lock in LOCK_HOSTS:
+            data["host"]["hypervisor"] = LOCK_HOSTS[lock]
+        overcommit = None
+        for param, value in zip(self.params, values, strict=True):
+            if param.path is None:
+                overcommit = value
+            else:
+                set_path(data, param.path, value)
+        if overcommit is not None:
+            vcpus = round(overcommit * data["host"]["pcpus"])
+            if vcpus < 1:
+                raise BadInput(f"overcommit {overcommit:g} on {data['host']['pcpus']} pCPUs leaves no vCPU")
+            data["guests"][0]["vcpus"] = vcpus
+        try:
+            return Scenario.model_validate(data)
+        except ValidationError as err:
+            raise BadInput(describe_validation_error(err)) from None
+
+    @property
+    def columns(self) -> list[str]:
+        return ["lock", *(p.name for p in self.params), "seed", "key", *METRICS]
+
+
+def set_path(data: dict, path: str, value) -> None:
+    """Set ``value`` at a dotted path (``guests.0.workload.locks``) of a scenario dict."""
+    *parents, last = path.split(".")
+    node = data
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def _get_path(data, path: str):
+    for part in path.split("."):
+        if isinstance(data, list):
+            if not part.isdigit() or int(part) >= len(data):
+                return KeyError
+            data = data[int(part)]
+        elif isinstance(data, dict) and part in data:
+            data = data[part]
+        else:
+            return KeyError
+    return data
+
+
+def parse_param(text: str, base: Scenario) -> Param:
+    """``name=v1,v2,...`` → a :class:`Param` (numbers only; integral values become ints)."""
+    name, sep, values_text = text.partition("=")
+    name = name.strip()
+    if not sep or not name or not values_text.strip():
+        raise BadInput(f"--param {text!r}: expected NAME=V1,V2,... (e.g. overcommit=0.5,1,2)")
+    canonical = name.replace("_", "-")
+    if canonical in NAMED_PARAMS:
+        path, label = NAMED_PARAMS[canonical]
+        name = canonical
+    else:
+        path, label = name, name
+        current = _get_path(base.model_dump(mode="json"), path)
+        if current is KeyError or isinstance(current, (dict, list)):
+            known = ", ".join(NAMED_PARAMS)
+            raise BadInput(f"--param {name!r}: not a parameter ({known}) nor a scenario field path")
+    values = []
+    for item in values_text.split(","):
+        try:
+            value = float(item)
+        except ValueError:
+            raise BadInput(f"--param {name}: {item.strip()!r} is not a number") from None
+        if not math.isfinite(value):
+            raise BadInput(f"--param {name}: {item.strip()!r} is not a finite number")
+        values.append(int(value) if value.is_integer() and name != "overcommit" else value)
+    if len(set(values)) != len(values):
+        raise BadInput(f"--param {name}: repeated value in {values_text!r}")
+    return Param(name, path, label, tuple(values))
+
+
+def parse_locks(text: str | None, base: Scenario) -> tuple[str, ...]:
+    if text is None:
+        return (base.guests[0].lock,)
+    locks = tuple(item.strip() for item in text.split(",") if item.strip())
+    for lock in locks:
+        if lock not in LOCKS and ":" not in lock:
+            raise BadInput(f"--locks: unknown lock {lock!r} (one of {', '.join(LOCKS)}, or path/to/file.py:NAME)")
+    if not locks or len(set(locks)) != len(locks):
+        raise BadInput(f"--locks {text!r}: give distinct lock names, comma-separated")
+    return locks
+
+
+def build_sweep(
+    params: list[str],
+    locks: str | None,
+    seeds: int,
+    scenario_file: str | None = None,
+    overrides: dict | None = None,
+) -> Sweep:
+    """The sweep the command line describes; every point is validated (and booted) up front."""
+    try:
+        if scenario_file:
+            if not Path(scenario_file).is_file():
+                raise BadInput(f"--scenario: no such file {scenario_file}")
+            base = load_scenario(scenario_file, overrides)
+        else:
+            base = Scenario.model_validate(merge(Scenario().model_dump(), overrides or {}))
+    except ValidationError as err:
+        raise BadInput(describe_validation_error(err)) from None
+    except ValueError as err:  # TOML syntax
+        if isinstance(err, BadInput):
+            raise
+        raise BadInput(f"--scenario {scenario_file}: {err}") from None
+    if not params:
+        raise BadInput("--param: give at least one, e.g. --param overcommit=0.5,1,1.5,2")
+    if len(params) > 2:
+        raise BadInput(f"--param: at most two parameters, got {len(params)}")
+    parsed = tuple(parse_param(p, base) for p in params)
+    if len({p.name for p in parsed}) != len(parsed):
+        raise BadInput("--param: the two parameters must differ")
+    if seeds < 1:
+        raise BadInput(f"--seeds must be at least 1, got {seeds}")
+    sweep = Sweep(base, parsed, parse_locks(locks, base), seeds)
+    for point in sweep.points()[:: sweep.seeds]:
+        try:
+            Run(point.scenario)  # boots the kernel: an impossible lock/host pairing fails here
+        except (ValueError, UserLockError) as err:
+            raise BadInput(f"{point.lock} at {describe_values(sweep, point)}: {err}") from None
+    return sweep
+
+
+def describe_values(sweep: Sweep, point: Point) -> str:
+    return " ".join(f"{p.name}={v:g}" for p, v in zip(sweep.params, point.values, strict=True))
+
+
+# ------------------------------------------------------------------------------------ running
+def measure(scenario_json: str) -> dict:
+    """Run one point (in a worker process) and flatten its result to the METRICS columns."""
+    scenario = Scenario.model_validate_json(scenario_json)
+    result = Run(scenario).run()
+    g = result["guests"][0]
+    host = result["host"]
+    lat = g["latency_ns"]
+    per = g["per_vcpu"]
+    row = {
+        "acquisitions": g["acquisitions"],
+        "throughput": g["throughput"],
+        "fairness_max_over_min": g["fairness_max_over_min"],
+        "per_vcpu_min": per["min"],
+        "per_vcpu_max": per["max"],
+        "jain_index": per["jain_index"],
+        "latency_p50_ns": lat["p50"],
+        "latency_p99_ns": lat["p99"],
+        "latency_p99.9_ns": lat["p99.9"],
+        "latency_max_ns": lat["max"],
+        "halts": g["halts"],
+        "kicks": g["kicks"],
+        "vm_exits": g["vm_exits"],
+        "lock_holder_preemptions": g["lock_holder_preemptions"],
+        "fail": g["fail"],
+        "warnings": g["warnings"],
+        "guest_operations": host["guest_operations"],
+    }
+    for name, share in host["pcpu_time_share"].items():
+        row[f"share_{name}"] = share
+    for name in LOCK_EVENTS:
+        row[name] = g["lock_events"].get(name, 0)
+    return row
+
+
+class Results:
+    """The output directory: finished points (loaded on resume), appended as they complete."""
+
+    def __init__(self, out: Path, sweep: Sweep):
+        self.out = out
+        self.sweep = sweep
+        self.columns = sweep.columns
+        self.jsonl = out / "points.jsonl"
+        self.csv = out / "points.csv"
+        self.done: dict[str, dict] = {}
+        out.mkdir(parents=True, exist_ok=True)
+        if self.jsonl.exists():
+            for line in self.jsonl.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # the line being written when the sweep was interrupted
+                if isinstance(record, dict) and "key" in record:
+                    self.done[record["key"]] = record
+        # start from clean files (an interrupted write may have left half a line)
+        self._rewrite(list(self.done.values()))
+
+    def record(self, sweep: Sweep, point: Point, metrics: dict) -> dict:
+        row = {"lock": point.lock}
+        row.update({p.name: v for p, v in zip(sweep.params, point.values, strict=True)})
+        row.update(seed=point.seed, key=point.key)
+        row.update(metrics)
+        self.done[point.key] = row
+        with self.jsonl.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        with self.csv.open("a", newline="") as f:
+            csv.DictWriter(f, self.columns, extrasaction="ignore").writerow(row)
+        return row
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        with self.csv.open("w", newline="") as f:
+            writer = csv.DictWriter(f, self.columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def finish(self, points: list[Point]) -> list[dict]:
+        """Rewrite both files in grid order with this sweep's points only; return those rows."""
+        rows = [self.done[p.key] for p in points if p.key in self.done]
+        self._rewrite(rows)
+        return rows
+
+
+def run_sweep(
+    sweep: Sweep,
+    out: Path,
+    jobs: int | None = None,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+) -> dict:
+    """Run every point not yet in ``out`` (``jobs`` processes), then write the summary."""
+    points = sweep.points()
+    results = Results(out, sweep)
+    (out / "sweep.json").write_text(json.dumps(spec(sweep), indent=2) + "\n")
+    todo = [p for p in points if p.key not in results.done]
+    if len(todo) < len(points):
+        log(f"resuming: {len(points) - len(todo)} of {len(points)} points already in {out}")
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
+    started = time.perf_counter()
+
+    def finished(n: int, point: Point, metrics: dict) -> None:
+        results.record(sweep, point, metrics)
+        where = describe_values(sweep, point)
+        log(
+            f"[{n}/{len(todo)}] {point.lock} {where} seed={point.seed}: {metrics['throughput']:,.0f} acq/s, "
+            f"max/min {fmt_spread(metrics['fairness_max_over_min'])} ({time.perf_counter() - started:.0f} s)"
+        )
+
+    if jobs == 1:
+        for n, point in enumerate(todo, 1):
+            finished(n, point, measure(point.scenario.model_dump_json()))
+    elif todo:
+        with ProcessPoolExecutor(jobs, mp_context=get_context("fork")) as pool:
+            futures = {pool.submit(measure, p.scenario.model_dump_json()): p for p in todo}
+            try:
+                for n, future in enumerate(as_completed(futures), 1):
+                    finished(n, futures[future], future.result())
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    rows = results.finish(points)
+    summary = {"sweep": spec(sweep), "aggregate": aggregate(sweep, rows)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def fmt_spread(value) -> str:
+    return "inf" if value is None else f"{value:.2f}"
+
+
+def spec(sweep: Sweep) -> dict:
+    return {
+        "params": [{"name": p.name, "label": p.label, "path": p.path, "values": list(p.values)} for p in sweep.params],
+        "locks": list(sweep.locks),
+        "seeds": sweep.seeds,
+        "base": sweep.base.model_dump(mode="json"),
+    }
+
+
+def aggregate(sweep: Sweep, rows: list[dict]) -> list[dict]:
+    """Per lock and parameter values: mean, sample std, min and max of each metric over seeds.
+
+    A fairness spread is infinite when some vCPU never got the lock; such seeds are counted in
+    ``starved_seeds`` and left out of the spread's statistics.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    names = [p.name for p in sweep.params]
+    for row in rows:
+        groups.setdefault((row["lock"], *(row[n] for n in names)), []).append(row)
+    out = []
+    for (lock, *values), group in groups.items():
+        entry = {"lock": lock, **dict(zip(names, values, strict=True)), "seeds": len(group)}
+        entry["starved_seeds"] = sum(1 for r in group if r["fairness_max_over_min"] is None)
+        for metric in METRICS:
+            xs = [r[metric] for r in group if r.get(metric) is not None]
+            if xs:
+                entry[metric] = {
+                    "mean": statistics.fmean(xs),
+                    "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,
+                    "min": min(xs),
+                    "max": max(xs),
+                }
+        out.append(entry)
+    return out
+
+
+# ------------------------------------------------------------------------------------ command
+def main(
+    params: list[str],
+    locks: str | None,
+    seeds: str,
+    out: str | None,
+    scenario_file: str | None,
+    flags: dict,
+    jobs: str | None,
+    plots: bool,
+) -> int:
+    """``pvspin sweep``: exit 0 when done, 2 on bad input (one line on stderr)."""
+    from .command import BadInput as FlagError
+    from .command import flag_overrides, parse_number
+
+    try:
+        if not out:
+            raise BadInput("--out: give the directory for the results (e.g. results/overcommit)")
+        if Path(out).exists() and not Path(out).is_dir():
+            raise BadInput(f"--out {out}: exists and is not a directory")
+        nseeds = parse_number("--seeds", seeds, minimum=1)
+        njobs = parse_number("--jobs", jobs, minimum=1)
+        full = dict.fromkeys(("host", "kernel", "lock", "pcpus", "vcpus", "duration_ms", "seed", "hogs", "hog_vcpus",
+                              "locks", "hold_ns", "delay_ns", "irq_rate", "spurious_hz", "ple", "patching"))  # fmt: skip
+        full.update(flags)
+        sweep = build_sweep(params, locks, nseeds, scenario_file, flag_overrides(full))
+    except (BadInput, FlagError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    points = len(sweep.points())
+    print(f"sweep: {points} points ({len(sweep.locks)} lock(s) x "
+          + " x ".join(f"{len(p.values)} {p.name}" for p in sweep.params)
+          + f" x {sweep.seeds} seed(s)) -> {out}", file=sys.stderr)  # fmt: skip
+    started = time.perf_counter()
+    try:
+        summary = run_sweep(sweep, Path(out), njobs)
+    except KeyboardInterrupt:
+        print(f"interrupted: finished points are in {out}; run the same command again to resume", file=sys.stderr)
+        return 130
+    written = [Path(out) / name for name in ("points.csv", "points.jsonl", "summary.json")]
+    if plots:
+        from .plots import plot_sweep
+
+        written += plot_sweep(summary, Path(out))
+    print(f"done in {time.perf_counter() - started:.0f} s: " + ", ".join(str(p) for p in written))
+    return 0

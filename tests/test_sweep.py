@@ -1,0 +1,125 @@
+"""``pvspin sweep``: the grid, the files, resuming, determinism, plots and one-line errors."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pvspin.sim.sweep import BadInput, build_sweep, run_sweep
+
+TINY = {"host": {"pcpus": 2}, "duration_ms": 0.5}
+
+
+def quiet(_line):
+    pass
+
+
+def tiny_sweep(params=("overcommit=1,2",), locks="qspinlock,virt-tas", seeds=2):
+    return build_sweep(list(params), locks, seeds, overrides=TINY)
+
+
+def test_grid_maps_overcommit_to_vcpus_and_locks_to_their_host():
+    sweep = tiny_sweep(params=("overcommit=1,1.5",), locks="qspinlock,pvqspinlock,virt-tas", seeds=1)
+    seen = {(p.lock, p.values[0]): p.scenario for p in sweep.points()}
+    assert len(seen) == 6
+    assert seen["qspinlock", 1].guests[0].vcpus == 2 and seen["qspinlock", 1.5].guests[0].vcpus == 3
+    assert seen["virt-tas", 1.5].host.hypervisor == "kvm-nopv"
+    assert seen["pvqspinlock", 1.5].host.hypervisor == "kvm" and seen["qspinlock", 1].host.hypervisor == "kvm"
+
+
+def test_an_impossible_lock_for_a_point_is_named():
+    with pytest.raises(BadInput, match="pvqspinlock at overcommit=0.5: .*ncpus > 1"):
+        tiny_sweep(params=("overcommit=0.5",), locks="pvqspinlock")
+
+
+def test_seeds_and_a_second_parameter_multiply_the_grid():
+    sweep = build_sweep(["overcommit=1,2", "hold-ns=100,400,1600"], "qspinlock", 3, overrides=TINY)
+    points = sweep.points()
+    assert len(points) == 2 * 3 * 3
+    assert {p.seed for p in points} == {0, 1, 2}
+    assert {p.scenario.guests[0].workload.hold.mean_ns for p in points} == {100, 400, 1600}
+    assert len({p.key for p in points}) == len(points)
+
+
+def test_dotted_scenario_path_is_a_parameter():
+    sweep = build_sweep(["host.costs.kick_wake_ns=1000,2000"], "pvqspinlock", 1, overrides=TINY)
+    assert [p.scenario.host.costs.kick_wake_ns for p in sweep.points()] == [1000, 2000]
+
+
+def test_files_summary_and_plots(tmp_path):
+    summary = run_sweep(tiny_sweep(), tmp_path, jobs=1, log=quiet)
+    rows = list(csv.DictReader((tmp_path / "points.csv").open()))
+    assert len(rows) == 8
+    assert {r["lock"] for r in rows} == {"qspinlock", "virt-tas"}
+    assert all(int(r["acquisitions"]) > 0 and r["fail"] == "0" for r in rows)
+    assert len((tmp_path / "points.jsonl").read_text().splitlines()) == 8
+    aggregate = json.loads((tmp_path / "summary.json").read_text())["aggregate"]
+    assert aggregate == summary["aggregate"] and len(aggregate) == 4
+    entry = aggregate[0]
+    assert entry["seeds"] == 2 and entry["throughput"]["min"] <= entry["throughput"]["mean"] <= entry["throughput"]["max"]
+    from pvspin.sim.plots import plot_sweep
+
+    written = plot_sweep(summary, tmp_path)
+    assert {p.name for p in written} >= {"throughput.png", "throughput.svg", "fairness.png", "fairness.svg"}
+    assert all(p.stat().st_size > 1000 for p in written)
+    assert (tmp_path / "throughput.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_parallel_and_serial_runs_write_the_same_files(tmp_path):
+    run_sweep(tiny_sweep(), tmp_path / "serial", jobs=1, log=quiet)
+    run_sweep(tiny_sweep(), tmp_path / "parallel", jobs=2, log=quiet)
+    for name in ("points.csv", "points.jsonl", "summary.json"):
+        assert (tmp_path / "serial" / name).read_text() == (tmp_path / "parallel" / name).read_text()
+
+
+def test_interrupted_sweep_resumes_without_redoing_finished_points(tmp_path):
+    full = tmp_path / "full"
+    run_sweep(tiny_sweep(), full, jobs=1, log=quiet)
+    part = tmp_path / "part"
+    part.mkdir()
+    lines = (full / "points.jsonl").read_text().splitlines()
+    # three finished points and half a line, as a killed sweep leaves them
+    (part / "points.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:40])
+    log = []
+    run_sweep(tiny_sweep(), part, jobs=1, log=log.append)
+    assert log[0] == f"resuming: 3 of 8 points already in {part}"
+    assert sum(1 for line in log if line.startswith("[")) == 5
+    assert (part / "points.csv").read_text() == (full / "points.csv").read_text()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--param", "overcommit=1,x"), "--param overcommit: 'x' is not a number"),
+        (("--param", "warp=1,2"), "--param 'warp': not a parameter"),
+        (("--param", "overcommit"), "expected NAME=V1,V2"),
+        (("--param", "overcommit=1", "--locks", "mcs"), "unknown lock 'mcs'"),
+        (("--param", "overcommit=1", "--seeds", "0"), "--seeds must be at least 1"),
+        (("--param", "overcommit=0.1"), "leaves no vCPU"),
+        (("--param", "vcpus=2.5"), "guests.0.vcpus"),
+        (("--param", "overcommit=2", "--host", "baremetal", "--locks", "qspinlock"), "bare metal runs one CPU"),
+        (("--param", "overcommit=1", "--scenario", "/nonexistent.toml"), "no such file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    out = subprocess.run(
+        [sys.executable, "-m", "pvspin", "sweep", "--out", str(tmp_path / "r"), "--duration-ms", "0.1", *args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and out.stderr.startswith("error: "), out.stderr
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_out_is_bad_input():
+    out = subprocess.run([sys.executable, "-m", "pvspin", "sweep", "--param", "overcommit=1"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 2 and "--out" in out.stderr
+
+
+def test_api_rejects_three_parameters():
+    with pytest.raises(BadInput, match="at most two"):
+        build_sweep(["vcpus=1", "pcpus=2", "hold-ns=3"], None, 1)
