@@ -1,0 +1,95 @@
+"""``pvspin check``: option handling, progress and output (text or JSON)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from rich.console import Console
+
+from .bugs import EXPOSURES, corpus
+from .harness import BadInput
+from .report import format_steps
+from .result import VIOLATION
+from .runner import CheckOptions, Report, run
+
+EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def parse_int(option: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise BadInput(f"{option} {text!r}: not an integer") from None
+
+
+def list_bugs() -> str:
+    lines = []
+    for name, (description, fix) in corpus().items():
+        ex = EXPOSURES.get(name)
+        found = (f"   found by: --lock {ex.lock} --cpus {ex.cpus} --acquisitions {ex.acquisitions} "
+                 f"--memory-model {ex.memory_model}" + (f" --interrupts {ex.interrupts}" if ex.interrupts else "")
+                 + f" --bug {name}") if ex else ""
+        lines.append(f"{name}  (fixed by {fix or 'no upstream commit: injected variant'})")
+        lines.append(f"   {description}")
+        if found:
+            lines.append(found)
+    return "\n".join(lines)
+
+
+def command_line(opts: CheckOptions) -> str:
+    parts = [f"pvspin check --lock {opts.lock} --cpus {opts.cpus} --acquisitions {opts.acquisitions}",
+             f"--memory-model {opts.memory_model}"]
+    parts += [f"--bug {b}" for b in opts.bugs]
+    if opts.spurious_wakeups:
+        parts.append(f"--spurious-wakeups {opts.spurious_wakeups}")
+    if opts.interrupts:
+        parts.append(f"--interrupts {opts.interrupts}")
+    return " ".join(parts)
+
+
+def render(report: Report) -> str:
+    opts, r = report.options, report.result
+    head = (f"pvspin check: {opts.lock}, {opts.cpus} CPU(s) x {opts.acquisitions} acquisition(s), "
+            f"{opts.memory_model.upper()}, {r.strategy}")
+    if opts.bugs:
+        head += f", bug {', '.join(opts.bugs)}"
+    stats = f"{r.states} states, {r.transitions} transitions, {r.executions} executions in {r.seconds:.2f} s"
+    if r.strategy in ("random", "pct"):
+        stats = f"{r.executions} runs, {r.transitions} steps in {r.seconds:.2f} s"
+    lines = [head]
+    if r.verdict != VIOLATION:
+        lines.append(f"{r.verdict.upper()}: {stats}" + (f" ({r.note})" if r.note else ""))
+        return "\n".join(lines)
+    lines.append(f"VIOLATION of {r.prop}: {stats}")
+    lines.append(f"counterexample: {len(report.steps)} steps, {report.preemptions} preemptions")
+    lines.extend(format_steps(report.steps))
+    lines.append(f"  !!  {r.prop}: {r.detail}")
+    lines.append(f"replay: {command_line(opts)} --replay {report.replay}")
+    return "\n".join(lines)
+
+
+def main(opts: CheckOptions, as_json: bool) -> int:
+    console = Console(stderr=True)
+    progress = None
+    if not as_json and console.is_terminal:
+        started = time.perf_counter()
+
+        def progress(r):
+            elapsed = time.perf_counter() - started
+            rate = r.transitions / elapsed if elapsed else 0
+            console.print(f"[dim]{r.states} states, {r.executions} executions, {rate:,.0f} transitions/s, "
+                          f"{elapsed:.0f} s elapsed (Ctrl-C prints what was explored)[/dim]", end="\r")
+    try:
+        report = run(opts, progress=progress)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if progress is not None:
+        console.print(" " * 100, end="\r")
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(render(report))
+    return EXIT_VIOLATION if report.result.verdict == VIOLATION else EXIT_OK

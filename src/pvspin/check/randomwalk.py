@@ -1,0 +1,71 @@
+"""Random strategy: independent uniformly random walks, each replayable from the seed.
+
+For configurations too big to exhaust.  Each run starts from the initial state and picks
+uniformly among the enabled moves until no move is left (or ``max_steps``, for guest code
+that can spin forever, counted as truncated).  :func:`sample` is the loop shared with PCT.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from .result import INCOMPLETE, VERIFIED, VIOLATION, CheckResult
+from .world import Violation, World
+
+
+def sample(world: World, chooser_for_run, runs: int, strategy: str, *, max_steps: int = 20_000,
+           progress=None) -> CheckResult:
+    """Run ``runs`` executions; ``chooser_for_run(run)`` returns ``choose(moves, step) -> move``."""
+    result = CheckResult(VERIFIED, strategy)
+    started = time.perf_counter()
+    next_report = started + 1.0
+    initial = world.snapshot()
+    truncated = 0
+    try:
+        for run in range(runs):
+            world.restore(initial)
+            choose = chooser_for_run(run)
+            moves_taken: list[int] = []
+            violation = None
+            for step in range(max_steps):
+                moves = world.enabled()
+                if not moves:
+                    violation = world.terminal_violation()
+                    break
+                move = choose(moves, step)
+                moves_taken.append(move)
+                result.transitions += 1
+                try:
+                    world.execute(move)
+                except Violation as v:
+                    violation = v
+                    break
+            else:
+                truncated += 1
+            result.executions = run + 1
+            if violation is not None:
+                result.verdict = VIOLATION
+                result.prop, result.detail, result.moves = violation.prop, violation.detail, moves_taken
+                break
+            if progress is not None and time.perf_counter() >= next_report:
+                next_report = time.perf_counter() + 1.0
+                result.seconds = time.perf_counter() - started
+                progress(result)
+    except KeyboardInterrupt:
+        result.verdict = INCOMPLETE
+        result.note = "interrupted"
+    if result.verdict == VERIFIED:
+        result.verdict = INCOMPLETE  # sampling never proves absence
+        result.note = f"no violation in {result.executions} sampled runs" + (
+            f" ({truncated} truncated at {max_steps} steps)" if truncated else "")
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def random_walks(world: World, runs: int, seed: int, *, progress=None) -> CheckResult:
+    def chooser_for_run(run: int):
+        rng = random.Random(f"{seed}:{run}")
+        return lambda moves, step: moves[rng.randrange(len(moves))]
+
+    return sample(world, chooser_for_run, runs, "random", progress=progress)

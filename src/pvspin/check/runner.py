@@ -1,0 +1,138 @@
+"""One checking run from options to report: build the world, pick the strategy, explain the result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import token
+from .bugs import split
+from .exhaustive import explore
+from .harness import BadInput, make_setup
+from .pct import pct
+from .randomwalk import random_walks
+from .report import NotEnabled, Step, preemptions, trace
+from .result import VIOLATION, CheckResult
+from .world import MEMORY_MODELS, World
+
+STRATEGIES = ("exhaustive", "random", "pct")
+
+
+@dataclass
+class CheckOptions:
+    lock: str = "qspinlock"
+    cpus: int = 2
+    acquisitions: int = 1
+    memory_model: str = "sc"
+    bugs: tuple[str, ...] = ()
+    strategy: str = "exhaustive"
+    runs: int = 1000
+    seed: int = 0
+    spurious_wakeups: int = 0
+    interrupts: int = 0
+    workload: str = "locktorture"
+    replay: str | None = None
+    max_states: int | None = None
+    overrides: dict = field(default_factory=dict)  # LockConfig knobs
+
+    def fingerprint(self) -> dict:
+        return {
+            "lock": self.lock, "cpus": self.cpus, "acquisitions": self.acquisitions,
+            "memory_model": self.memory_model, "bugs": ",".join(sorted(self.bugs)),
+            "spurious": self.spurious_wakeups, "interrupts": self.interrupts, "workload": self.workload,
+            "overrides": ",".join(f"{k}={v}" for k, v in sorted(self.overrides.items())),
+        }
+
+
+# Small bounds for checking: every bounded spin is one nondeterministic choice anyway, but
+# guest loops written around cpu_relax() would otherwise unroll the kernel's 2^15.
+CHECK_KNOBS = {"pending_loops": 2, "spin_threshold": 2, "pv_prev_check_mask": 1}
+
+
+@dataclass
+class Report:
+    options: CheckOptions
+    result: CheckResult
+    steps: list[Step] = field(default_factory=list)
+    replay: str | None = None
+    preemptions: int = 0
+
+    def as_dict(self) -> dict:
+        r = self.result
+        return {
+            "verdict": r.verdict, "property": r.prop, "detail": r.detail, "strategy": r.strategy,
+            "lock": self.options.lock, "cpus": self.options.cpus, "acquisitions": self.options.acquisitions,
+            "memory_model": self.options.memory_model, "bugs": list(self.options.bugs),
+            "executions": r.executions, "states": r.states, "transitions": r.transitions,
+            "seconds": round(r.seconds, 3), "note": r.note, "replay": self.replay,
+            "preemptions": self.preemptions if r.verdict == VIOLATION else None,
+            "steps": [s.as_dict() for s in self.steps],
+        }
+
+
+def validate(opts: CheckOptions) -> None:
+    if opts.memory_model not in MEMORY_MODELS:
+        raise BadInput(f"--memory-model {opts.memory_model!r}: choose from {', '.join(MEMORY_MODELS)}")
+    if opts.strategy not in STRATEGIES:
+        raise BadInput(f"--strategy {opts.strategy!r}: choose from {', '.join(STRATEGIES)}")
+    if opts.runs < 1:
+        raise BadInput(f"--runs {opts.runs}: need at least 1")
+    if opts.spurious_wakeups < 0:
+        raise BadInput(f"--spurious-wakeups {opts.spurious_wakeups}: must not be negative")
+    try:
+        split(opts.bugs)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def build_world(opts: CheckOptions) -> World:
+    validate(opts)
+    kernel_bugs, hv_bugs = split(opts.bugs)
+    setup = make_setup(opts.lock, opts.cpus, opts.acquisitions, opts.interrupts, kernel_bugs,
+                       {**CHECK_KNOBS, **opts.overrides}, opts.workload)
+    return World(setup, opts.memory_model, opts.spurious_wakeups, opts.interrupts,
+                 kick_latch="pv-wait-no-latch" not in hv_bugs)
+
+
+def run(opts: CheckOptions, progress=None) -> Report:
+    world = build_world(opts)
+    if opts.replay is not None:
+        try:
+            moves = token.decode(opts.fingerprint(), opts.replay)
+        except token.BadToken as exc:
+            raise BadInput(str(exc)) from None
+        return _replay(opts, world, moves)
+    if opts.strategy == "exhaustive":
+        result = explore(world, max_states=opts.max_states, progress=progress)
+    elif opts.strategy == "random":
+        result = random_walks(world, opts.runs, opts.seed, progress=progress)
+    else:
+        result = pct(world, opts.runs, opts.seed, progress=progress)
+    report = Report(opts, result)
+    if result.verdict == VIOLATION:
+        report.replay = token.encode(opts.fingerprint(), result.moves)
+        report.preemptions = preemptions(result.moves)
+        report.steps, _ = trace(build_world(opts), result.moves, _words(world))
+    return report
+
+
+def _replay(opts: CheckOptions, world: World, moves: list[int]) -> Report:
+    result = CheckResult("verified", "replay", executions=1)
+    steps, error = trace(world, moves, _words(world))
+    if isinstance(error, NotEnabled):
+        raise BadInput(f"--replay: the token does not fit this configuration ({error})")
+    if error is None:
+        enabled = world.enabled()
+        if enabled:
+            raise BadInput("--replay: the token ends before the execution does (not a complete counterexample)")
+        error = world.terminal_violation()
+    if error is not None:
+        result.verdict, result.prop, result.detail = VIOLATION, error.prop, error.detail
+    result.moves = moves
+    result.transitions = len(moves)
+    return Report(opts, result, steps, opts.replay, preemptions(moves))
+
+
+def _words(world: World):
+    setup = world.setup
+    word = setup.spec.word
+    return [(v.name, v.val.addr, word) for v in setup.views if hasattr(v, "val") and v.val.size == 4]
