@@ -72,6 +72,40 @@ def run(
 
 
 @app.command()
+def check(
+    lock: str = typer.Option("qspinlock", help="qspinlock, qspinlock-16k, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, or path/to/file.py:NAME"),
+    cpus: str = typer.Option("2", help="CPUs, each taking the lock --acquisitions times"),
+    acquisitions: str = typer.Option("1", help="acquisitions per CPU"),
+    memory_model: str = typer.Option("sc", help="sc or tso (x86-TSO with store buffers)"),
+    bug: list[str] | None = typer.Option(None, help="inject a bug from the corpus (repeatable; see --list-bugs)"),  # noqa: B008
+    list_bugs: bool = typer.Option(False, "--list-bugs", help="list the bug corpus and exit"),
+    replay: str = typer.Option(None, help="re-run the interleaving of a printed replay token"),
+    strategy: str = typer.Option("exhaustive", help="exhaustive, random or pct"),
+    runs: str = typer.Option("1000", help="runs for random/pct"),
+    seed: str = typer.Option("0", help="seed for random/pct"),
+    spurious_wakeups: str = typer.Option("0", help="budget of spurious wake-ups per execution"),
+    interrupts: str = typer.Option("0", help="budget of interrupts per execution (each handler takes a lock)"),
+    json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+) -> None:
+    """Model-check a lock: every interleaving (or a sample), under SC or x86-TSO."""
+    from .check import command
+
+    if list_bugs:
+        typer.echo(command.list_bugs())
+        return
+    try:
+        opts = command.CheckOptions(
+            lock=lock, cpus=command.parse_int("--cpus", cpus), acquisitions=command.parse_int("--acquisitions", acquisitions),
+            memory_model=memory_model, bugs=tuple(bug or ()), strategy=strategy, runs=command.parse_int("--runs", runs),
+            seed=command.parse_int("--seed", seed), spurious_wakeups=command.parse_int("--spurious-wakeups", spurious_wakeups),
+            interrupts=command.parse_int("--interrupts", interrupts), replay=replay)
+    except command.BadInput as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(command.EXIT_BAD_INPUT) from None
+    raise typer.Exit(command.main(opts, json_out))
+
+
+@app.command()
 def patch(
     host: str = typer.Option("baremetal", help="baremetal, kvm or kvm-nopv"),
     kernel: str = typer.Option("paravirt", help="paravirt or no-paravirt (!PARAVIRT)"),
