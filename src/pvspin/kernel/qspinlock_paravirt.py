@@ -21,6 +21,7 @@ The algorithm as v4.2 shipped it is :class:`~pvspin.kernel.qspinlock_paravirt_42
 
 from __future__ import annotations
 
+from ..machine import ops
 from ..machine.cpu import GuestCode
 from ..machine.memory import CACHE_LINE, NULL, Layout, Memory, View
 from ..machine.ops import (
@@ -39,8 +40,6 @@ from ..machine.ops import (
     lockevent_add,
     lockevent_cond_inc,
     lockevent_inc,
-    pv_kick,
-    pv_wait,
     smp_cond_load_relaxed,
     smp_mb__before_atomic,
     smp_processor_id,
@@ -126,20 +125,20 @@ class PvQSpinlock(QSpinlock):
         self.pv_trylock_may_succeed = lambda v: not v & lpm
         # The hybrid trylock keeps spinning only while a queue exists and its head is idle.
         self._steal_or_give_up = lambda v: not v & lpm or not v & tail_mask or v & pending_mask
-        # Call sites.
-        self.pv_wait = self.hypercall_pv_wait
-        self.pv_kick = self.hypercall_pv_kick
+        # Call sites (pv_wait / pv_kick default to the methods below).
         self.queued_spin_lock_slowpath = self.pv_queued_spin_lock_slowpath
         self.queued_spin_unlock = self.pv_queued_spin_unlock
 
     # ------------------------------------------------------------- hypervisor interface
-    def hypercall_pv_wait(self, ptr: View, val: int) -> GuestCode:
-        """pv_wait(ptr, val): halt while ``*ptr == val`` (the default ``pv_wait`` call site)."""
-        yield pv_wait(ptr, val)
+    # The defaults of the pv_wait / pv_kick call sites: the bare hypercalls.  A kernel build
+    # rebinds them per instance (to kvm_wait, to paravirt_nop, ...).
+    def pv_wait(self, ptr: View, val: int) -> GuestCode:
+        """pv_wait(ptr, val): halt while ``*ptr == val``, until kicked."""
+        yield ops.pv_wait(ptr, val)
 
-    def hypercall_pv_kick(self, cpu: int) -> GuestCode:
-        """pv_kick(cpu) (the default ``pv_kick`` call site)."""
-        yield pv_kick(cpu)
+    def pv_kick(self, cpu: int) -> GuestCode:
+        """pv_kick(cpu): wake ``cpu`` from pv_wait(), or make its next pv_wait() return."""
+        yield ops.pv_kick(cpu)
 
     # ------------------------------------------------------------- hash table
     def pv_init_lock_hash(self) -> None:
