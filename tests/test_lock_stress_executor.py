@@ -9,6 +9,7 @@ import pytest
 
 from lock_harness import COUNTER, InterruptingExecutor, locker, run_stress, run_with_interrupts
 from pvspin.kernel.config import LockConfig
+from pvspin.kernel.lockevents import DRIVER_MAINTAINED, LOCK_EVENTS
 from pvspin.kernel.qspinlock import QSpinlock
 from pvspin.kernel.qspinlock_paravirt import PvQSpinlock
 from pvspin.kernel.qspinlock_paravirt_42 import PvQSpinlock42
@@ -46,6 +47,7 @@ def test_mutual_exclusion_and_final_state(cls, nr_cpus_16k, ncpus):
         assert problems == [], (seed, problems)
         outcomes.append(outcome)
     events = merged_events(outcomes)
+    assert set(events) <= set(LOCK_EVENTS) - DRIVER_MAINTAINED  # kernel names only; no clock in guest code
     if cls is QSpinlock:
         assert events["lock_pending"] > 0 and events["lock_slowpath"] > 0
     elif cls is PvQSpinlock:
