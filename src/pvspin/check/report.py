@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..machine import ops as o
 from ..machine.cpu import LEVEL_NAMES
-from .world import ALT, FLUSH, IRQ, KIND_NAMES, SPURIOUS, Violation, World, innermost_frame
+from .world import ALT, FLUSH, HALTED, IRQ, KIND_NAMES, SPURIOUS, Violation, World, innermost_frame
 
 
 @dataclass
@@ -76,8 +76,10 @@ class Tracer:
             action = f"interrupt: {LEVEL_NAMES[ctx.level + 1]} handler starts, takes lock{ctx.level + 1}"
         elif kind == SPURIOUS:
             action = "spurious wake-up from pv_wait"
-        elif world.halted[cpu]:
+        elif world.halted[cpu] == HALTED:
             action = "kicked: pv_wait returns"
+        elif world.halted[cpu]:
+            action = "halt: a kick is latched, pv_wait returns" if world.latched[cpu] else "halt: the vCPU sleeps"
         else:
             action = self._describe_op(world, cpu, ctx.op, kind)
         self._pending = Step(len(self.steps) + 1, cpu, level, function, line, action, "")
@@ -101,9 +103,7 @@ class Tracer:
             return f"{text}{where}"
         if code == o.PV_WAIT:
             seen = world.load(cpu, op[1])
-            if world.latched[cpu]:
-                return f"{text}: kick already latched, returns at once"
-            return f"{text}: read {seen}, " + ("halts" if seen == op[2] else "returns at once")
+            return f"{text}: read {seen}, " + ("about to halt" if seen == op[2] else "returns at once")
         if code == o.VCPU_IS_PREEMPTED:
             return f"{text} -> {kind == ALT}"
         return text

@@ -37,6 +37,7 @@ from ..machine.cpu import LEVEL_NAMES, NMI
 from ..machine.memory import MASKS, Memory, Ref, View
 
 STEP, ALT, FLUSH, IRQ, SPURIOUS = range(5)
+RUNNING, ABOUT_TO_HALT, HALTED = range(3)  # a vCPU in pv_wait: checked *ptr == val, then halts
 KIND_NAMES = ("step", "alt", "flush", "irq", "spurious")
 
 SC = "sc"
@@ -157,7 +158,7 @@ class World:
         self.ctxs: list[list[Ctx]] = [[] for _ in range(self.n)]
         self.k = [0] * self.n  # acquisitions completed by the task context
         self.irqs_enabled = [True] * self.n
-        self.halted = [False] * self.n
+        self.halted = [RUNNING] * self.n
         self.latched = [False] * self.n
         self.buffers: list[tuple] = [()] * self.n  # TSO: FIFO of (addr, size, value)
         self.holders: dict = {}
@@ -245,10 +246,11 @@ class World:
             ctxs = self.ctxs[cpu]
             if not ctxs:
                 continue
-            if self.halted[cpu]:
-                if self.latched[cpu]:
+            halted = self.halted[cpu]
+            if halted:
+                if halted == ABOUT_TO_HALT or self.latched[cpu]:
                     moves.append(base + STEP)
-                if self.spurious_budget > 0:
+                if halted == HALTED and self.spurious_budget > 0:
                     moves.append(base + SPURIOUS)
                 continue
             op = ctxs[-1].op
@@ -289,12 +291,15 @@ class World:
             self._boot(cpu, ctx)
         elif kind == SPURIOUS:
             self.spurious_budget -= 1
-            self.halted[cpu] = False
+            self.halted[cpu] = RUNNING
             self._advance(cpu, self.ctxs[cpu][-1], None)
-        elif self.halted[cpu]:  # kicked: the pv_wait returns
-            self.halted[cpu] = False
+        elif self.halted[cpu] and (self.halted[cpu] == HALTED or self.latched[cpu]):  # kicked / kick latched
+            self.halted[cpu] = RUNNING
             self.latched[cpu] = False
             self._advance(cpu, self.ctxs[cpu][-1], None)
+        elif self.halted[cpu] == ABOUT_TO_HALT:  # hlt with no kick latched: sleep
+            self.halted[cpu] = HALTED
+            self._refresh_key(cpu)
         else:
             ctx = self.ctxs[cpu][-1]
             result = self._perform(cpu, ctx.op, kind)
@@ -320,17 +325,18 @@ class World:
                 self.mem_write(ref.addr, ref.size, new)
             return result
         if code == o.PV_WAIT:
-            if self.latched[cpu]:
-                self.latched[cpu] = False
-            elif self.load(cpu, op[1]) == op[2]:
-                self.halted[cpu] = True
+            # kvm_wait(): return if *ptr != val, else halt -- two steps, and a kick may land
+            # between them: the latch (pv_unhalted) is what keeps it from being lost.
+            if self.load(cpu, op[1]) == op[2]:
+                self.halted[cpu] = ABOUT_TO_HALT
             return None
         if code == o.PV_KICK:
             target = op[1]
             if not 0 <= target < self.n:
                 raise Violation("guest-bug", f"pv_kick({target}): no such vCPU")
-            if self.halted[target] or self.kick_latch:
+            if self.halted[target] == HALTED or self.kick_latch:
                 self.latched[target] = True
+                self._refresh_key(target)
             return None
         if code == o.VCPU_IS_PREEMPTED:
             return kind == ALT
@@ -476,7 +482,7 @@ class World:
                 continue
             ctx = self.ctxs[cpu][-1]
             where = f"cpu{cpu} ({LEVEL_NAMES[ctx.level]})"
-            if self.halted[cpu]:
+            if self.halted[cpu] == HALTED:
                 lost = True
                 blocked.append(f"{where} halted in {o.describe(ctx.op, self._name)} with no kick pending")
             else:
