@@ -148,3 +148,26 @@ def test_spurious_wakeups_end_a_halt_without_a_kick():
     quiet.add_guest("g0", mem, [halting_program(mem)])
     quiet.run(10**8)
     assert quiet.vcpus[0].state == HALTED
+
+
+def test_ple_window_grows_when_there_is_nobody_to_yield_to():
+    """KVM's grow_ple_window(): a spinner on a dedicated pCPU stops exiting after a few doublings."""
+    mem = Memory()
+    w = mem.alloc(WORD, "lock0", align=CACHE_LINE)
+
+    def holder():
+        yield from tas_lock(w)
+        yield o.work(25_000_000)  # 10 ms
+        yield from tas_unlock(w)
+
+    def waiter():
+        yield o.work(1_000)
+        yield from tas_lock(w)
+        yield from tas_unlock(w)
+
+    sim = Simulator(host(2, ple=True), seed=0)
+    sim.add_guest("g0", mem, [holder(), waiter()])
+    sim.run(10**9)
+    waiter_vcpu = sim.vcpus[1]
+    assert waiter_vcpu.state == DONE
+    assert 5 <= waiter_vcpu.ple_exits <= 20  # log2(25M / 4096) ~ 13 doublings, not ~5,000 exits

@@ -76,8 +76,12 @@ class Scheduling(BaseModel):
     sched_latency_us: int = Field(24000, gt=0)
     min_granularity_us: int = Field(3000, gt=0)
     wakeup_granularity_us: int = Field(4000, ge=0)
-    ple: bool = Field(True, description="pause-loop exiting: a vCPU spinning past the window exits and yields")
+    ple: bool = Field(True, description="pause-loop exiting: a vCPU spinning past its window exits and yields")
     ple_window: int = Field(4096, gt=0, description="KVM's default ple_window, cycles of PAUSE-looping before an exit")
+    ple_window_grow: int = Field(
+        2, ge=1, description="KVM's ple_window_grow: each PLE exit multiplies the vCPU's window"
+    )
+    ple_window_max: int = Field(2**32 - 1, gt=0, description="KVM's ple_window_max (VMX default UINT_MAX)")
 
 
 class Interrupts(BaseModel):

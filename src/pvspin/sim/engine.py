@@ -65,7 +65,7 @@ class VCpu:
     __slots__ = (
         "id", "guest", "cpu", "gcpu", "state", "pcpu", "last_pcpu", "gen", "op", "step_at", "remaining",
         "spinning", "spin_deadline", "spin_budget", "spin_since", "vruntime", "run_since", "since",
-        "kick_latched", "waking", "woken", "preempted", "acct", "cs_depth", "cs_since", "saved", "irq_pending",
+        "kick_latched", "waking", "woken", "preempted", "ple_window", "ple_exits", "acct", "cs_depth", "cs_since", "saved", "irq_pending",
         "ops", "kicks", "halts", "exits", "cs_entries", "rng",
     )  # fmt: skip
 
@@ -89,6 +89,8 @@ class VCpu:
         self.run_since = 0
         self.since = 0
         self.kick_latched = False
+        self.ple_window = 0
+        self.ple_exits = 0
         self.waking = False
         self.woken = False
         self.preempted = False
@@ -176,6 +178,8 @@ class Simulator:
         self.wakeup_granularity = c.us(sched.wakeup_granularity_us)
         self.ple = sched.ple and not self.bare_metal
         self.ple_window = sched.ple_window
+        self.ple_window_grow = sched.ple_window_grow
+        self.ple_window_max = sched.ple_window_max
         self.spin_iteration = c.pause + c.l1_hit  # one turn of a PAUSE + load spin loop
         self.vm_exit = 0 if self.bare_metal else c.vm_exit
         self.kick_cost = c.ns(c.kick_hypercall_ns)
@@ -529,7 +533,7 @@ class Simulator:
             v.spin_deadline = t + v.spin_budget
             self._push(v.spin_deadline, TIMEOUT, v, v.gen)
         if self.ple:
-            self._push(t + self.ple_window, PLE, v, v.gen)
+            self._push(t + v.ple_window, PLE, v, v.gen)
 
     def _spin_stop(self, v: VCpu, t: int) -> None:
         if self.tracer is not None:
@@ -581,6 +585,10 @@ class Simulator:
     def _ple_exit(self, v: VCpu, t: int) -> None:
         """Pause-loop exit: the spinner traps; KVM yields its pCPU to a preempted sibling."""
         v.exits += 1
+        v.ple_exits += 1
+        # grow_ple_window(): every exit widens this vCPU's window, so a spinner that has
+        # nobody to yield to soon stops exiting; shrink_ple_window() resets it at sched-in
+        v.ple_window = min(v.ple_window * self.ple_window_grow, self.ple_window_max)
         if self.tracer is not None:
             self.tracer.instant(t, v, "PLE exit")
         # kvm_vcpu_on_spin(): any runnable ("ready") sibling is a candidate for the directed
@@ -596,7 +604,7 @@ class Simulator:
         if target is None:  # back to spinning after the exit: that time was not spent spinning
             v.acct[T_HV] += self.vm_exit
             v.acct[T_SPIN] -= self.vm_exit
-            self._push(t + self.vm_exit + self.ple_window, PLE, v, v.gen)
+            self._push(t + self.vm_exit + v.ple_window, PLE, v, v.gen)
             return
         v.acct[T_HOST] += self.vm_exit
         if target.vruntime - leftmost.vruntime > self.wakeup_granularity:
@@ -726,6 +734,7 @@ class Simulator:
             self.tracer.vcpu_state(t, v, "running")
         v.state = RUNNING
         v.preempted = False
+        v.ple_window = self.ple_window  # shrink_ple_window() with KVM's default shrink of 0
         v.pcpu = pcpu.id
         v.last_pcpu = pcpu.id
         v.run_since = start
@@ -752,7 +761,7 @@ class Simulator:
                 v.spin_deadline = t + v.spin_budget
                 self._push(v.spin_deadline, TIMEOUT, v, v.gen)
             if self.ple:
-                self._push(t + self.ple_window, PLE, v, v.gen)
+                self._push(t + v.ple_window, PLE, v, v.gen)
             self._recheck(v, t)
         elif v.woken:  # the halt is over: pv_wait returns
             v.woken = False
@@ -881,7 +890,7 @@ class Simulator:
                 v.spin_deadline = t + budget
                 self._push(v.spin_deadline, TIMEOUT, v, v.gen)
             if self.ple:
-                self._push(t + self.ple_window, PLE, v, v.gen)
+                self._push(t + v.ple_window, PLE, v, v.gen)
             self._recheck(v, t)
         elif remaining is not None:
             v.step_at = t + remaining
