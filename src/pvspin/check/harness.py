@@ -146,6 +146,10 @@ class Setup:
         self.cs_data = [self.mem.alloc(CS_DATA, f"cs_data{level}") for level in range(self.levels)]
         # locking-selftest unlocks an unheld lock on purpose and runs with debug_locks_silent
         self.warn_ok = self.workload == "unlock-unheld"
+        # Per-CPU data only its CPU touches: the node nesting count (slot 0 of qnodes).  The
+        # world folds those accesses and reports any other CPU's access as a violation.
+        qnodes = getattr(self.lock, "qnodes", None)
+        self.private = {nodes[0].count.addr: cpu for cpu, nodes in enumerate(qnodes)} if qnodes else {}
         self.watch = []
         if self.spec.locked_domain is not None:
             self.watch = [(v.locked.addr, self.spec.locked_domain) for v in self.views]

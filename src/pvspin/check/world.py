@@ -47,6 +47,7 @@ MEMORY_MODELS = (SC, TSO)
 _RMW = o.RMW_OPS
 _LOCAL = o.LOCAL_OPS
 _INVISIBLE = frozenset({o.CPU_RELAX, o.WORK})
+_ACCESSES = _RMW | {o.LOAD, o.STORE, o.COND_LOAD}
 _NEEDS_EMPTY_BUFFER = _RMW | {o.PV_WAIT, o.PV_KICK}  # locked RMWs drain; hypercalls serialize
 
 
@@ -95,18 +96,22 @@ def generator_key(gen) -> tuple:
     visible here; guest code keeps its state in local variables.)
     """
     parts = []
+    plain = _PLAIN
     while gen is not None:
         frame = gen.gi_frame
         if frame is None:
             break
         code = frame.f_code
-        parts.append(code)
-        parts.append(frame.f_lasti)
+        local = frame.f_locals
+        values = tuple(local.values())
+        for v in values:
+            if type(v) not in plain:
+                values = tuple(map(_canon, values))
+                break
         abstract = STATISTICS_LOCALS.get(code.co_name)
-        if abstract is None:
-            parts.append(tuple((k, _canon(v)) for k, v in frame.f_locals.items()))
-        else:
-            parts.append(tuple((k, abstract[k](v) if k in abstract else _canon(v)) for k, v in frame.f_locals.items()))
+        if abstract is not None:
+            values = tuple(abstract[k](v) if k in abstract else v for k, v in zip(local, values, strict=True))
+        parts += (code, frame.f_lasti, tuple(local), values)
         gen = gen.gi_yieldfrom
     return tuple(parts)
 
@@ -165,6 +170,7 @@ class World:
         self.cpu_keys: list = [None] * self.n
         self.watch = setup.watch  # [(addr, allowed values)] of lock bytes whose domain is checked
         self.warn_ok = getattr(setup, "warn_ok", False)
+        self.private = getattr(setup, "private", {})  # address -> the only CPU that may access it
         self.tracer = None
         self.steps = 0
         for cpu in range(self.n):
@@ -184,8 +190,9 @@ class World:
         ctx.hist = None
         self._advance(cpu, ctx, None, first=True)
 
-    def _rebuild(self, ctx: Ctx, hist) -> None:
-        """Bring a fresh generator to the point reached by sending ``hist``."""
+    def _rebuild(self, ctx: Ctx) -> None:
+        """Bring a fresh generator to the point reached by sending ``ctx.hist``."""
+        hist = ctx.hist
         results = []
         while hist is not None:
             results.append(hist[1])
@@ -195,7 +202,6 @@ class World:
         for r in reversed(results):
             op = gen.send(r)
         ctx.gen = gen
-        ctx.op = op
 
     def finished(self, cpu: int) -> bool:
         return not self.ctxs[cpu]
@@ -276,6 +282,9 @@ class World:
         """Perform one move; raises :class:`Violation` when a property fails during it."""
         cpu, kind = divmod(move, 8)
         self.steps += 1
+        ctxs = self.ctxs[cpu]
+        if ctxs and ctxs[-1].gen is None:  # restored lazily: rebuild only the context that moves
+            self._rebuild(ctxs[-1])
         if self.tracer is not None:
             self.tracer.before(self, cpu, kind)
         if kind == FLUSH:
@@ -312,6 +321,9 @@ class World:
 
     def _perform(self, cpu: int, op: tuple, kind: int):
         code = op[0]
+        if code in _ACCESSES and op[1].addr in self.private:
+            raise Violation("private-access", f"cpu{cpu} accessed {self._name(op[1])}, private to "
+                            f"cpu{self.private[op[1].addr]}")
         if code == o.LOAD or code == o.COND_LOAD:
             return self.load(cpu, op[1])
         if code == o.STORE:
@@ -363,6 +375,11 @@ class World:
                 elif tso and code == o.STORE:
                     self.store(cpu, op[1], op[2])
                     result = None
+                elif (code <= o.STORE and self.private.get(op[1].addr) == cpu
+                      and self.irqs_taken >= self.irq_budget):
+                    # this CPU's own data (e.g. its node count): no other CPU, and no interrupt
+                    # handler any more, can come between
+                    result = self.load(cpu, op[1]) if code == o.LOAD else self.store(cpu, op[1], op[2])
                 else:
                     break
         except StopIteration:
@@ -372,6 +389,7 @@ class World:
             raise Violation("guest-bug", f"cpu{cpu}: BUG: {bug}") from None
         ctx.op = op
         ctx.hist = hist
+        ctx.key = (ctx.level, ctx.program[0], generator_key(gen))
         self._refresh_key(cpu)
 
     def _finish_ctx(self, cpu: int) -> None:
@@ -414,7 +432,7 @@ class World:
         ctxs = self.ctxs[cpu]
         self.cpu_keys[cpu] = (
             self.k[cpu],
-            tuple((c.level, c.program[0], generator_key(c.gen)) for c in ctxs),
+            tuple(c.key for c in ctxs),
             self.buffers[cpu],
             self.halted[cpu],
             self.latched[cpu],
@@ -429,7 +447,7 @@ class World:
         return (
             bytes(self.data),
             tuple(self.buffers),
-            tuple(tuple((c.level, c.program, c.hist) for c in ctxs) for ctxs in self.ctxs),
+            tuple(tuple((c.level, c.program, c.hist, c.op, c.key) for c in ctxs) for ctxs in self.ctxs),
             tuple(self.k),
             tuple(self.halted),
             tuple(self.latched),
@@ -451,13 +469,12 @@ class World:
                 c.hist is s[2] and c.program == s[1] for c, s in zip(live, saved, strict=True))
             if same:
                 continue
-            rebuilt = []
-            for level, program, hist in saved:
-                ctx = Ctx(level, program)
-                ctx.hist = hist
-                self._rebuild(ctx, hist)
-                rebuilt.append(ctx)
-            self.ctxs[cpu] = rebuilt
+            stale = []
+            for level, program, hist, op, key in saved:
+                ctx = Ctx(level, program)  # its generator is rebuilt when it next moves
+                ctx.hist, ctx.op, ctx.key = hist, op, key
+                stale.append(ctx)
+            self.ctxs[cpu] = stale
         self.k = list(k)
         self.halted = list(halted)
         self.latched = list(latched)
