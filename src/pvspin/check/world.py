@@ -198,9 +198,9 @@ class World:
             results.append(hist[1])
             hist = hist[0]
         gen = self.setup.program(ctx.program)
-        op = gen.send(None)
+        gen.send(None)
         for r in reversed(results):
-            op = gen.send(r)
+            gen.send(r)
         ctx.gen = gen
 
     def finished(self, cpu: int) -> bool:
