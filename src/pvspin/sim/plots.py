@@ -12,10 +12,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 plt.rcParams["svg.hashsalt"] = "pvspin"
 
-# metric → (file stem, y-axis label, scale of the raw value, log y axis)
+# metric → (file stem, y-axis label, scale of the raw value, log y axis if the values span a decade)
 FIGURES = {
     "throughput": ("throughput", "throughput (million acquisitions/s)", 1e-6, False),
     "fairness_max_over_min": ("fairness", "per-vCPU acquisitions, max ÷ min", 1.0, True),
@@ -57,6 +58,7 @@ def _figure(summary: dict, params: list[dict], metric: str, ylabel: str, scale: 
         + f", {base['duration_ms']:g} ms simulated, {summary['sweep']['seeds']} seed(s): mean ± std",
         fontsize=10,
     )  # fmt: skip
+    shown: list[float] = []
     for ax, panel in zip(axes[0], panels, strict=True):
         for lock in summary["sweep"]["locks"]:
             xs, ys, errs = [], [], []
@@ -80,11 +82,15 @@ def _figure(summary: dict, params: list[dict], metric: str, ylabel: str, scale: 
         ax.set_xlabel(x_param["label"])
         if panel is not None:
             ax.set_title(f"{params[1]['label']} = {panel:g}", fontsize=10)
-        if log:
-            ax.set_yscale("log")
-        elif metric == "throughput":
+        shown.extend(y for line in ax.get_lines() for y in line.get_ydata() if y > 0)
+        if metric == "throughput":
             ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
+    if log and shown and max(shown) > 10 * min(shown):  # a log axis only when values span a decade
+        for ax in axes[0]:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(NullFormatter())
     axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(fontsize=8)
     return fig
