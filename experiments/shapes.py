@@ -123,6 +123,35 @@ def report(verdicts: list[Verdict], summary_path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def contention_table(summary_path: Path) -> str:
+    """Shape 3 in detail: pvqspinlock ÷ qspinlock at 1x against the delay between acquisitions."""
+    entries = json.loads(summary_path.read_text())["aggregate"]
+    t = {(e["lock"], e["delay-ns"]): e for e in entries}
+    lines = [f"PV's cost without overcommit against contention (`{summary_path}`):", "",
+             "| delay between acquisitions (ns) | qspinlock acq/s | pvqspinlock acq/s | PV ÷ native | "
+             "qspinlock via pending | pvqspinlock via pending |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for delay in sorted({d for _, d in t}):
+        q, pv = t[("qspinlock", delay)], t[("pvqspinlock", delay)]
+        ratio = pv["throughput"]["mean"] / q["throughput"]["mean"]
+        via = lambda e: e["lock_pending"]["mean"] / max(1, e["acquisitions"]["mean"])  # noqa: E731
+        lines.append(f"| {delay:g} | {q['throughput']['mean']:,.0f} | {pv['throughput']['mean']:,.0f} | {ratio:.3f} "
+                     f"| {via(q):.0%} | {via(pv):.0%} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def tas_delay_table(summary_path: Path) -> str:
+    """Shape 4 in detail: per-vCPU max ÷ min of virt TAS and qspinlock against the releaser's delay."""
+    entries = json.loads(summary_path.read_text())["aggregate"]
+    lines = [f"Test-and-set fairness against how soon the releaser comes back (`{summary_path}`):", "",
+             "| lock | overcommit | delay (ns) | acq/s | max ÷ min (mean over seeds) | seeds with a starved vCPU |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for e in sorted(entries, key=lambda e: (e["lock"], e["overcommit"], e["delay-ns"])):
+        spread = e.get("fairness_max_over_min")
+        lines.append(f"| {e['lock']} | {e['overcommit']:g}x | {e['delay-ns']:g} | {e['throughput']['mean']:,.0f} | "
+                     f"{'inf' if spread is None else format(spread['mean'], '.2f')} | {e['starved_seeds']} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: shapes.py FIGURES_DIR (holding overcommit/summary.json)", file=sys.stderr)
@@ -133,6 +162,10 @@ def main(argv: list[str]) -> int:
         return 2
     table, factors = load(path)
     print(report(judge(table, factors), path), end="")
+    for name, render in (("contention-1x", contention_table), ("tas-delay", tas_delay_table)):
+        extra = Path(argv[0]) / name / "summary.json"
+        if extra.is_file():
+            print("\n" + render(extra), end="")
     return 0
 
 

@@ -123,3 +123,18 @@ def test_missing_out_is_bad_input():
 def test_api_rejects_three_parameters():
     with pytest.raises(BadInput, match="at most two"):
         build_sweep(["vcpus=1", "pcpus=2", "hold-ns=3"], None, 1)
+
+
+def test_command_writes_results_and_plots(tmp_path):
+    out = tmp_path / "r"
+    args = ["sweep", "--param", "overcommit=1,2", "--locks", "qspinlock,pvqspinlock", "--seeds", "1",
+            "--pcpus", "2", "--duration-ms", "0.3", "--jobs", "2", "--out", str(out)]  # fmt: skip
+    run = subprocess.run([sys.executable, "-m", "pvspin", *args], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "sweep: 4 points (2 lock(s) x 2 overcommit x 1 seed(s))" in run.stderr
+    assert {"points.csv", "points.jsonl", "summary.json", "sweep.json", "throughput.svg", "fairness.png"} <= {
+        p.name for p in out.iterdir()
+    }
+    again = subprocess.run([sys.executable, "-m", "pvspin", *args, "--no-plots"], capture_output=True, text=True,
+                           timeout=120)  # fmt: skip
+    assert again.returncode == 0 and "resuming: 4 of 4 points" in again.stderr
