@@ -1,13 +1,16 @@
 """Cache-coherence cost model: per line an owner, a set of sharers, and a busy-until time.
 
 This is what separates test-and-set from queued locks: a line written by one core and
-read by another moves between caches, each move costs a remote transfer, and moves of
-one line serialize (a line is in one place at a time), so N spinners hammering one word
-queue up behind each other while MCS waiters each spin on a line of their own.
+read by another moves between caches, each move costs a transfer, and moves of one line
+serialize (a line is in one place at a time), so N spinners hammering one word queue up
+behind each other while MCS waiters each spin on a line of their own.
 
 Caches belong to *physical* CPUs: a vCPU that migrates, or shares its pCPU with another
-vCPU, finds its lines cold.  Lines are keyed by ``(memory space, line number)`` folded
-into one integer, so guests with separate memories never share lines.
+vCPU, finds its lines cold.  pCPUs sit on sockets: a transfer between sockets costs more
+than one within a socket, so a contended test-and-set lock tends to stay on the socket
+that has it — the source of the per-thread spreads measured for unfair locks on
+multi-socket machines.  Lines are keyed by ``(memory space, line number)`` folded into one
+integer, so guests with separate memories never share lines.
 """
 
 from __future__ import annotations
@@ -18,28 +21,32 @@ from .config import Costs
 
 
 class CacheModel:
-    """MSI-style coherence with costs; ``access`` returns when an access completes."""
+    """MSI-style coherence with costs: ``read`` / ``write`` return when the access completes."""
 
     __slots__ = (
-        "owner", "sharers", "busy", "hit_load", "hit_store", "rmw", "transfer", "dram", "occupancy", "transfers",
-        "jitter", "rand",
+        "owner", "sharers", "busy", "hit_load", "hit_store", "rmw", "near", "far", "dram", "occupancy",
+        "transfers", "jitter", "rand", "socket_mask",
     )  # fmt: skip
 
-    def __init__(self, costs: Costs, rng: random.Random):
+    def __init__(self, costs: Costs, rng: random.Random, socket_of: list[int]):
         self.owner: dict[int, int] = {}  # line -> agent holding it Modified (absent: none)
         self.sharers: dict[int, int] = {}  # line -> bitmask of agents holding a copy
         self.busy: dict[int, int] = {}  # line -> cycle until which a transfer occupies it
         self.hit_load = costs.l1_hit
         self.hit_store = costs.store_hit
         self.rmw = costs.locked_rmw
-        self.transfer = costs.remote_transfer
+        self.near = costs.remote_transfer
+        self.far = costs.cross_socket_transfer
         self.dram = costs.memory_fetch
         self.occupancy = costs.line_occupancy
         self.transfers = 0
         self.jitter = costs.transfer_jitter
         self.rand = rng.random
-        self.jitter = costs.transfer_jitter
-        self.rand = rng.random
+        # per agent: bitmask of the agents on its socket
+        masks: dict[int, int] = {}
+        for agent, socket in enumerate(socket_of):
+            masks[socket] = masks.get(socket, 0) | (1 << agent)
+        self.socket_mask = [masks[socket] for socket in socket_of]
 
     def _move(self, line: int, now: int, latency: int) -> int:
         """Serialize a transfer of ``line`` behind earlier ones; return its completion."""
@@ -57,10 +64,12 @@ class CacheModel:
         sharers = self.sharers.get(line, 0)
         if sharers & bit:
             return now + self.hit_load
-        owner = self.owner.get(line)
-        latency = self.dram if owner is None and not sharers else self.transfer
-        if owner is not None:  # M -> S: the owner keeps a shared copy
-            del self.owner[line]
+        if not sharers:
+            latency = self.dram
+        else:  # served by the nearest copy (the owner's, if Modified)
+            latency = self.near if sharers & self.socket_mask[agent] else self.far
+            if line in self.owner:  # M -> S: the owner keeps a shared copy
+                del self.owner[line]
         self.sharers[line] = sharers | bit
         return self._move(line, now, latency)
 
@@ -71,7 +80,10 @@ class CacheModel:
         if sharers == bit:  # held alone (Modified or Exclusive): a hit
             self.owner[line] = agent
             return now + (self.hit_load if locked else self.hit_store) + extra
-        latency = self.transfer if sharers else self.dram
+        if not sharers:
+            latency = self.dram
+        else:  # fetch-for-ownership: every other copy must go, the farthest sets the cost
+            latency = self.far if sharers & ~self.socket_mask[agent] else self.near
         self.owner[line] = agent
         self.sharers[line] = bit
         return self._move(line, now, latency) + extra

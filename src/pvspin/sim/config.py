@@ -28,7 +28,10 @@ class Costs(BaseModel):
     locked_rmw: int = Field(
         20, ge=0, description="extra cost of a LOCK-prefixed RMW over a plain access (~18–20 cycles)"
     )
-    remote_transfer: int = Field(120, ge=0, description="cache-to-cache transfer of a line from another core (~50 ns)")
+    remote_transfer: int = Field(120, ge=0, description="cache-to-cache transfer of a line within a socket (~50 ns)")
+    cross_socket_transfer: int = Field(
+        300, ge=0, description="cache-to-cache transfer between sockets over QPI (~120 ns, assumption for Haswell-EX)"
+    )
     memory_fetch: int = Field(200, ge=0, description="line fetched from DRAM (~80 ns)")
     transfer_jitter: int = Field(
         24, ge=0, description="each transfer takes 0..N extra cycles (seeded): distance and contention vary"
@@ -97,6 +100,11 @@ class HostConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     pcpus: int = Field(4, gt=0, description="physical CPUs")
+    sockets: int = Field(
+        2,
+        gt=0,
+        description="sockets the pCPUs are spread over, in order (the published lock figures are 2-4 socket servers)",
+    )
     hypervisor: Hypervisor = "kvm"
     costs: Costs = Costs()
     scheduling: Scheduling = Scheduling()

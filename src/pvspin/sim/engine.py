@@ -163,7 +163,8 @@ class Simulator:
         self.heap: list[tuple] = []
         self.seq = 0
         self.events = 0
-        self.cache = CacheModel(self.costs, self.rng)
+        sockets = min(host.sockets, host.pcpus)
+        self.cache = CacheModel(self.costs, self.rng, [p * sockets // host.pcpus for p in range(host.pcpus)])
         self.pcpus = [PCpu(i) for i in range(host.pcpus)]
         self.idle: list[PCpu] = list(self.pcpus)
         self.runqueue: list[VCpu] = []
