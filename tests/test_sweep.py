@@ -138,3 +138,12 @@ def test_command_writes_results_and_plots(tmp_path):
     again = subprocess.run([sys.executable, "-m", "pvspin", *args, "--no-plots"], capture_output=True, text=True,
                            timeout=120)  # fmt: skip
     assert again.returncode == 0 and "resuming: 4 of 4 points" in again.stderr
+
+
+def test_a_changed_simulator_invalidates_finished_points(monkeypatch):
+    from pvspin.sim import sweep as sweeper
+
+    before = {p.key for p in tiny_sweep().points()}
+    monkeypatch.setattr(sweeper, "code_version", lambda: "another-engine")
+    after = {p.key for p in tiny_sweep().points()}
+    assert before.isdisjoint(after)

@@ -2,7 +2,8 @@
 
 A sweep is a grid of *points*; a point is a complete :class:`~pvspin.sim.scenario.Scenario`
 (base scenario + the lock of its line + the parameter values + a seed), identified by a hash of
-that scenario.  Each finished point is appended at once to ``points.jsonl`` and ``points.csv`` in
+that scenario and of the simulator's source (:func:`code_version`: results of an older simulator
+are never mixed in).  Each finished point is appended at once to ``points.jsonl`` and ``points.csv`` in
 the output directory, so an interrupted sweep re-run with the same arguments skips what is there.
 At the end both files are rewritten in grid order (so the same sweep gives the same files whatever
 order the processes finished in), ``summary.json`` holds mean/std over seeds, and the plots are drawn.
@@ -94,16 +95,32 @@ class Param:
     values: tuple[float, ...]
 
 
+# The packages whose code decides a run's numbers.
+MODEL_PACKAGES = ("machine", "kernel", "x86", "sim")
+
+
+def code_version() -> str:
+    """A hash of the simulator's source (the MODEL_PACKAGES), so stale results are recognised."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for package in MODEL_PACKAGES:
+        for path in sorted((root / package).glob("*.py")):
+            digest.update(f"{package}/{path.name}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 @dataclass(frozen=True)
 class Point:
     lock: str
     values: tuple[float, ...]
     seed: int
     scenario: Scenario
+    code: str
 
     @property
     def key(self) -> str:
-        text = json.dumps(self.scenario.model_dump(mode="json"), sort_keys=True)
+        text = json.dumps(self.scenario.model_dump(mode="json"), sort_keys=True) + self.code
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -117,10 +134,11 @@ class Sweep:
     def points(self) -> list[Point]:
         """Every point of the grid, in grid order: lock, then parameter values, then seed."""
         out = []
+        code = code_version()
         for lock in self.locks:
             for values in product(*(p.values for p in self.params)):
                 for i in range(self.seeds):
-                    out.append(Point(lock, values, self.base.seed + i, self._scenario(lock, values, i)))
+                    out.append(Point(lock, values, self.base.seed + i, self._scenario(lock, values, i), code))
         return out
 
     def _scenario(self, lock: str, values: tuple[float, ...], seed_offset: int) -> Scenario:
@@ -147,7 +165,7 @@ class Sweep:
 
     @property
     def columns(self) -> list[str]:
-        return ["lock", *(p.name for p in self.params), "seed", "key", *METRICS]
+        return ["lock", *(p.name for p in self.params), "seed", "key", "code", *METRICS]
 
 
 def set_path(data: dict, path: str, value) -> None:
@@ -320,7 +338,7 @@ class Results:
     def record(self, sweep: Sweep, point: Point, metrics: dict) -> dict:
         row = {"lock": point.lock}
         row.update({p.name: v for p, v in zip(sweep.params, point.values, strict=True)})
-        row.update(seed=point.seed, key=point.key)
+        row.update(seed=point.seed, key=point.key, code=point.code)
         row.update(metrics)
         self.done[point.key] = row
         with self.jsonl.open("a") as f:
@@ -394,6 +412,7 @@ def spec(sweep: Sweep) -> dict:
         "params": [{"name": p.name, "label": p.label, "path": p.path, "values": list(p.values)} for p in sweep.params],
         "locks": list(sweep.locks),
         "seeds": sweep.seeds,
+        "code": code_version(),
         "base": sweep.base.model_dump(mode="json"),
     }
 
