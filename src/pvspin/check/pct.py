@@ -3,8 +3,9 @@
 Each run gives the CPUs distinct random priorities and picks ``depth - 1`` random change
 points among the first ``length`` steps; the highest-priority CPU with an enabled move
 runs, and at a change point the running CPU drops below all others.  A bug of depth d is
-found with probability at least 1/(n·k^(d-1)) per run.  ``length`` is learnt from the
-first run.
+found with probability at least 1/(n·k^(d-1)) per run.  ``length`` is estimated
+by one run that always takes the lowest move.  A CPU seen going round a spin loop (a
+state repeats) is demoted like at a change point, so a spinner cannot starve the rest.
 """
 
 from __future__ import annotations
@@ -13,25 +14,24 @@ import random
 
 from .randomwalk import sample
 from .result import CheckResult
-from .world import World
+from .world import Violation, World
 
 
 def pct(world: World, runs: int, seed: int, depth: int = 3, *, progress=None) -> CheckResult:
     n = world.n
-    length = [200]
+    length = _first_run_length(world)
 
     def chooser_for_run(run: int):
         rng = random.Random(f"pct:{seed}:{run}")
         priority = list(range(depth, depth + n))
         rng.shuffle(priority)
-        changes = {rng.randrange(length[0]): d for d in range(depth - 1, 0, -1)}
+        changes = {rng.randrange(length): d for d in range(depth - 1, 0, -1)}
 
-        def choose(moves: list[int], step: int) -> int:
-            if step + 1 > length[0]:
-                length[0] = step + 1
+        def choose(moves: list[int], step: int, again: bool) -> int:
             best = max(moves, key=lambda m: (priority[m >> 3], -m))
-            if step in changes:
-                priority[best >> 3] = changes[step]  # below every initial priority
+            if step in changes or again:
+                # a change point, or the running CPU spins in a loop: it drops below the others
+                priority[best >> 3] = changes.get(step, 0) - step
                 best = max(moves, key=lambda m: (priority[m >> 3], -m))
             mine = [m for m in moves if m >> 3 == best >> 3]
             return mine[rng.randrange(len(mine))]
@@ -39,3 +39,23 @@ def pct(world: World, runs: int, seed: int, depth: int = 3, *, progress=None) ->
         return choose
 
     return sample(world, chooser_for_run, runs, "pct", progress=progress)
+
+
+def _first_run_length(world: World) -> int:
+    """Steps of one run taking the lowest enabled move each time (a cheap estimate of k)."""
+    snap = world.snapshot()
+    steps = 0
+    seen = set()
+    try:
+        while steps < 10_000:
+            moves = world.enabled()
+            h = hash(world.key())
+            if not moves or h in seen:
+                break
+            seen.add(h)
+            world.execute(moves[0])
+            steps += 1
+    except Violation:
+        pass
+    world.restore(snap)
+    return max(steps, 1)

@@ -16,7 +16,11 @@ from .world import Violation, World
 
 def sample(world: World, chooser_for_run, runs: int, strategy: str, *, max_steps: int = 20_000,
            progress=None) -> CheckResult:
-    """Run ``runs`` executions; ``chooser_for_run(run)`` returns ``choose(moves, step) -> move``."""
+    """Run ``runs`` executions; ``chooser_for_run(run)`` returns ``choose(moves, step, again) -> move``.
+
+    ``again`` tells the chooser that the current state already occurred in this run: the
+    schedule is going round a spin loop (PCT then demotes the spinning CPU).
+    """
     result = CheckResult(VERIFIED, strategy)
     started = time.perf_counter()
     next_report = started + 1.0
@@ -27,13 +31,17 @@ def sample(world: World, chooser_for_run, runs: int, strategy: str, *, max_steps
             world.restore(initial)
             choose = chooser_for_run(run)
             moves_taken: list[int] = []
+            seen_states: set[int] = set()
             violation = None
             for step in range(max_steps):
                 moves = world.enabled()
                 if not moves:
                     violation = world.terminal_violation()
                     break
-                move = choose(moves, step)
+                h = hash(world.key())
+                again = h in seen_states
+                seen_states.add(h)
+                move = choose(moves, step, again)
                 moves_taken.append(move)
                 result.transitions += 1
                 try:
@@ -66,6 +74,6 @@ def sample(world: World, chooser_for_run, runs: int, strategy: str, *, max_steps
 def random_walks(world: World, runs: int, seed: int, *, progress=None) -> CheckResult:
     def chooser_for_run(run: int):
         rng = random.Random(f"{seed}:{run}")
-        return lambda moves, step: moves[rng.randrange(len(moves))]
+        return lambda moves, step, again: moves[rng.randrange(len(moves))]
 
     return sample(world, chooser_for_run, runs, "random", progress=progress)
