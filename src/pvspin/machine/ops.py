@@ -97,7 +97,9 @@ ORDER_NAMES = ("relaxed", "acquire", "release", "full")
 MB = 0
 RMB = 1
 WMB = 2
-FENCE_NAMES = ("smp_mb", "smp_rmb", "smp_wmb")
+MB_BEFORE_ATOMIC = 3  # the full-barrier guarantee rides on the locked RMW that follows (x86)
+MB_AFTER_ATOMIC = 4
+FENCE_NAMES = ("smp_mb", "smp_rmb", "smp_wmb", "smp_mb__before_atomic", "smp_mb__after_atomic")
 
 # footprint access kinds
 READ = "R"
@@ -148,12 +150,17 @@ def smp_wmb():
 
 
 def smp_mb__before_atomic():
-    """Full barrier before a relaxed RMW (a no-op on x86, where every locked RMW is a fence)."""
-    return (FENCE, MB)
+    """Full ordering around the atomic RMW that follows.
+
+    On x86 it is only a compiler barrier: the RMW is a LOCK-prefixed instruction, itself a
+    full fence.  Drivers therefore charge it nothing and give it no store-buffer effect.
+    """
+    return (FENCE, MB_BEFORE_ATOMIC)
 
 
 def smp_mb__after_atomic():
-    return (FENCE, MB)
+    """Full ordering after the preceding atomic RMW: a compiler barrier on x86, as above."""
+    return (FENCE, MB_AFTER_ATOMIC)
 
 
 # --------------------------------------------------------------------------- xchg / cmpxchg
