@@ -2,7 +2,8 @@
 
     python experiments/shapes.py docs/figures            # markdown report on stdout
 
-Reads ``<dir>/overcommit/summary.json`` (``make -C experiments overcommit``) and states, for each
+Reads ``<dir>/overcommit/summary.json`` (``make -C experiments overcommit``; and the light-contention
+``overcommit-light`` and the ``contention-1x`` / ``tas-delay`` sweeps when present) and states, for each
 shape, the criterion as written in the issue, the measured numbers (means over seeds), and whether
 it holds.  The thresholds below are the issue's words made literal; nothing here is tuned.
 """
@@ -162,6 +163,10 @@ def main(argv: list[str]) -> int:
         return 2
     table, factors = load(path)
     print(report(judge(table, factors), path), end="")
+    light = Path(argv[0]) / "overcommit-light" / "summary.json"
+    if light.is_file():
+        table, factors = load(light)
+        print("\n" + report(judge(table, factors), light), end="")
     for name, render in (("contention-1x", contention_table), ("tas-delay", tas_delay_table)):
         extra = Path(argv[0]) / name / "summary.json"
         if extra.is_file():

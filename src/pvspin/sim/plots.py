@@ -62,9 +62,17 @@ def _figure(summary: dict, params: list[dict], metric: str, ylabel: str, scale: 
     for ax, panel in zip(axes[0], panels, strict=True):
         for lock in summary["sweep"]["locks"]:
             xs, ys, errs = [], [], []
+            color, marker = LOCK_STYLES.get(lock, (None, "x"))
             for entry in summary["aggregate"]:
                 if entry["lock"] != lock or (panel is not None and entry[params[1]["name"]] != panel):
                     continue
+                if metric == "fairness_max_over_min" and entry["starved_seeds"]:
+                    # some vCPU never got the lock: max ÷ min is infinite, shown at the top of the axes
+                    x = entry[x_param["name"]]
+                    ax.scatter([x], [0.96], marker=marker, color=color, transform=ax.get_xaxis_transform())
+                    ax.annotate(f"∞: a vCPU starved ({entry['starved_seeds']}/{entry['seeds']} seeds)", (x, 0.96),
+                                xycoords=("data", "axes fraction"), xytext=(6, 0), textcoords="offset points",
+                                color=color, ha="left", va="center", fontsize=8)  # fmt: skip
                 stats = entry.get(metric)
                 if stats is None:
                     continue
@@ -74,7 +82,6 @@ def _figure(summary: dict, params: list[dict], metric: str, ylabel: str, scale: 
             if not xs:
                 continue
             order = sorted(range(len(xs)), key=xs.__getitem__)
-            color, marker = LOCK_STYLES.get(lock, (None, "x"))
             ax.errorbar(
                 [xs[i] for i in order], [ys[i] for i in order], yerr=[errs[i] for i in order],
                 label=lock, color=color, marker=marker, capsize=3,
