@@ -24,13 +24,28 @@ def parse_int(option: str, text: str) -> int:
         raise BadInput(f"{option} {text!r}: not an integer") from None
 
 
+KNOBS = ("pending_loops", "spin_threshold", "pv_prev_check_mask", "max_nodes")
+
+
+def parse_knobs(items) -> dict:
+    knobs = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in KNOBS:
+            raise BadInput(f"--knob {item!r}: expected NAME=VALUE with NAME one of {', '.join(KNOBS)}")
+        knobs[name] = parse_int(f"--knob {name}", value)
+    return knobs
+
+
 def list_bugs() -> str:
     lines = []
     for name, (description, fix) in corpus().items():
         ex = EXPOSURES.get(name)
-        found = (f"   found by: --lock {ex.lock} --cpus {ex.cpus} --acquisitions {ex.acquisitions} "
-                 f"--memory-model {ex.memory_model}" + (f" --interrupts {ex.interrupts}" if ex.interrupts else "")
-                 + f" --bug {name}") if ex else ""
+        found = ""
+        if ex:
+            opts = CheckOptions(lock=ex.lock, cpus=ex.cpus, acquisitions=ex.acquisitions, memory_model=ex.memory_model,
+                                bugs=(name,), interrupts=ex.interrupts, workload=ex.workload, overrides=ex.overrides)
+            found = f"   found by: {command_line(opts)}"
         lines.append(f"{name}  (fixed by {fix or 'no upstream commit: injected variant'})")
         lines.append(f"   {description}")
         if found:
@@ -46,6 +61,9 @@ def command_line(opts: CheckOptions) -> str:
         parts.append(f"--spurious-wakeups {opts.spurious_wakeups}")
     if opts.interrupts:
         parts.append(f"--interrupts {opts.interrupts}")
+    if opts.workload != "locktorture":
+        parts.append(f"--workload {opts.workload}")
+    parts += [f"--knob {k}={v}" for k, v in sorted(opts.overrides.items())]
     return " ".join(parts)
 
 

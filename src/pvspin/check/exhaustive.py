@@ -53,8 +53,10 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
         result.states = 1
         result.seconds = time.perf_counter() - started
         return result
-    # frame: [snapshot, moves, next index, sleep bitmask, footprints of the moves]
-    stack = [[root, moves, 0, 0, deps.footprints(moves)]]
+    # frame: [snapshot, moves, next index, sleep bitmask, footprints of the moves, state hash, enabled]
+    root_hash = hash(world.key())
+    stack = [[root, moves, 0, 0, deps.footprints(moves), root_hash, moves]]
+    on_stack = {root_hash: 0}  # for cycles: a starved CPU is a liveness finding
     world_at = stack[0]
     states = 1
     transitions = 0
@@ -62,9 +64,10 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
     try:
         while stack:
             frame = stack[-1]
-            snap, moves, i, sleep, fps = frame
+            snap, moves, i, sleep, fps = frame[:5]
             if i >= len(moves):
                 stack.pop()
+                on_stack.pop(frame[5], None)
                 continue
             move = moves[i]
             frame[2] = i + 1
@@ -95,6 +98,13 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
                         break
                     continue
             else:
+                at = on_stack.get(h)
+                if at is not None:
+                    # a cycle: the frame on the stack explores this state's moves itself
+                    if _starvation(world, result, stack, at):
+                        break
+                    leaves += 1
+                    continue
                 # explored before: only what that visit slept on and this one does not is left
                 missing = seen & ~child_sleep
                 if not missing:
@@ -102,8 +112,10 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
                     continue
                 visited[h] = seen & child_sleep
                 child_moves = [m for m in world.enabled() if missing >> m & 1]
+            enabled = child_moves if seen is None else world.enabled()
             child_moves = _ordered(child_moves, move >> 3)
-            child = [world.snapshot(), child_moves, 0, child_sleep, deps.footprints(child_moves)]
+            child = [world.snapshot(), child_moves, 0, child_sleep, deps.footprints(child_moves), h, enabled]
+            on_stack.setdefault(h, len(stack))
             stack.append(child)
             world_at = child
             if max_states is not None and states >= max_states:
@@ -121,6 +133,19 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
     result.states, result.transitions, result.executions = states, transitions, leaves
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _starvation(world: World, result: CheckResult, stack: list, at: int) -> bool:
+    """The path closed a cycle back to ``stack[at]``: report a CPU it starves, if any."""
+    cycle = stack[at:]
+    starved = world.starving([f[1][f[2] - 1] for f in cycle], [f[6] for f in cycle])
+    if not starved:
+        return False
+    cpus = ", ".join(f"cpu{c}" for c in starved)
+    _violation(result, Violation("starvation", f"{cpus} can wait forever: steps {at + 1}-{len(stack)} lead back "
+                                 f"to the state before step {at + 1}, a weakly fair cycle on which {cpus} never "
+                                 "gets to proceed"), [f[1][f[2] - 1] for f in stack])
+    return True
 
 
 def _terminal(world: World, result: CheckResult, path: list[int], on_terminal) -> bool:

@@ -146,6 +146,7 @@ class Setup:
         self.cs_data = [self.mem.alloc(CS_DATA, f"cs_data{level}") for level in range(self.levels)]
         # locking-selftest unlocks an unheld lock on purpose and runs with debug_locks_silent
         self.warn_ok = self.workload == "unlock-unheld"
+        self.forever = self.workload == "forever"
         # Per-CPU data only its CPU touches: the node nesting count (slot 0 of qnodes).  The
         # world folds those accesses and reports any other CPU's access as a violation.
         qnodes = getattr(self.lock, "qnodes", None)
@@ -170,7 +171,8 @@ class Setup:
         yield from lock.spin_lock(view)
         yield o.cs_enter(view.name)
         count = yield o.READ_ONCE(data.count)
-        yield o.WRITE_ONCE(data.count, count + 1)
+        # without end (liveness runs) the counter toggles, so that the state space stays finite
+        yield o.WRITE_ONCE(data.count, count ^ 1 if self.forever else count + 1)
         yield o.cs_exit(view.name)
         yield from lock.spin_unlock(view)
 
@@ -186,7 +188,7 @@ class Setup:
         return problems
 
 
-WORKLOADS = ("locktorture", "unlock-unheld")
+WORKLOADS = ("locktorture", "unlock-unheld", "forever")
 
 
 def make_setup(lock: str, ncpus: int, acquisitions: int, interrupts: int = 0, bugs: frozenset = frozenset(),

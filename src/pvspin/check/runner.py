@@ -12,7 +12,7 @@ from .pct import pct
 from .randomwalk import random_walks
 from .report import NotEnabled, Step, preemptions, trace
 from .result import VIOLATION, CheckResult
-from .world import MEMORY_MODELS, World
+from .world import MEMORY_MODELS, Violation, World
 
 STRATEGIES = ("exhaustive", "random", "pct")
 
@@ -82,6 +82,13 @@ def validate(opts: CheckOptions) -> None:
         split(opts.bugs)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
+    if opts.overrides:
+        from ..kernel.config import LockConfig
+
+        try:
+            LockConfig(**{**CHECK_KNOBS, **opts.overrides})
+        except ValueError as exc:
+            raise BadInput(f"--knob: {exc}") from None
 
 
 def build_world(opts: CheckOptions) -> World:
@@ -121,15 +128,34 @@ def _replay(opts: CheckOptions, world: World, moves: list[int]) -> Report:
     if isinstance(error, NotEnabled):
         raise BadInput(f"--replay: the token does not fit this configuration ({error})")
     if error is None:
-        enabled = world.enabled()
-        if enabled:
+        error = world.terminal_violation() if not world.enabled() else _lasso(opts, moves)
+        if error is None:
             raise BadInput("--replay: the token ends before the execution does (not a complete counterexample)")
-        error = world.terminal_violation()
     if error is not None:
         result.verdict, result.prop, result.detail = VIOLATION, error.prop, error.detail
     result.moves = moves
     result.transitions = len(moves)
     return Report(opts, result, steps, opts.replay, preemptions(moves))
+
+
+def _lasso(opts: CheckOptions, moves: list[int]) -> Violation | None:
+    """A liveness counterexample ends where a cycle closes: find the cycle and who it starves."""
+    world = build_world(opts)
+    hashes, enabled = [], []
+    for move in moves:
+        hashes.append(hash(world.key()))
+        enabled.append(world.enabled())
+        world.execute(move)
+    end = hash(world.key())
+    if end not in hashes:
+        return None
+    at = hashes.index(end)
+    starved = world.starving(moves[at:], enabled[at:])
+    if not starved:
+        return None
+    cpus = ", ".join(f"cpu{c}" for c in starved)
+    return Violation("starvation", f"{cpus} can wait forever: steps {at + 1}-{len(moves)} lead back to the state "
+                     f"before step {at + 1}, a weakly fair cycle on which {cpus} never gets to proceed")
 
 
 def _words(world: World):

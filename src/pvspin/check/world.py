@@ -177,7 +177,8 @@ class World:
         self.cpu_keys: list = [None] * self.n
         self.watch = setup.watch  # [(addr, allowed values)] of lock bytes whose domain is checked
         self.warn_ok = getattr(setup, "warn_ok", False)
-        self.private = getattr(setup, "private", {})  # address -> the only CPU that may access it
+        self.private = getattr(setup, "private", {})
+        self.forever = getattr(setup, "forever", False)  # tasks re-acquire without end (liveness)  # address -> the only CPU that may access it
         self.tracer = None
         self.steps = 0
         for cpu in range(self.n):
@@ -331,7 +332,7 @@ class World:
 
     def _perform(self, cpu: int, op: tuple, kind: int):
         code = op[0]
-        if code in _ACCESSES and op[1].addr in self.private:
+        if code in _ACCESSES and self.private.get(op[1].addr, cpu) != cpu:
             raise Violation("private-access", f"cpu{cpu} accessed {self._name(op[1])}, private to "
                             f"cpu{self.private[op[1].addr]}")
         if code == o.LOAD or code == o.COND_LOAD:
@@ -406,7 +407,8 @@ class World:
         ctxs = self.ctxs[cpu]
         ctxs.pop()
         if not ctxs:
-            self.k[cpu] += 1
+            if not self.forever:
+                self.k[cpu] += 1
             self._start_task(cpu)
             if self.ctxs[cpu]:
                 return
@@ -493,6 +495,25 @@ class World:
         self.holders = dict(holders)
         self.spurious_budget = spurious
         self.irqs_taken = irqs_taken
+
+    # ----------------------------------------------------------------- properties of cycles
+    def starving(self, cycle_moves: list[int], cycle_enabled: list[list[int]]) -> list[int]:
+        """CPUs starved on a cycle of states, given the moves taken and the moves enabled along it.
+
+        Only a weakly fair cycle counts: every CPU enabled in all its states moves in it.
+        A CPU is starved when it is unfinished and makes no step on such a cycle (so it is
+        disabled somewhere on it: an unbounded wait the others keep from being satisfied).
+        """
+        moved = {m >> 3 for m in cycle_moves if m & 7 != FLUSH}
+        flushed = {m >> 3 for m in cycle_moves if m & 7 == FLUSH}
+        always = set(range(self.n))
+        always_flush = set(range(self.n))
+        for enabled in cycle_enabled:
+            always &= {m >> 3 for m in enabled if m & 7 in (STEP, ALT)}
+            always_flush &= {m >> 3 for m in enabled if m & 7 == FLUSH}
+        if always - moved or always_flush - flushed:
+            return []  # an unfair cycle: some continuously enabled CPU never runs on it
+        return [cpu for cpu in range(self.n) if self.ctxs[cpu] and cpu not in moved]
 
     # ----------------------------------------------------------------- properties at rest
     def terminal_violation(self) -> Violation | None:
