@@ -85,6 +85,8 @@ def check(
     seed: str = typer.Option("0", help="seed for random/pct"),
     spurious_wakeups: str = typer.Option("0", help="budget of spurious wake-ups per execution"),
     interrupts: str = typer.Option("0", help="budget of interrupts per execution (each handler takes a lock)"),
+    workload: str = typer.Option("locktorture", help="locktorture, forever (liveness: CPUs re-acquire without end) or unlock-unheld"),
+    knob: list[str] | None = typer.Option(None, help="LockConfig knob NAME=VALUE, e.g. max_nodes=1 (repeatable)"),  # noqa: B008
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Model-check a lock: every interleaving (or a sample), under SC or x86-TSO."""
@@ -98,7 +100,8 @@ def check(
             lock=lock, cpus=command.parse_int("--cpus", cpus), acquisitions=command.parse_int("--acquisitions", acquisitions),
             memory_model=memory_model, bugs=tuple(bug or ()), strategy=strategy, runs=command.parse_int("--runs", runs),
             seed=command.parse_int("--seed", seed), spurious_wakeups=command.parse_int("--spurious-wakeups", spurious_wakeups),
-            interrupts=command.parse_int("--interrupts", interrupts), replay=replay)
+            interrupts=command.parse_int("--interrupts", interrupts), workload=workload,
+            overrides=command.parse_knobs(knob or ()), replay=replay)
     except command.BadInput as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(command.EXIT_BAD_INPUT) from None
