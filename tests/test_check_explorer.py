@@ -24,7 +24,7 @@ FAST = [
 ]
 SLOW = [
     ("pvqspinlock", 2, 2, "sc"), ("pvqspinlock", 2, 2, "tso"), ("pvqspinlock", 3, 1, "sc"),
-    ("pvqspinlock", 3, 1, "tso"), ("pvqspinlock-4.2", 3, 1, "sc"), ("qspinlock", 3, 2, "sc"),
+    ("pvqspinlock", 3, 1, "tso"), ("pvqspinlock-4.2", 3, 1, "sc"),
 ]
 
 
