@@ -374,9 +374,3 @@ def test_kick_node_no_barrier_bug_drops_both_full_barriers(bugs, store, fence):
     if fence:
         first = kicker.send(None)
     assert first == o.cmpxchg_relaxed(node.state, vcpu_halted, vcpu_hashed)
-
-
-def test_v42_class_is_reachable_from_the_pv_module():
-    from pvspin.kernel import qspinlock_paravirt
-
-    assert qspinlock_paravirt.PvQSpinlock42 is PvQSpinlock42

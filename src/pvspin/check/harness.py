@@ -10,10 +10,9 @@ IRQ-safe locks are, so nesting itself cannot deadlock.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from ..kernel import userlock
 from ..machine import ops as o
 from ..machine.cpu import NMI
 from ..machine.memory import Layout, Memory
@@ -86,30 +85,21 @@ LOCKS = {
 
 
 def load_user_lock(spec: str) -> LockSpec:
-    """``path/to/file.py:NAME``: NAME is a class or factory called as ``NAME(mem, ncpus)``."""
-    path, sep, attr = spec.rpartition(":")
-    if not sep or not path.endswith(".py"):
+    """``path/to/file.py:NAME`` (see :mod:`pvspin.kernel.userlock`), as a checkable lock."""
+    if ":" not in spec or not spec.rpartition(":")[0].endswith(".py"):
         raise BadInput(f"--lock {spec!r}: not a lock name ({', '.join(LOCKS)}) nor path/to/file.py:NAME")
-    file = Path(path)
-    if not file.is_file():
-        raise BadInput(f"--lock {spec!r}: no such file {path}")
-    module_spec = importlib.util.spec_from_file_location(f"pvspin_user_lock_{file.stem}", file)
-    module = importlib.util.module_from_spec(module_spec)
     try:
-        module_spec.loader.exec_module(module)
-    except Exception as exc:  # the user's file: report, do not trace back
-        raise BadInput(f"--lock {spec!r}: {path} failed to import: {exc}") from None
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise BadInput(f"--lock {spec!r}: {path} has no class or function {attr}")
+        factory = userlock.load_user_lock(spec)
+    except userlock.UserLockError as err:
+        raise BadInput(f"--{err}") from None
 
     def build(mem, ncpus, config):
-        lock = factory(mem, ncpus)
-        for method in ("alloc_lock", "spin_lock", "spin_unlock"):
-            if not callable(getattr(lock, method, None)):
-                raise BadInput(f"--lock {spec!r}: {attr} has no method {method}()")
-        return lock
+        try:
+            return factory(mem, ncpus, config)
+        except userlock.UserLockError as err:
+            raise BadInput(f"--{err}") from None
 
+    path, _, attr = spec.rpartition(":")
     return LockSpec(spec, f"user lock {attr} from {path}", build, None, None)
 
 

@@ -371,13 +371,3 @@ class PvQSpinlock(QSpinlock):
 
 def _unlocked(v: int) -> bool:
     return not v & _Q_LOCKED_MASK
-
-
-def __getattr__(name: str):
-    # PvQSpinlock42 lives in qspinlock_paravirt_42, which imports this module; resolve it lazily
-    # so that `qspinlock_paravirt.PvQSpinlock42` works for callers that look for it here.
-    if name == "PvQSpinlock42":
-        from .qspinlock_paravirt_42 import PvQSpinlock42
-
-        return PvQSpinlock42
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
