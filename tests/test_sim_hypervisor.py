@@ -43,12 +43,17 @@ def test_halted_vcpu_wakes_after_the_published_kick_latency():
         yield o.pv_kick(0)
 
     sim = Simulator(host(2), seed=0)
-    sim.add_guest("g0", mem, [sleeper(), kicker()])
+    guest = sim.add_guest("g0", mem, [sleeper(), kicker()])
     sim.run(10**8)
     v0 = sim.vcpus[0]
     assert v0.state == DONE and v0.halts == 1
     wake = sim.costs.ns(sim.costs.kick_wake_ns)
     assert wake <= v0.acct[T_HALT] <= 100_000 + wake + 10_000
+    # the qstat counters the kernel keeps around pv_kick()/pv_wait(), in ns
+    events = guest.lock_events
+    assert events["pv_latency_kick"] == sim.costs.kick_hypercall_ns
+    assert events["pv_kick_wake"] == 1
+    assert sim.costs.kick_wake_ns <= events["pv_latency_wake"] <= sim.costs.kick_wake_ns + 5_000
 
 
 def test_halt_returns_at_once_when_the_value_differs():

@@ -158,6 +158,9 @@ def render(result: dict, console: Console) -> None:
             f"{g['guest']}: VM exits {g['vm_exits']:,}, halts {g['halts']:,}, kicks {g['kicks']:,}, "
             f"lock-holder preemptions {g['lock_holder_preemptions']:,}"
         )
+        kick, wake = g["pv_latency_ns"]["kick"], g["pv_latency_ns"]["wake"]
+        if kick is not None or wake is not None:
+            console.print(f"{g['guest']}: pv_latency_kick {kick} ns, pv_latency_wake {wake} ns (averages)")
         if g["lock_events"]:
             console.print(f"{g['guest']}: lock events: " + ", ".join(f"{k}={v:,}" for k, v in g["lock_events"].items()))
     console.print(

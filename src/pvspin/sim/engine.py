@@ -65,7 +65,7 @@ class VCpu:
     __slots__ = (
         "id", "guest", "cpu", "gcpu", "state", "pcpu", "last_pcpu", "gen", "op", "step_at", "remaining",
         "spinning", "spin_deadline", "spin_budget", "spin_since", "vruntime", "run_since", "since",
-        "kick_latched", "waking", "woken", "preempted", "ple_window", "ple_exits", "acct", "cs_depth", "cs_since", "saved", "irq_pending",
+        "kick_latched", "waking", "woken", "preempted", "ple_window", "ple_exits", "kick_time", "acct", "cs_depth", "cs_since", "saved", "irq_pending",
         "ops", "kicks", "halts", "exits", "cs_entries", "rng",
     )  # fmt: skip
 
@@ -91,6 +91,7 @@ class VCpu:
         self.kick_latched = False
         self.ple_window = 0
         self.ple_exits = 0
+        self.kick_time: int | None = None
         self.waking = False
         self.woken = False
         self.preempted = False
@@ -354,6 +355,7 @@ class Simulator:
                 if line_base | ref.line in watchers:
                     self._notify(line_base | ref.line, t)
             elif code == o.PV_WAIT:
+                v.kick_time = None  # pv_wait() entry clears this CPU's kick time stamp
                 delay = self._pv_wait(v, op, t)
                 if delay is None:
                     return
@@ -648,6 +650,11 @@ class Simulator:
             raise SimulationError(f"{v} kicked cpu{cpu}, which does not exist")
         target = guest.vcpus[cpu]
         v.kicks += 1
+        # the kernel's qstat bookkeeping around pv_kick(): the hypercall's latency, and the
+        # kick time stamped on the target so its pv_wait() can measure the wake-up latency
+        kick_start = t - self.kick_cost
+        target.kick_time = kick_start
+        self._lockevent_add(guest, "pv_latency_kick", self.kick_cost)
         if self.tracer is not None:
             self.tracer.instant(t, v, "pv_kick", {"target": f"cpu{cpu}"})
         if target.state == HALTED:
@@ -656,6 +663,10 @@ class Simulator:
                 self._push(t - self.kick_cost + self.kick_wake, WAKE, target, target.gen)
         else:
             target.kick_latched = True
+
+    def _lockevent_add(self, guest: Guest, name: str, cycles: int) -> None:
+        """Add a latency, in nanoseconds as sched_clock() counts them, to a qstat counter."""
+        guest.lock_events[name] = guest.lock_events.get(name, 0) + cycles * 1000 // self.costs.freq_mhz
 
     def _wake(self, v: VCpu, t: int) -> None:
         """A halted vCPU becomes runnable (kicked, spuriously, or by an interrupt)."""
@@ -766,6 +777,9 @@ class Simulator:
             self._recheck(v, t)
         elif v.woken:  # the halt is over: pv_wait returns
             v.woken = False
+            if v.kick_time is not None:  # woken by a kick: pv_latency_wake, pv_kick_wake
+                self._lockevent_add(v.guest, "pv_latency_wake", t - v.kick_time)
+                v.guest.lock_events["pv_kick_wake"] = v.guest.lock_events.get("pv_kick_wake", 0) + 1
             self._advance(v, None, t)
         elif v.remaining is not None:
             v.step_at = t + v.remaining

@@ -14,6 +14,12 @@ def jain_index(values: list[int]) -> float:
     return (total * total) / (len(values) * squares) if squares else 1.0
 
 
+def _average(events: dict[str, int], total: str, count: str) -> int | None:
+    """A qstat latency sum (ns) divided by its event count, rounded as DIV_ROUND_CLOSEST_ULL."""
+    n = events.get(count, 0)
+    return (events.get(total, 0) + n // 2) // n if n else None
+
+
 def guest_metrics(sim: Simulator, guest: Guest, torture: LockTorture) -> dict:
     """Metrics of one guest's locktorture run, with stable names (the ``--json`` schema)."""
     freq = sim.costs.freq_mhz
@@ -63,6 +69,11 @@ def guest_metrics(sim: Simulator, guest: Guest, torture: LockTorture) -> dict:
         "lock_holder_preemptions": guest.lock_holder_preemptions,
         "irq_acquisitions": sum(torture.irq_acquisitions),
         "lock_events": dict(sorted(guest.lock_events.items())),
+        # as /sys/kernel/debug/lock_event_counts/ shows them: latencies averaged per kick
+        "pv_latency_ns": {
+            "kick": _average(guest.lock_events, "pv_latency_kick", "pv_kick_unlock"),
+            "wake": _average(guest.lock_events, "pv_latency_wake", "pv_kick_wake"),
+        },
         "warnings": len(guest.warnings),
     }
 
