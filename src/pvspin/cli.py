@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="The Linux paravirt queued spinlock, executable, measurable and checkable.")
@@ -146,7 +148,7 @@ def patch(
         table.add_column(column, no_wrap=column in ("before", "after"), overflow="fold")
     for r in rows:
         table.add_row(r["where"], r["op"], r["before"], r["after"], escape(r["after_asm"]))
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table if rows else f"{kernel} kernel on {host}: runs {guest.name}, no patch sites (native code inline)")
     for line in guest.boot_log:
         console.print(line)
