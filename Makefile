@@ -22,7 +22,9 @@ test-slow: $(STAMP)
 	$(BIN)/pytest -n 2 -q -m slow || [ $$? -eq 5 ]
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_unlock.py
+	$(BIN)/python benchmarks/bench_check.py --budget 120
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
