@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from ..kernel.userlock import UserLockError
-from .scenario import Run, Scenario, describe_validation_error, load_scenario, merge
+from .scenario import BadInput, Run, Scenario, scenario_from
 from .trace import Tracer
 
 EXIT_BAD_INPUT = 2
-
-
-class BadInput(ValueError):
-    """A user's value pvspin cannot use; the message names it."""
 
 
 def parse_number(flag: str, text: str | None, kind=int, minimum=None):
@@ -83,19 +77,7 @@ def flag_overrides(flags: dict) -> dict:
 
 
 def build_scenario(scenario_file: str | None, flags: dict) -> Scenario:
-    overrides = flag_overrides(flags)
-    try:
-        if scenario_file:
-            if not Path(scenario_file).is_file():
-                raise BadInput(f"--scenario: no such file {scenario_file}")
-            return load_scenario(scenario_file, overrides)
-        return Scenario.model_validate(merge(Scenario().model_dump(), overrides))
-    except ValidationError as err:
-        raise BadInput(describe_validation_error(err)) from None
-    except ValueError as err:  # TOML syntax
-        if isinstance(err, BadInput):
-            raise
-        raise BadInput(f"--scenario {scenario_file}: {err}") from None
+    return scenario_from(scenario_file, flag_overrides(flags))
 
 
 def execute(scenario: Scenario, trace_path: str | None, show_progress: bool) -> dict:

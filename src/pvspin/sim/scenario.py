@@ -87,6 +87,26 @@ class Scenario(BaseModel):
         return self
 
 
+class BadInput(ValueError):
+    """A user's value pvspin cannot use; the message names it."""
+
+
+def scenario_from(scenario_file: str | None, overrides: dict | None = None) -> Scenario:
+    """The scenario of a TOML file (or the defaults) with ``overrides`` on top; BadInput if invalid."""
+    try:
+        if scenario_file:
+            if not Path(scenario_file).is_file():
+                raise BadInput(f"--scenario: no such file {scenario_file}")
+            return load_scenario(scenario_file, overrides)
+        return Scenario.model_validate(merge(Scenario().model_dump(), overrides or {}))
+    except ValidationError as err:
+        raise BadInput(describe_validation_error(err)) from None
+    except ValueError as err:  # TOML syntax
+        if isinstance(err, BadInput):
+            raise
+        raise BadInput(f"--scenario {scenario_file}: {err}") from None
+
+
 def load_scenario(path: str | Path, overrides: dict | None = None) -> Scenario:
     """A scenario from a TOML file, with ``overrides`` (from command-line flags) on top."""
     data = tomllib.loads(Path(path).read_text())

@@ -31,13 +31,9 @@ from pydantic import ValidationError
 from ..kernel.build import LOCKS
 from ..kernel.lockevents import LOCK_EVENTS
 from ..kernel.userlock import UserLockError
-from .scenario import Run, Scenario, describe_validation_error, load_scenario, merge
+from .scenario import BadInput, Run, Scenario, describe_validation_error, merge, scenario_from
 
 EXIT_BAD_INPUT = 2
-
-
-class BadInput(ValueError):
-    """A user's value the sweep cannot use; the message names it."""
 
 
 # Named parameters: (where in the scenario, axis label with units).  Any other name must be a dotted
@@ -246,19 +242,7 @@ def build_sweep(
     overrides: dict | None = None,
 ) -> Sweep:
     """The sweep the command line describes; every point is validated (and booted) up front."""
-    try:
-        if scenario_file:
-            if not Path(scenario_file).is_file():
-                raise BadInput(f"--scenario: no such file {scenario_file}")
-            base = load_scenario(scenario_file, overrides)
-        else:
-            base = Scenario.model_validate(merge(Scenario().model_dump(), overrides or {}))
-    except ValidationError as err:
-        raise BadInput(describe_validation_error(err)) from None
-    except ValueError as err:  # TOML syntax
-        if isinstance(err, BadInput):
-            raise
-        raise BadInput(f"--scenario {scenario_file}: {err}") from None
+    base = scenario_from(scenario_file, overrides)
     if not params:
         raise BadInput("--param: give at least one, e.g. --param overcommit=0.5,1,1.5,2")
     if len(params) > 2:
