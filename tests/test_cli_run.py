@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,13 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_users_own_lock_runs_and_a_broken_one_fails_locktorture():
+    args = ("run", "--vcpus", "4", "--pcpus", "2", "--duration-ms", "2", "--json")
+    example = Path(__file__).resolve().parent.parent / "examples" / "user_lock.py"
+    good = pvspin(*args, "--lock", f"{example}:TasLock")
+    broken = pvspin(*args, "--lock", f"{example}:BrokenTasLock")
+    assert good.returncode == 0 and broken.returncode == 0, good.stderr + broken.stderr
+    assert json.loads(good.stdout)["guests"][0]["fail"] == 0
+    assert json.loads(broken.stdout)["guests"][0]["fail"] > 0  # locktorture's Fail: two vCPUs inside
