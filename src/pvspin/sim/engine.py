@@ -371,7 +371,8 @@ class Simulator:
                 result = None
             if recorder is not None:
                 recorder(t, v.id, code, result)
-            # ---- send the result to the guest code, get its next operation
+            # ---- send the result to the guest code, get its next operation (_advance and
+            # _issue, inlined: this loop is the hot path of every simulation)
             self.now = t
             v.gen += 1
             v.ops += 1
