@@ -68,7 +68,9 @@ class Violation(Exception):
 
 
 # --------------------------------------------------------------------------- generator keys
-_PLAIN = frozenset({int, bool, str, float, type(None), Ref, View})
+# Types whose values key themselves; objects hashed by identity (the lock, the setup) join
+# on first sight, so that a frame holding only such values skips canonicalisation.
+_PLAIN = {int, bool, str, float, type(None), Ref, View}
 
 
 def _canon(v):
@@ -85,6 +87,7 @@ def _canon(v):
         return v.gi_code
     if t.__hash__ is None:  # e.g. a dataclass with eq: the same object is the same state
         return ("id", id(v))
+    _PLAIN.add(t)
     return v
 
 
@@ -161,6 +164,7 @@ class World:
         self.setup = setup
         self.mem: Memory = setup.mem
         self.data = setup.mem.data
+        self.first_object = min((r.base for r in setup.mem.regions), default=len(self.data))
         self.n = setup.ncpus
         self.tso = memory_model == TSO
         self.kick_latch = kick_latch
@@ -234,6 +238,8 @@ class World:
         return value
 
     def mem_write(self, addr: int, size: int, value: int) -> None:
+        if addr < self.first_object:  # kept out of the state key: memory below it is never written
+            raise Violation("null-dereference", f"write of {size} byte(s) to {addr:#x}, below every object")
         self.data[addr:addr + size] = (value & MASKS[size]).to_bytes(size, "little")
         for waddr, allowed in self.watch:
             if addr <= waddr < addr + size:
@@ -453,7 +459,7 @@ class World:
 
     def key(self) -> tuple:
         """Everything that determines the future: hashed into the visited-state table."""
-        return (bytes(self.data), tuple(self.cpu_keys), self.spurious_budget, self.irqs_taken)
+        return (bytes(self.data[self.first_object:]), tuple(self.cpu_keys), self.spurious_budget, self.irqs_taken)
 
     def snapshot(self) -> tuple:
         return (
