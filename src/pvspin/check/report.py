@@ -148,18 +148,6 @@ def trace(world: World, moves: list[int], words) -> tuple[list[Step], Exception 
     return tracer.steps, error
 
 
-def preemptions(moves: list[int]) -> int:
-    """Context switches away from a CPU that could have continued (counted on CPU changes)."""
-    count = 0
-    last = -1
-    for m in moves:
-        cpu = m >> 3
-        if last >= 0 and cpu != last and m & 7 != FLUSH:
-            count += 1
-        last = cpu
-    return count
-
-
 def format_steps(steps: list[Step]) -> list[str]:
     lines = []
     for s in steps:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import token
+from . import preemption, token
 from .bugs import split
 from .exhaustive import explore
 from .harness import BadInput, make_setup
 from .pct import pct
 from .randomwalk import random_walks
-from .report import NotEnabled, Step, preemptions, trace
+from .report import NotEnabled, Step, trace
 from .result import VIOLATION, CheckResult
 from .world import MEMORY_MODELS, Violation, World
 
@@ -116,10 +116,25 @@ def run(opts: CheckOptions, progress=None) -> Report:
         result = pct(world, opts.runs, opts.seed, progress=progress)
     report = Report(opts, result)
     if result.verdict == VIOLATION:
+        if result.prop != "starvation":  # a lasso is kept as found: the bounded search looks for safety only
+            result.moves = preemption.fewest_preemptions(lambda: build_world(opts), result.moves)
+            result.prop, result.detail = _outcome(opts, result.moves)
         report.replay = token.encode(opts.fingerprint(), result.moves)
-        report.preemptions = preemptions(result.moves)
+        report.preemptions = preemption.count(build_world(opts), result.moves)
         report.steps, _ = trace(build_world(opts), result.moves, _words(world))
     return report
+
+
+def _outcome(opts: CheckOptions, moves: list[int]) -> tuple[str, str]:
+    """The property a safety counterexample violates, and how (it may differ from the first one found)."""
+    world = build_world(opts)
+    try:
+        for move in moves:
+            world.execute(move)
+    except Violation as v:
+        return v.prop, v.detail
+    v = world.terminal_violation()
+    return v.prop, v.detail
 
 
 def _replay(opts: CheckOptions, world: World, moves: list[int]) -> Report:
@@ -135,7 +150,7 @@ def _replay(opts: CheckOptions, world: World, moves: list[int]) -> Report:
         result.verdict, result.prop, result.detail = VIOLATION, error.prop, error.detail
     result.moves = moves
     result.transitions = len(moves)
-    return Report(opts, result, steps, opts.replay, preemptions(moves))
+    return Report(opts, result, steps, opts.replay, preemption.count(build_world(opts), moves))
 
 
 def _lasso(opts: CheckOptions, moves: list[int]) -> Violation | None:
