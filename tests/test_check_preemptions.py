@@ -21,8 +21,9 @@ def _step(cpu: int) -> int:
 
 
 def test_switching_away_from_a_cpu_that_could_continue_is_a_preemption():
-    # BrokenTasLock's lock: READ_ONCE, WRITE_ONCE, then the critical section (two accesses), unlock
-    race = [_step(0), _step(1), _step(1), _step(1), _step(0)]
+    # BrokenTasLock: READ_ONCE, then WRITE_ONCE (entering the critical section and reading its
+    # counter), the counter's write, the unlock.  cpu1 is switched away from in the critical section.
+    race = [_step(0), _step(1), _step(1), _step(0)]
     assert preemption.count(build_world(BROKEN_TAS), race) == 2
 
 

@@ -141,6 +141,9 @@ class Setup:
         # world folds those accesses and reports any other CPU's access as a violation.
         qnodes = getattr(self.lock, "qnodes", None)
         self.private = {nodes[0].count.addr: cpu for cpu, nodes in enumerate(qnodes)} if qnodes else {}
+        # The critical section's counter, by lock: under SC only the lock's holder touches it
+        # without a mutual-exclusion violation first (see World._advance).
+        self.guarded = {d.count.addr: v.name for d, v in zip(self.cs_data, self.views, strict=True)}
         self.watch = []
         if self.spec.locked_domain is not None:
             self.watch = [(v.locked.addr, self.spec.locked_domain) for v in self.views]

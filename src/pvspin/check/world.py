@@ -98,16 +98,29 @@ STATISTICS_LOCALS = {
 }
 
 
-def generator_key(gen) -> tuple:
+def generator_key(gen, cache: list) -> tuple:
     """Where a generator stands: code, instruction and locals of each frame of its yield-from chain.
 
     Guest code is deterministic, so two generators with equal keys behave alike for equal
     future results.  (Values held on the expression stack across a ``yield`` are not
     visible here; guest code keeps its state in local variables.)
+
+    ``cache`` holds ``(generator, the generator it delegates to, frame key)`` per depth
+    from the previous call: a frame suspended in the same ``yield from`` has not run
+    since, so its key is reused.
     """
     parts = []
     plain = _PLAIN
+    depth = 0
     while gen is not None:
+        inner = gen.gi_yieldfrom
+        if inner is not None and depth < len(cache):
+            known = cache[depth]
+            if known[0] is gen and known[1] is inner:
+                parts.append(known[2])
+                gen = inner
+                depth += 1
+                continue
         frame = gen.gi_frame
         if frame is None:
             break
@@ -121,8 +134,15 @@ def generator_key(gen) -> tuple:
         abstract = STATISTICS_LOCALS.get(code.co_name)
         if abstract is not None:
             values = tuple(abstract[k](v) if k in abstract else v for k, v in zip(local, values, strict=True))
-        parts += (code, frame.f_lasti, tuple(local), values)
-        gen = gen.gi_yieldfrom
+        part = (code, frame.f_lasti, tuple(local), values)
+        parts.append(part)
+        if depth < len(cache):
+            cache[depth] = (gen, inner, part)
+        else:
+            cache.append((gen, inner, part))
+        gen = inner
+        depth += 1
+    del cache[depth:]
     return tuple(parts)
 
 
@@ -139,7 +159,7 @@ def innermost_frame(gen):
 class Ctx:
     """One nesting level of one CPU: its generator, pending op and replay history."""
 
-    __slots__ = ("gen", "level", "op", "hist", "program", "key")
+    __slots__ = ("gen", "level", "op", "hist", "program", "key", "frames")
 
     def __init__(self, level: int, program: tuple):
         self.level = level
@@ -148,6 +168,7 @@ class Ctx:
         self.op = None
         self.hist = None  # cons list (previous, result) of every result sent after the start
         self.key = None
+        self.frames = []  # generator_key's cache of frame keys
 
 
 class World:
@@ -179,9 +200,11 @@ class World:
         self.buffers: list[tuple] = [()] * self.n  # TSO: FIFO of (addr, size, value)
         self.holders: dict = {}
         self.cpu_keys: list = [None] * self.n
+        self.ctx_snaps: list = [()] * self.n  # per CPU: what a snapshot saves of its contexts
         self.watch = setup.watch  # [(addr, allowed values)] of lock bytes whose domain is checked
         self.warn_ok = getattr(setup, "warn_ok", False)
         self.private = getattr(setup, "private", {})
+        self.guarded = getattr(setup, "guarded", {})  # address -> the lock whose holder alone uses it
         self.forever = getattr(setup, "forever", False)  # tasks re-acquire without end (liveness)  # address -> the only CPU that may access it
         self.tracer = None
         self.steps = 0
@@ -397,6 +420,12 @@ class World:
                     # this CPU's own data (e.g. its node count): no other CPU, and no interrupt
                     # handler any more, can come between
                     result = self.load(cpu, op[1]) if code == o.LOAD else self.store(cpu, op[1], op[2])
+                elif code == o.LOAD and not tso and self.holders.get(self.guarded.get(op[1].addr)) == cpu:
+                    # the holder reading the critical section's counter: under SC another CPU
+                    # reaches it only by entering the critical section, which the mutual-
+                    # exclusion check catches.  (Its write stays a step: the critical section
+                    # must span a scheduling point for that check to see two CPUs inside.)
+                    result = self.load(cpu, op[1])
                 else:
                     break
         except StopIteration:
@@ -406,7 +435,7 @@ class World:
             raise Violation("guest-bug", f"cpu{cpu}: BUG: {bug}") from None
         ctx.op = op
         ctx.hist = hist
-        ctx.key = (ctx.level, ctx.program[0], generator_key(gen))
+        ctx.key = (ctx.level, ctx.program[0], generator_key(gen, ctx.frames))
         self._refresh_key(cpu)
 
     def _finish_ctx(self, cpu: int) -> None:
@@ -447,7 +476,9 @@ class World:
 
     # ----------------------------------------------------------------- state
     def _refresh_key(self, cpu: int) -> None:
+        """Called after every change to the CPU's state: its key and its part of a snapshot."""
         ctxs = self.ctxs[cpu]
+        self.ctx_snaps[cpu] = tuple((c.level, c.program, c.hist, c.op, c.key) for c in ctxs)
         self.cpu_keys[cpu] = (
             self.k[cpu],
             tuple(c.key for c in ctxs),
@@ -465,7 +496,7 @@ class World:
         return (
             bytes(self.data),
             tuple(self.buffers),
-            tuple(tuple((c.level, c.program, c.hist, c.op, c.key) for c in ctxs) for ctxs in self.ctxs),
+            tuple(self.ctx_snaps),
             tuple(self.k),
             tuple(self.halted),
             tuple(self.latched),
@@ -480,7 +511,10 @@ class World:
         (data, buffers, ctxs, k, halted, latched, irqs, keys, holders, spurious, irqs_taken) = snap
         self.data[:] = data
         self.buffers = list(buffers)
+        live_snaps = self.ctx_snaps
         for cpu, saved in enumerate(ctxs):
+            if live_snaps[cpu] is saved:  # the CPU has not moved since the snapshot
+                continue
             live = self.ctxs[cpu]
             # a context's history is a fresh cons cell after every step: identity means same place
             same = len(live) == len(saved) and all(
@@ -498,6 +532,7 @@ class World:
         self.latched = list(latched)
         self.irqs_enabled = list(irqs)
         self.cpu_keys = list(keys)
+        self.ctx_snaps = list(ctxs)
         self.holders = dict(holders)
         self.spurious_budget = spurious
         self.irqs_taken = irqs_taken
