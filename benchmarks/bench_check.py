@@ -5,16 +5,23 @@ a run that hits the budget reports how far it got (verdict incomplete).
 
     .venv/bin/python benchmarks/bench_check.py            # the issue's points
     .venv/bin/python benchmarks/bench_check.py --budget 60
+    .venv/bin/python benchmarks/bench_check.py --baseline HEAD~3   # each point on both, side by side
+
+``--baseline REV`` checks REV out into a temporary git worktree and runs every point
+with that tree's ``src`` first, then with this one, so that both see the same machine load.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 POINTS = [  # (lock, cpus, acquisitions, memory model, target seconds or None)
     ("qspinlock", 3, 1, "sc", 5),
@@ -43,24 +50,49 @@ def one(lock: str, cpus: int, acq: int, model: str, budget: float) -> dict:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
+def run_point(point, budget: float, src: Path | None) -> dict:
+    lock, cpus, acq, model, _ = point
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
+    out = subprocess.run([sys.executable, __file__, "--budget", str(budget), "--one", lock, str(cpus), str(acq), model],
+                         capture_output=True, text=True, check=True, env=env)
+    return json.loads(out.stdout)
+
+
+def print_row(name: str, r: dict, target) -> None:
+    print(f"{name:<36} {r['verdict']:<10} {r['states']:>9} {r['transitions']:>11} {r['seconds']:>8} "
+          f"{r['states_per_s']:>8} {r['peak_rss_mb']:>7}  {f'{target} s' if target else '-'}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget", type=float, default=300, help="seconds per configuration")
+    parser.add_argument("--baseline", metavar="REV", help="also run each point on this git revision, side by side")
     parser.add_argument("--one", nargs=4, metavar=("LOCK", "CPUS", "ACQ", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         lock, cpus, acq, model = args.one
         print(json.dumps(one(lock, int(cpus), int(acq), model, args.budget)))
         return
-    print(f"{'configuration':<28} {'verdict':<10} {'states':>9} {'transitions':>11} {'seconds':>8} "
+    print(f"{'configuration':<36} {'verdict':<10} {'states':>9} {'transitions':>11} {'seconds':>8} "
           f"{'states/s':>8} {'peak MB':>7}  target")
-    for lock, cpus, acq, model, target in POINTS:
-        out = subprocess.run([sys.executable, __file__, "--budget", str(args.budget), "--one", lock, str(cpus),
-                              str(acq), model], capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout)
-        name = f"{lock} N={cpus} K={acq} {model.upper()}"
-        print(f"{name:<28} {r['verdict']:<10} {r['states']:>9} {r['transitions']:>11} {r['seconds']:>8} "
-              f"{r['states_per_s']:>8} {r['peak_rss_mb']:>7}  {f'{target} s' if target else '-'}", flush=True)
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        base = None
+        if args.baseline:
+            subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-q", tmp, args.baseline], check=True)
+            base = Path(tmp) / "src"
+        try:
+            for point in POINTS:
+                lock, cpus, acq, model, target = point
+                name = f"{lock} N={cpus} K={acq} {model.upper()}"
+                if base is not None:
+                    print_row(f"{name} ({args.baseline})", run_point(point, args.budget, base), target)
+                print_row(name, run_point(point, args.budget, None), target)
+        finally:
+            if base is not None:
+                subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", tmp], check=True)
 
 
 if __name__ == "__main__":
