@@ -30,14 +30,24 @@ class Exposure:
     interrupts: int = 0
     workload: str = "locktorture"
     overrides: dict = field(default_factory=dict)
+    not_found: str = ""  # why the checker does not find it in this configuration yet
 
 
 EXPOSURES = {
     "pv-kick-node-no-barrier": Exposure("pvqspinlock", 3, 1, "tso", ("lost-wakeup",)),
     "pending-after-tail": Exposure("qspinlock", 3, 2, "sc", ("mutual-exclusion", "deadlock", "final-state")),
     "unhash-without-slow-check": Exposure("pvqspinlock", 1, 1, "sc", ("guest-bug",), workload="unlock-unheld"),
-    "count-after-init": Exposure("qspinlock", 2, 1, "sc", ("mutual-exclusion", "deadlock", "final-state",
-                                                           "guest-bug"), interrupts=2),
+    # The handler that reuses the task's node leaves it stale (locked set by a predecessor,
+    # or next set by a successor) only if it queued with a neighbour on its own lock, and the
+    # stale field matters only if the task then queues with a neighbour too: PV (which queues
+    # on any contention) needs 3 CPUs and 3 interrupts, native 4 CPUs and 4 (pending takes
+    # the second locker), with a schedule of many preemptions.  Out of reach so far: PCT
+    # (20,000 runs) finds nothing, and exhaustive search of even 3 CPUs with 2 interrupts
+    # (PV) does not finish in minutes.
+    "count-after-init": Exposure("pvqspinlock", 3, 1, "sc", ("mutual-exclusion", "deadlock", "final-state",
+                                                             "guest-bug"), interrupts=3,
+                                 not_found="needs a handler queued between two others on its lock while its "
+                                           "task queues between two others on the task's lock"),
     # PV lockers always queue, so two interrupt handlers nest queue nodes with 2 CPUs;
     # MAX_NODES shrunk to 1 makes the second nesting level the overflowing one.
     "no-max-nodes-fallback": Exposure("pvqspinlock", 2, 1, "sc", ("guest-bug",), interrupts=2,

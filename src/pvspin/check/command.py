@@ -42,7 +42,9 @@ def list_bugs() -> str:
     for name, (description, fix) in corpus().items():
         ex = EXPOSURES.get(name)
         found = ""
-        if ex:
+        if ex and ex.not_found:
+            found = f"   not found yet: {ex.not_found}"
+        elif ex:
             opts = CheckOptions(lock=ex.lock, cpus=ex.cpus, acquisitions=ex.acquisitions, memory_model=ex.memory_model,
                                 bugs=(name,), interrupts=ex.interrupts, workload=ex.workload, overrides=ex.overrides)
             found = f"   found by: {command_line(opts)}"
