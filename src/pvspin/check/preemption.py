@@ -7,7 +7,7 @@ whose condition is false or halted is free, and so are store-buffer flushes (the
 drains on its own; under TSO a flush is not a decision of any CPU).  Interrupts and
 spurious wake-ups count like steps of the CPU they land on.
 
-Bugs in lock code almost always need only a few preemptions (Musuvathi & Qadeer,
+Most concurrency bugs need only a few preemptions to show (Musuvathi & Qadeer,
 PLDI 2007), and a counterexample with few is one a kernel engineer can follow.  Once any
 strategy has found a violation, :func:`fewest_preemptions` searches again with bound
 0, 1, 2, ... below the count of the one found: a depth-first search that caches
@@ -114,15 +114,18 @@ def fewest_preemptions(make_world, moves: list[int], max_states: int = 500_000) 
     Searches with bound 0, 1, ... below the found schedule's count; ``make_world()``
     builds a fresh world of the configuration.  ``max_states`` caps the states of all
     rounds together (a state count, not a time, so the answer does not depend on the
-    machine); when it runs out the best schedule known is returned.
+    machine); when it runs out, or on Ctrl-C, the schedule found is returned.
     """
     found = count(make_world(), moves)
     budget = max_states
-    for bound in range(found):
-        better, states = bounded_search(make_world(), bound, budget)
-        if better is not None:
-            return better
-        budget -= states
-        if budget <= 0:
-            break
+    try:
+        for bound in range(found):
+            better, states = bounded_search(make_world(), bound, budget)
+            if better is not None:
+                return better
+            budget -= states
+            if budget <= 0:
+                break
+    except KeyboardInterrupt:  # Ctrl-C: report the counterexample in hand
+        pass
     return moves
