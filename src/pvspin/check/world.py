@@ -35,6 +35,7 @@ from types import FunctionType
 from ..machine import ops as o
 from ..machine.cpu import LEVEL_NAMES, NMI
 from ..machine.memory import MASKS, Memory, Ref, View
+from .liveness import live_names
 
 STEP, ALT, FLUSH, IRQ, SPURIOUS = range(5)
 RUNNING, ABOUT_TO_HALT, HALTED = range(3)  # a vCPU in pv_wait: checked *ptr == val, then halts
@@ -98,12 +99,16 @@ STATISTICS_LOCALS = {
 }
 
 
+_UNBOUND = "<unbound>"
+
+
 def generator_key(gen, cache: list) -> tuple:
-    """Where a generator stands: code, instruction and locals of each frame of its yield-from chain.
+    """Where a generator stands: code, instruction and live locals of each frame of its yield-from chain.
 
     Guest code is deterministic, so two generators with equal keys behave alike for equal
-    future results.  (Values held on the expression stack across a ``yield`` are not
-    visible here; guest code keeps its state in local variables.)
+    future results.  Locals that are dead at the frame's suspension point are left out
+    (:mod:`pvspin.check.liveness`).  (Values held on the expression stack across a
+    ``yield`` are not visible here; guest code keeps its state in local variables.)
 
     ``cache`` holds ``(generator, the generator it delegates to, frame key)`` per depth
     from the previous call: a frame suspended in the same ``yield from`` has not run
@@ -125,16 +130,21 @@ def generator_key(gen, cache: list) -> tuple:
         if frame is None:
             break
         code = frame.f_code
+        lasti = frame.f_lasti
         local = frame.f_locals
-        values = tuple(local.values())
+        names = live_names(code, lasti)
+        if names is None:
+            names = tuple(local)
+        get = local.get
+        values = tuple([get(name, _UNBOUND) for name in names])
         for v in values:
             if type(v) not in plain:
                 values = tuple(map(_canon, values))
                 break
         abstract = STATISTICS_LOCALS.get(code.co_name)
         if abstract is not None:
-            values = tuple(abstract[k](v) if k in abstract else v for k, v in zip(local, values, strict=True))
-        part = (code, frame.f_lasti, tuple(local), values)
+            values = tuple(abstract[k](v) if k in abstract else v for k, v in zip(names, values, strict=True))
+        part = (code, lasti, names, values)
         parts.append(part)
         if depth < len(cache):
             cache[depth] = (gen, inner, part)
@@ -435,7 +445,15 @@ class World:
             raise Violation("guest-bug", f"cpu{cpu}: BUG: {bug}") from None
         ctx.op = op
         ctx.hist = hist
-        ctx.key = (ctx.level, ctx.program[0], generator_key(gen, ctx.frames))
+        # the pending operation too: its operands were computed from locals that may be dead
+        # once the generator resumes, yet it is still to be performed
+        for v in op:
+            if type(v) not in _PLAIN:
+                op_key = _canon(op)
+                break
+        else:
+            op_key = op
+        ctx.key = (ctx.level, ctx.program[0], op_key, generator_key(gen, ctx.frames))
         self._refresh_key(cpu)
 
     def _finish_ctx(self, cpu: int) -> None:
