@@ -90,3 +90,28 @@ def test_dead_locals_shrink_the_state_space_without_changing_the_verdict(monkeyp
     every_local = explore(build_world(opts))
     assert with_liveness.verdict == every_local.verdict == "verified"
     assert with_liveness.states < every_local.states
+
+
+def _reachable(opts: CheckOptions, monkeypatch) -> set:
+    seen = set()
+    execute = world.World.execute
+
+    def recording(self, move):
+        execute(self, move)
+        seen.add((bytes(self.data), tuple(sorted(self.holders.items()))))
+
+    monkeypatch.setattr(world.World, "execute", recording)
+    explore(build_world(opts))
+    monkeypatch.setattr(world.World, "execute", execute)
+    return seen
+
+
+def test_merging_states_that_differ_in_dead_locals_loses_no_reachable_memory(monkeypatch):
+    """Merged states are equivalent: the same memory contents and lock holders are reached."""
+    for opts in (CheckOptions(lock="qspinlock", cpus=3, memory_model="tso"),
+                 CheckOptions(lock="pvqspinlock", cpus=2, interrupts=1)):
+        with_liveness = _reachable(opts, monkeypatch)
+        monkeypatch.setattr(world, "live_names", lambda code, lasti: None)
+        every_local = _reachable(opts, monkeypatch)
+        monkeypatch.undo()
+        assert with_liveness == every_local
