@@ -17,15 +17,17 @@ Moves are small integers, ``cpu * 8 + kind``:
 * ``SPURIOUS``  a halted vCPU wakes up without a kick (within the run's budget).
 
 A CPU's guest code is never copied.  Its state is *where its generators stand*: the
-frame chain (code position and local variables) keys the visited-state table, and the
-list of results sent since its current acquisition began rebuilds it (a fresh generator
-fed the same results reaches the same point, because guest code is deterministic).
+frame chain (code position and the local variables still live there) and the pending
+operation key the visited-state table, and the list of results sent since its current
+acquisition began rebuilds it (a fresh generator fed the same results reaches the same
+point, because guest code is deterministic).
 
 Steps that no other CPU can observe are folded into the step before them instead of
 being scheduling points: local operations (``smp_processor_id``, critical-section
 markers, lock events), ``cpu_relax``, compiler-only barriers and, under TSO, a store
 entering the store buffer (its flush is the visible event) and a full barrier whose
-buffer is already empty.
+buffer is already empty; under SC, the lock holder's read of the critical section's
+counter.
 """
 
 from __future__ import annotations
