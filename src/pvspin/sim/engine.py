@@ -284,7 +284,7 @@ class Simulator:
                     self._irq(v, t, ev[4] == 1)
         except o.GuestBug as bug:
             raise SimulationError(f"guest BUG at cycle {self.now}: {bug}") from None
-        self.now = until if not heap or heap[0][0] > until else self.now
+        self.now = until  # the loop only stops at the horizon, or earlier with nothing left to do
         self._close_accounts(self.now)
 
     def _tie_break(self, first: VCpu, t: int) -> VCpu:
