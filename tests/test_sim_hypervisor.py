@@ -70,48 +70,63 @@ def test_halt_returns_at_once_when_the_value_differs():
     assert sim.vcpus[0].state == DONE and sim.vcpus[0].halts == 0
 
 
-def preempted_holder_run(ple: bool):
-    """vCPU0 takes the lock and is preempted holding it; vCPU1 then wants the lock."""
+SLICE = 30_000_000  # one pCPU, two vCPUs: CFS's slice is half the 24 ms latency, 12 ms
+
+
+def preempted_holder_run(ple: bool, waiter_first: int = 0):
+    """One pCPU: the holder takes the lock and is preempted holding it; the waiter then wants it.
+
+    Returns the simulator, the guest and the waiter's vCPU.  With ``waiter_first`` cycles of
+    work the waiter is vCPU0 and runs first (equal vruntime, lower id); with more than a
+    slice of it, both have had a slice when it starts spinning.  Without, the holder runs first.
+    """
     mem = Memory()
     w = mem.alloc(WORD, "lock0", align=CACHE_LINE)
 
     def holder():
         yield from tas_lock(w)
         yield o.cs_enter(0)
-        yield o.work(30_000_000, o.WORK_CS)  # 12 ms: longer than a time slice
+        yield o.work(SLICE + SLICE // 2, o.WORK_CS)  # longer than a time slice
         yield o.cs_exit(0)
         yield from tas_unlock(w)
 
     def waiter():
-        yield o.work(1_000)
+        yield o.work(waiter_first or 1_000)
         yield from tas_lock(w)
         yield o.cs_enter(0)
         yield o.cs_exit(0)
         yield from tas_unlock(w)
 
     sim = Simulator(host(1, ple=ple), seed=0)
-    guest = sim.add_guest("g0", mem, [holder(), waiter()])
+    guest = sim.add_guest("g0", mem, [waiter(), holder()] if waiter_first else [holder(), waiter()])
     sim.run(10**9)
     assert guest.mutex_failures == 0
     assert all(v.state == DONE for v in sim.vcpus)
-    return sim, guest
+    return sim, guest, sim.vcpus[0 if waiter_first else 1]
 
 
 def test_preempted_lock_holder_makes_the_waiter_burn_its_slice():
-    sim, guest = preempted_holder_run(ple=False)
-    waiter = sim.vcpus[1]
+    sim, guest, waiter = preempted_holder_run(ple=False)
     assert guest.lock_holder_preemptions >= 1
     # with one pCPU the waiter can only spin while the holder is preempted: a whole slice
     assert waiter.acct[T_SPIN] >= sim.min_granularity
 
 
 def test_pause_loop_exiting_hands_the_pcpu_back_to_the_preempted_holder():
-    sim_ple, _ = preempted_holder_run(ple=True)
-    sim_no, _ = preempted_holder_run(ple=False)
-    waiter = sim_ple.vcpus[1]
+    """Both vCPUs had a slice: the holder is not ahead, so CFS honours the directed yield."""
+    sim_ple, _, waiter = preempted_holder_run(ple=True, waiter_first=SLICE + SLICE // 3)
+    _, _, waiter_no_ple = preempted_holder_run(ple=False, waiter_first=SLICE + SLICE // 3)
     assert waiter.exits >= 1
     assert waiter.acct[T_SPIN] < sim_ple.ple_window * 4
-    assert waiter.acct[T_SPIN] * 100 < sim_no.vcpus[1].acct[T_SPIN]
+    assert waiter.acct[T_SPIN] * 100 < waiter_no_ple.acct[T_SPIN]
+
+
+def test_cfs_refuses_a_yield_to_a_holder_that_had_its_share():
+    """The holder ran a whole slice, the waiter none: pick_next_entity() ignores the buddy
+    until the waiter's vruntime is within a wake-up granularity of the holder's."""
+    sim, _, waiter = preempted_holder_run(ple=True)
+    assert waiter.ple_exits >= 5
+    assert waiter.acct[T_SPIN] >= SLICE - sim.wakeup_granularity
 
 
 def test_vcpu_is_preempted_reports_steal_time_state():
@@ -176,3 +191,84 @@ def test_ple_window_grows_when_there_is_nobody_to_yield_to():
     waiter_vcpu = sim.vcpus[1]
     assert waiter_vcpu.state == DONE
     assert 5 <= waiter_vcpu.ple_exits <= 20  # log2(25M / 4096) ~ 13 doublings, not ~5,000 exits
+
+
+class PlacementLog:
+    """A tracer that records which vCPU each pCPU switched to, and when."""
+
+    def __init__(self):
+        self.switches = []
+
+    def pcpu(self, t, pcpu, vcpu):
+        if vcpu is not None:
+            self.switches.append((t, pcpu, str(vcpu)))
+
+    def vcpu_state(self, t, vcpu, state):
+        pass
+
+    def spin(self, t, vcpu, on):
+        pass
+
+    def instant(self, t, vcpu, name, args=None):
+        pass
+
+
+def busy(cycles):
+    yield o.work(cycles)
+
+
+def test_vcpus_stay_on_their_pcpu_run_queue():
+    """Per-pCPU run queues: 4 busy vCPUs on 2 pCPUs time-share in place, none migrates."""
+    log = PlacementLog()
+    sim = Simulator(host(2), seed=0, tracer=log)
+    sim.add_guest("g0", Memory(), [busy(10 * SLICE) for _ in range(4)])
+    sim.run(20 * SLICE)
+    homes = {}
+    for _, pcpu, vcpu in log.switches:
+        homes.setdefault(vcpu, set()).add(pcpu)
+    assert homes == {"g0/vcpu0": {0}, "g0/vcpu1": {1}, "g0/vcpu2": {0}, "g0/vcpu3": {1}}
+    assert len(log.switches) >= 8  # they did take turns
+
+
+def test_a_pcpu_that_goes_idle_pulls_a_waiting_vcpu():
+    """newidle balance: pCPU1's only vCPU finishes; it takes the one waiting on pCPU0 at once."""
+    log = PlacementLog()
+    sim = Simulator(host(2), seed=0, tracer=log)
+    sim.add_guest("g0", Memory(), [busy(10 * SLICE), busy(1_000), busy(1_000)])
+    sim.run(20 * SLICE)
+    assert all(v.state == DONE for v in sim.vcpus)
+    pulled = [(t, pcpu) for t, pcpu, vcpu in log.switches if vcpu == "g0/vcpu2"]
+    assert pulled and pulled[0][1] == 1 and pulled[0][0] < 100_000
+
+
+def test_a_directed_yield_preempts_the_targets_pcpu():
+    """kvm_vcpu_on_spin() boosts a preempted sibling on its own pCPU, preempting what runs there.
+
+    pCPU0 runs the holder, preempted holding the lock at its slice end, then another guest's
+    hog; the spinner, alone on pCPU1, wants the lock once the hog has run most of a slice
+    (so CFS finds the holder within a wake-up granularity and honours the boost).
+    """
+    mem = Memory()
+    w = mem.alloc(WORD, "lock0", align=CACHE_LINE)
+
+    def holder():
+        yield from tas_lock(w)
+        yield o.cs_enter(0)
+        yield o.work(SLICE + 10_000, o.WORK_CS)
+        yield o.cs_exit(0)
+        yield from tas_unlock(w)
+
+    def spinner():
+        yield o.work(SLICE + SLICE * 7 // 10)
+        yield from tas_lock(w)
+        yield from tas_unlock(w)
+
+    sim = Simulator(host(2, ple=True), seed=0)
+    guest = sim.add_guest("g0", mem, [holder(), spinner()])
+    sim.add_guest("hog", Memory(), [busy(10 * SLICE)])
+    sim.run(10 * SLICE)
+    holder_vcpu, spinner_vcpu, _ = sim.vcpus
+    assert spinner_vcpu.state == DONE and holder_vcpu.state == DONE
+    assert guest.lock_holder_preemptions >= 1
+    # the holder came back on pCPU0 long before the hog's slice there ended (~9 ms later)
+    assert spinner_vcpu.acct[T_SPIN] < SLICE // 30

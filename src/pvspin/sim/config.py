@@ -66,12 +66,14 @@ class Costs(BaseModel):
 
 
 class Scheduling(BaseModel):
-    """The host scheduler: a CFS-like policy over one global run queue.
+    """The host scheduler: CFS-like, one run queue per pCPU, as Linux runs vCPU threads.
 
     Defaults are Linux CFS's with its logarithmic CPU scaling at 8+ CPUs
     (``sysctl_sched_latency`` 6 ms × 4, ``min_granularity`` 0.75 ms × 4,
     ``wakeup_granularity`` 1 ms × 4).  A vCPU that spins keeps its pCPU until its slice
-    ends: that is the problem paravirt spinlocks exist to solve.
+    ends: that is the problem paravirt spinlocks exist to solve.  vCPUs stay on their
+    pCPU's queue; an idle pCPU pulls a waiting one, and at each slice end a queue two or
+    more shorter than the longest pulls one (load balancing).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -13,9 +13,9 @@ the line when someone writes it.  A bounded spin schedules one timeout event; pa
 exiting schedules one event per window.  Host time therefore does not grow with how long
 a vCPU spins — but the vCPU holds its pCPU all that while, which is the whole problem.
 
-The hypervisor half (run queue, time slices, halt and kick, PLE, steal time) lives here
-too, because it is what decides *when* guest operations run; its policy knobs are in
-:mod:`pvspin.sim.config`.  Interrupts push a handler context on the vCPU
+The hypervisor half (per-pCPU run queues, time slices, halt and kick, PLE with KVM's
+directed yield, steal time) lives here too, because it is what decides *when* guest
+operations run; its policy knobs are in :mod:`pvspin.sim.config`.  Interrupts push a handler context on the vCPU
 (:class:`~pvspin.machine.cpu.GuestCpu`) and resume the interrupted operation afterwards.
 """
 
@@ -63,7 +63,7 @@ class VCpu:
     """A virtual CPU: guest code, hypervisor state and accounting."""
 
     __slots__ = (
-        "id", "guest", "cpu", "gcpu", "state", "pcpu", "last_pcpu", "gen", "op", "step_at", "remaining",
+        "id", "guest", "cpu", "gcpu", "state", "pcpu", "home", "gen", "op", "step_at", "remaining",
         "spinning", "spin_deadline", "spin_budget", "spin_since", "vruntime", "run_since", "since",
         "kick_latched", "waking", "woken", "preempted", "ple_window", "ple_exits", "kick_time", "acct", "cs_depth", "cs_since", "saved", "irq_pending",
         "ops", "kicks", "halts", "exits", "cs_entries", "rng",
@@ -76,7 +76,7 @@ class VCpu:
         self.gcpu = GuestCpu(cpu)
         self.state = RUNNABLE
         self.pcpu: int | None = None
-        self.last_pcpu: int | None = None
+        self.home: int | None = None  # the pCPU whose run queue holds it (the host thread's CPU)
         self.gen = 0
         self.op: tuple | None = None
         self.step_at = 0
@@ -128,14 +128,20 @@ class Guest:
         self.mutex_failures = 0
         self.lock_holder_preemptions = 0
         self.line_base = index << 40
+        self.last_boosted = -1  # kvm->last_boosted_vcpu: where the next directed yield search starts
 
 
 class PCpu:
-    __slots__ = ("id", "vcpu", "gen", "busy", "last_vcpu")
+    """A physical CPU and its CFS run queue (``struct rq``): the vCPU it runs and those waiting."""
 
-    def __init__(self, pid: int):
+    __slots__ = ("id", "socket", "vcpu", "rq", "min_vruntime", "gen", "busy", "last_vcpu")
+
+    def __init__(self, pid: int, socket: int):
         self.id = pid
+        self.socket = socket
         self.vcpu: VCpu | None = None
+        self.rq: list[VCpu] = []  # runnable vCPUs waiting for this pCPU
+        self.min_vruntime = 0  # cfs_rq->min_vruntime: monotonic, the base for sleepers and migrations
         self.gen = 0
         self.busy = 0  # cycles spent running vCPUs (closed intervals)
         self.last_vcpu: VCpu | None = None
@@ -165,10 +171,10 @@ class Simulator:
         self.seq = 0
         self.events = 0
         sockets = min(host.sockets, host.pcpus)
-        self.cache = CacheModel(self.costs, self.rng, [p * sockets // host.pcpus for p in range(host.pcpus)])
-        self.pcpus = [PCpu(i) for i in range(host.pcpus)]
-        self.idle: list[PCpu] = list(self.pcpus)
-        self.runqueue: list[VCpu] = []
+        socket_of = [p * sockets // host.pcpus for p in range(host.pcpus)]
+        self.cache = CacheModel(self.costs, self.rng, socket_of)
+        self.pcpus = [PCpu(i, socket_of[i]) for i in range(host.pcpus)]
+        self.idle: list[PCpu] = []  # pCPUs with nothing to run, by id
         self.guests: list[Guest] = []
         self.vcpus: list[VCpu] = []
         self.watchers: dict[int, list[VCpu]] = {}
@@ -230,13 +236,16 @@ class Simulator:
             if v.op is None:
                 v.state = DONE
                 continue
-            self.runqueue.append(v)
+            # a new thread goes to the least loaded CPU (sched_balance_find_dst_cpu at fork)
+            pcpu = min(self.pcpus, key=lambda p: (len(p.rq), p.id))
+            pcpu.rq.append(v)
+            v.home = pcpu.id
             if self.tracer is not None:
                 self.tracer.vcpu_state(0, v, "runnable")
             if v.guest.irq_rate_hz > 0 and v.guest.irq_handler is not None:
                 self._push(self._exp(v.rng, v.guest.irq_rate_hz), IRQ, v, 0)
-        while self.idle and self.runqueue:
-            self._dispatch(self.idle.pop(0), 0)
+        for pcpu in self.pcpus:
+            self._dispatch(pcpu, 0)
 
     def _exp(self, rng: random.Random, rate_hz: float) -> int:
         return self.now + 1 + int(rng.expovariate(rate_hz) * self.costs.freq_mhz * 1_000_000)
@@ -587,7 +596,15 @@ class Simulator:
         self._advance(v, v.guest.mem.read(ref.addr, ref.size), t)
 
     def _ple_exit(self, v: VCpu, t: int) -> None:
-        """Pause-loop exit: the spinner traps; KVM yields its pCPU to a preempted sibling."""
+        """Pause-loop exit: the spinner traps and KVM tries a directed yield (``kvm_vcpu_on_spin``).
+
+        The candidate is the next runnable sibling after the last one boosted, round robin
+        (KVM's ``last_boosted_vcpu``); a halted sibling is skipped.  ``yield_to()`` makes
+        the candidate the next buddy of *its own* run queue and reschedules that pCPU, and
+        the spinner's pCPU reschedules with the spinner as skip buddy.  CFS honours either
+        buddy only while it is no more than a wake-up granularity ahead of the queue's
+        leftmost task (``pick_next_entity``), so a vCPU that has had its share waits.
+        """
         v.exits += 1
         v.ple_exits += 1
         # grow_ple_window(): every exit widens this vCPU's window, so a spinner that has
@@ -595,29 +612,55 @@ class Simulator:
         v.ple_window = min(v.ple_window * self.ple_window_grow, self.ple_window_max)
         if self.tracer is not None:
             self.tracer.instant(t, v, "PLE exit")
-        # kvm_vcpu_on_spin(): any runnable ("ready") sibling is a candidate for the directed
-        # yield; CFS honours the yield_to() buddy only while it is not too far ahead of the
-        # leftmost task, else the leftmost runs (so a yield never starves anyone).
         guest = v.guest
-        target = leftmost = None
-        for u in self.runqueue:
-            if leftmost is None or (u.vruntime, u.id) < (leftmost.vruntime, leftmost.id):
-                leftmost = u
-            if u.guest is guest and (target is None or (u.vruntime, u.id) < (target.vruntime, target.id)):
+        siblings = guest.vcpus
+        n = len(siblings)
+        target = None
+        for k in range(1, n + 1):
+            u = siblings[(guest.last_boosted + k) % n]
+            if u.state == RUNNABLE:
                 target = u
-        if target is None:  # back to spinning after the exit: that time was not spent spinning
+                break
+        own = self.pcpus[v.pcpu]
+        switch_to = None
+        if target is not None:
+            guest.last_boosted = target.cpu
+            there = self.pcpus[target.home]
+            if there is own:
+                if self._eligible(own, target, t):
+                    switch_to = target
+            elif self._eligible(there, target, t):
+                self._switch(there, target, t)  # the target's pCPU preempts whatever it runs
+        if switch_to is None and own.rq:  # the skip buddy: the next task in line, if not too far ahead
+            second = min(own.rq, key=lambda u: (u.vruntime, u.id))
+            if self._eligible(own, second, t):
+                switch_to = second
+        if switch_to is None:  # back to spinning after the exit: that time was not spent spinning
             v.acct[T_HV] += self.vm_exit
             v.acct[T_SPIN] -= self.vm_exit
             self._push(t + self.vm_exit + v.ple_window, PLE, v, v.gen)
             return
-        v.acct[T_HOST] += self.vm_exit
-        if target.vruntime - leftmost.vruntime > self.wakeup_granularity:
-            target = leftmost
-        pcpu = self.pcpus[v.pcpu]
-        self._deschedule(v, t, RUNNABLE)
-        self.runqueue.append(v)
-        self.runqueue.remove(target)
-        self._place(pcpu, target, t + self.vm_exit)
+        self._switch(own, switch_to, t, exited=True)
+        self._balance_idle(t)
+
+    def _eligible(self, pcpu: PCpu, u: VCpu, t: int) -> bool:
+        """``wakeup_preempt_entity(u, left) < 1``: ``u`` is within a wake-up granularity of the leftmost."""
+        left = min(w.vruntime for w in pcpu.rq)
+        cur = pcpu.vcpu
+        if cur is not None:
+            left = min(left, cur.vruntime + t - cur.run_since)
+        return u.vruntime - left <= self.wakeup_granularity
+
+    def _switch(self, pcpu: PCpu, u: VCpu, t: int, exited: bool = False) -> None:
+        """Preempt what ``pcpu`` runs (``exited``: it already took its VM exit) for ``u``, queued there."""
+        cur = pcpu.vcpu
+        if not exited:
+            cur.exits += 1
+        cur.acct[T_HOST] += self.vm_exit
+        self._deschedule(cur, t, RUNNABLE)
+        pcpu.rq.append(cur)
+        pcpu.rq.remove(u)
+        self._place(pcpu, u, t + self.vm_exit)
 
     # ================================================================ halt and kick
     def _pv_wait(self, v: VCpu, op: tuple, t: int) -> int | None:
@@ -680,58 +723,94 @@ class Simulator:
         v.state = RUNNABLE
         v.preempted = False
         v.since = t
-        # CFS places a waking task no further back than half a latency behind the pack
-        floor = self._min_vruntime(t) - self.sched_latency // 2
+        # select_task_rq_fair(): its previous pCPU if idle, else an idle one sharing its
+        # last-level cache, else any idle one (an idle pCPU pulls it at once), else previous
+        prev = self.pcpus[v.home]
+        pcpu = prev
+        if prev not in self.idle and self.idle:
+            near = [p for p in self.idle if p.socket == prev.socket]
+            pcpu = near[0] if near else self.idle[0]
+        if pcpu is not prev:
+            self._migrate(v, prev, pcpu, t)
+        # CFS places a waking task no further back than half a latency behind its queue
+        floor = self._rq_min_vruntime(pcpu, t) - self.sched_latency // 2
         if v.vruntime < floor:
             v.vruntime = floor
         v.woken = True  # its pv_wait returns once it runs again
-        self.runqueue.append(v)
-        if self.idle:
-            self._dispatch(self._idle_pcpu_for(v), t)
+        pcpu.rq.append(v)
+        if pcpu in self.idle:
+            self.idle.remove(pcpu)
+            self._dispatch(pcpu, t)
         else:
-            self._check_wakeup_preempt(v, t)
+            self._check_wakeup_preempt(v, pcpu, t)
 
-    def _min_vruntime(self, t: int) -> int:
-        values = [p.vcpu.vruntime + t - p.vcpu.run_since for p in self.pcpus if p.vcpu is not None]
-        values.extend(u.vruntime for u in self.runqueue)
-        return min(values) if values else 0
+    def _rq_min_vruntime(self, pcpu: PCpu, t: int) -> int:
+        """``update_min_vruntime()``: the least vruntime queued or running, never moving back."""
+        values = [u.vruntime for u in pcpu.rq]
+        cur = pcpu.vcpu
+        if cur is not None:
+            values.append(cur.vruntime + t - cur.run_since)
+        if values:
+            pcpu.min_vruntime = max(pcpu.min_vruntime, min(values))
+        return pcpu.min_vruntime
 
-    def _check_wakeup_preempt(self, v: VCpu, t: int) -> None:
-        worst = None
-        worst_vr = None
-        for p in self.pcpus:
-            u = p.vcpu
-            if u is None:
-                continue
-            vr = u.vruntime + t - u.run_since
-            if worst is None or vr > worst_vr:
-                worst, worst_vr = p, vr
-        if worst is not None and worst_vr - v.vruntime > self.wakeup_granularity:
-            self._preempt(worst, t)
+    def _migrate(self, v: VCpu, src: PCpu, dst: PCpu, t: int) -> None:
+        """Move a waiting ``v`` to ``dst``'s queue; vruntime keeps its lag behind the queue's minimum."""
+        if v in src.rq:
+            src.rq.remove(v)
+        v.vruntime += self._rq_min_vruntime(dst, t) - self._rq_min_vruntime(src, t)
+        v.home = dst.id
+
+    def _check_wakeup_preempt(self, v: VCpu, pcpu: PCpu, t: int) -> None:
+        """``check_preempt_wakeup()``: the woken vCPU preempts one more than a granularity ahead."""
+        cur = pcpu.vcpu
+        if cur is not None and cur.vruntime + t - cur.run_since - v.vruntime > self.wakeup_granularity:
+            self._preempt(pcpu, t)
 
     # ================================================================ host scheduling
-    def _idle_pcpu_for(self, v: VCpu) -> PCpu:
-        for i, p in enumerate(self.idle):
-            if p.id == v.last_pcpu:
-                return self.idle.pop(i)
-        return self.idle.pop(0)
-
-    def _slice(self) -> int:
-        """CFS's ideal slice: the latency shared among the tasks runnable per CPU."""
-        npcpus = len(self.pcpus)
-        runnable = npcpus - len(self.idle) + len(self.runqueue)
-        per_cpu = max(1, -(-runnable // npcpus))
-        return max(self.min_granularity, self.sched_latency // per_cpu)
+    def _slice(self, pcpu: PCpu) -> int:
+        """``sched_slice()``: the latency shared among the tasks of this pCPU's queue."""
+        runnable = len(pcpu.rq) + (pcpu.vcpu is not None)
+        return max(self.min_granularity, self.sched_latency // max(1, runnable))
 
     def _dispatch(self, pcpu: PCpu, t: int) -> None:
-        """Run the runnable vCPU with the least vruntime on ``pcpu`` (or leave it idle)."""
-        if not self.runqueue:
+        """Run the leftmost vCPU of ``pcpu``'s queue; an empty queue first pulls (newidle balance)."""
+        rq = pcpu.rq
+        if not rq and not self._pull(pcpu, t):
             self.idle.append(pcpu)
             self.idle.sort(key=lambda p: p.id)
             return
-        v = min(self.runqueue, key=lambda u: (u.vruntime, u.id))
-        self.runqueue.remove(v)
+        v = min(rq, key=lambda u: (u.vruntime, u.id))
+        rq.remove(v)
         self._place(pcpu, v, t)
+
+    def _pull(self, pcpu: PCpu, t: int) -> bool:
+        """``sched_balance_newidle()``: take a waiting vCPU from the busiest queue, own socket first."""
+        busiest = None
+        for p in self.pcpus:
+            if p.rq and (busiest is None or (p.socket == pcpu.socket, len(p.rq)) > (
+                    busiest.socket == pcpu.socket, len(busiest.rq))):
+                busiest = p
+        if busiest is None:
+            return False
+        v = min(busiest.rq, key=lambda u: (u.since, u.id))  # the one waiting longest
+        self._migrate(v, busiest, pcpu, t)
+        pcpu.rq.append(v)
+        return True
+
+    def _balance_idle(self, t: int) -> None:
+        """An idle pCPU while vCPUs wait elsewhere: it pulls one (nohz idle balancing)."""
+        while self.idle and any(p.rq for p in self.pcpus):
+            self._dispatch(self.idle.pop(0), t)
+
+    def _balance(self, pcpu: PCpu, t: int) -> None:
+        """Periodic ``load_balance()`` at the tick: pull a waiting vCPU from a queue two or more longer."""
+        mine = len(pcpu.rq) + (pcpu.vcpu is not None)
+        busiest = max(self.pcpus, key=lambda p: (len(p.rq) + (p.vcpu is not None), p.socket == pcpu.socket, -p.id))
+        if busiest.rq and len(busiest.rq) + (busiest.vcpu is not None) >= mine + 2:
+            v = min(busiest.rq, key=lambda u: (u.since, u.id))
+            self._migrate(v, busiest, pcpu, t)
+            pcpu.rq.append(v)
 
     def _place(self, pcpu: PCpu, v: VCpu, t: int) -> None:
         """Put ``v`` on ``pcpu`` (which is not in the idle list) and carry on with its work."""
@@ -739,6 +818,7 @@ class Simulator:
         if pcpu.last_vcpu is not None and pcpu.last_vcpu is not v and not self.bare_metal:
             start += self.costs.context_switch
             v.acct[T_HOST] += self.costs.context_switch
+            v.vruntime += self.costs.context_switch  # the switch-in runs on the incoming task's clock
         pcpu.vcpu = v
         pcpu.last_vcpu = v
         v.acct[T_PREEMPT] += t - v.since  # runnable, waiting for a pCPU
@@ -749,14 +829,14 @@ class Simulator:
         v.preempted = False
         v.ple_window = self.ple_window  # shrink_ple_window() with KVM's default shrink of 0
         v.pcpu = pcpu.id
-        v.last_pcpu = pcpu.id
+        v.home = pcpu.id
         v.run_since = start
         v.since = t
         if v.cs_depth:
             v.cs_since = start
         pcpu.gen += 1
         if not self.bare_metal:
-            self._push(t + self._slice(), SLICE, pcpu, pcpu.gen)
+            self._push(t + self._slice(pcpu), SLICE, pcpu, pcpu.gen)
         self._resume_on_cpu(v, start)
 
     def _resume_on_cpu(self, v: VCpu, t: int) -> None:
@@ -764,6 +844,9 @@ class Simulator:
         v.gen += 1
         if v.irq_pending and v.gcpu.irqs_enabled:
             v.irq_pending = False
+            if v.remaining is not None:  # the handler saves what is left of the preempted operation
+                v.step_at = t + v.remaining
+                v.remaining = None
             self._deliver_irq(v, t)
             return
         if v.spinning:
@@ -797,21 +880,23 @@ class Simulator:
     def _deschedule(self, v: VCpu, t: int, new_state: int) -> None:
         """Take ``v`` off its pCPU at ``t``, keeping whatever it was doing for later."""
         pcpu = self.pcpus[v.pcpu]
-        ran = max(0, t - v.run_since)
+        # taken off before its switch-in completed (a yield storm can do that), it did nothing
+        upto = max(t, v.run_since)
+        ran = upto - v.run_since
         v.acct[T_RUN] += ran
         pcpu.busy += ran
         v.vruntime += ran
         if v.spinning:
             self._unwatch(v)
-            v.acct[T_SPIN] += t - v.spin_since
+            v.acct[T_SPIN] += upto - v.spin_since
             if self.tracer is not None:
                 self.tracer.spin(t, v, False)
             if v.spin_budget is not None:
-                v.spin_budget = max(0, v.spin_deadline - t)
-        elif new_state == RUNNABLE and v.step_at > t:
-            v.remaining = v.step_at - t
+                v.spin_budget = max(0, v.spin_deadline - upto)
+        elif new_state == RUNNABLE and v.step_at > upto:
+            v.remaining = v.step_at - upto
         if v.cs_depth:
-            v.acct[T_CS] += t - v.cs_since
+            v.acct[T_CS] += upto - v.cs_since
             if new_state != DONE:
                 v.guest.lock_holder_preemptions += 1
         v.gen += 1
@@ -833,15 +918,17 @@ class Simulator:
         v.exits += 1
         v.acct[T_HOST] += self.vm_exit
         self._deschedule(v, t, RUNNABLE)
-        self.runqueue.append(v)
+        pcpu.rq.append(v)
         self._dispatch(pcpu, t + self.vm_exit)
+        self._balance_idle(t)
 
     def _slice_end(self, pcpu: PCpu, t: int) -> None:
-        if self.runqueue:
+        self._balance(pcpu, t)
+        if pcpu.rq:
             self._preempt(pcpu, t)
         else:
             pcpu.gen += 1
-            self._push(t + self._slice(), SLICE, pcpu, pcpu.gen)
+            self._push(t + self._slice(pcpu), SLICE, pcpu, pcpu.gen)
 
     def _finish(self, v: VCpu, t: int) -> None:
         self._deschedule(v, t, DONE)
