@@ -11,11 +11,7 @@ NOT_YET_EXPOSED = {name for name, ex in EXPOSURES.items() if ex.not_found}
 
 
 def exposure_options(name: str, **changes) -> CheckOptions:
-    ex = EXPOSURES[name]
-    fields = dict(lock=ex.lock, cpus=ex.cpus, acquisitions=ex.acquisitions, memory_model=ex.memory_model,
-                  bugs=(name,), interrupts=ex.interrupts, workload=ex.workload, overrides=dict(ex.overrides))
-    fields.update(changes)
-    return CheckOptions(**fields)
+    return EXPOSURES[name].options(name, **changes)
 
 
 def test_every_bug_in_the_corpus_has_an_exposure_and_a_description():

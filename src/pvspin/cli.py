@@ -82,9 +82,10 @@ def check(
     bug: list[str] | None = typer.Option(None, help="inject a bug from the corpus (repeatable; see --list-bugs)"),  # noqa: B008
     list_bugs: bool = typer.Option(False, "--list-bugs", help="list the bug corpus and exit"),
     replay: str = typer.Option(None, help="re-run the interleaving of a printed replay token"),
-    strategy: str = typer.Option("exhaustive", help="exhaustive, random or pct"),
+    strategy: str = typer.Option("exhaustive", help="exhaustive, random, pct or bounded (every execution with at most --preemptions preemptions)"),
     runs: str = typer.Option("1000", help="runs for random/pct"),
     seed: str = typer.Option("0", help="seed for random/pct"),
+    preemptions: str = typer.Option("2", help="preemption bound of the bounded strategy"),
     spurious_wakeups: str = typer.Option("0", help="budget of spurious wake-ups per execution"),
     interrupts: str = typer.Option("0", help="budget of interrupts per execution (each handler takes a lock)"),
     workload: str = typer.Option("locktorture", help="locktorture, forever (liveness: CPUs re-acquire without end) or unlock-unheld"),
@@ -101,7 +102,8 @@ def check(
         opts = command.CheckOptions(
             lock=lock, cpus=command.parse_int("--cpus", cpus), acquisitions=command.parse_int("--acquisitions", acquisitions),
             memory_model=memory_model, bugs=tuple(bug or ()), strategy=strategy, runs=command.parse_int("--runs", runs),
-            seed=command.parse_int("--seed", seed), spurious_wakeups=command.parse_int("--spurious-wakeups", spurious_wakeups),
+            seed=command.parse_int("--seed", seed), preemptions=command.parse_int("--preemptions", preemptions),
+            spurious_wakeups=command.parse_int("--spurious-wakeups", spurious_wakeups),
             interrupts=command.parse_int("--interrupts", interrupts), workload=workload,
             overrides=command.parse_knobs(knob or ()), replay=replay)
     except command.BadInput as exc:

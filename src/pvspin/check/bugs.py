@@ -30,7 +30,19 @@ class Exposure:
     interrupts: int = 0
     workload: str = "locktorture"
     overrides: dict = field(default_factory=dict)
+    strategy: str = "exhaustive"
+    preemptions: int = 0  # the bound, for the bounded strategy
     not_found: str = ""  # why the checker does not find it in this configuration yet
+
+    def options(self, bug: str, **changes):
+        """The :class:`~pvspin.check.runner.CheckOptions` of this exposure of ``bug``, with ``changes``."""
+        from .runner import CheckOptions
+
+        fields = dict(lock=self.lock, cpus=self.cpus, acquisitions=self.acquisitions, memory_model=self.memory_model,
+                      bugs=(bug,), interrupts=self.interrupts, workload=self.workload, overrides=dict(self.overrides),
+                      strategy=self.strategy, preemptions=self.preemptions)
+        fields.update(changes)
+        return CheckOptions(**fields)
 
 
 EXPOSURES = {

@@ -11,7 +11,7 @@ from rich.console import Console
 from .bugs import EXPOSURES, corpus
 from .harness import BadInput
 from .report import format_steps
-from .result import VIOLATION
+from .result import BOUNDED, VIOLATION
 from .runner import CheckOptions, Report, run
 
 EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT = 0, 1, 2
@@ -45,9 +45,8 @@ def list_bugs() -> str:
         if ex and ex.not_found:
             found = f"   not found yet: {ex.not_found}"
         elif ex:
-            opts = CheckOptions(lock=ex.lock, cpus=ex.cpus, acquisitions=ex.acquisitions, memory_model=ex.memory_model,
-                                bugs=(name,), interrupts=ex.interrupts, workload=ex.workload, overrides=ex.overrides)
-            found = f"   found by: {command_line(opts)}"
+            opts = ex.options(name)
+            found = f"   found by: {command_line(opts, search=True)}"
         lines.append(f"{name}  (fixed by {fix or 'no upstream commit: injected variant'})")
         lines.append(f"   {description}")
         if found:
@@ -55,10 +54,15 @@ def list_bugs() -> str:
     return "\n".join(lines)
 
 
-def command_line(opts: CheckOptions) -> str:
+def command_line(opts: CheckOptions, search: bool = False) -> str:
+    """The ``pvspin check`` options of a configuration; with ``search``, the strategy's too (a replay needs none)."""
     parts = [f"pvspin check --lock {opts.lock} --cpus {opts.cpus} --acquisitions {opts.acquisitions}",
              f"--memory-model {opts.memory_model}"]
     parts += [f"--bug {b}" for b in opts.bugs]
+    if search and opts.strategy == "bounded":
+        parts.append(f"--strategy bounded --preemptions {opts.preemptions}")
+    elif search and opts.strategy != "exhaustive":
+        parts.append(f"--strategy {opts.strategy} --runs {opts.runs} --seed {opts.seed}")
     if opts.spurious_wakeups:
         parts.append(f"--spurious-wakeups {opts.spurious_wakeups}")
     if opts.interrupts:
@@ -71,8 +75,9 @@ def command_line(opts: CheckOptions) -> str:
 
 def render(report: Report) -> str:
     opts, r = report.options, report.result
+    strategy = f"bounded to {opts.preemptions} preemption(s)" if r.strategy == "bounded" else r.strategy
     head = (f"pvspin check: {opts.lock}, {opts.cpus} CPU(s) x {opts.acquisitions} acquisition(s), "
-            f"{opts.memory_model.upper()}, {r.strategy}")
+            f"{opts.memory_model.upper()}, {strategy}")
     if opts.bugs:
         head += f", bug {', '.join(opts.bugs)}"
     stats = f"{r.states} states, {r.transitions} transitions, {r.executions} executions in {r.seconds:.2f} s"
@@ -80,7 +85,8 @@ def render(report: Report) -> str:
         stats = f"{r.executions} runs, {r.transitions} steps in {r.seconds:.2f} s"
     lines = [head]
     if r.verdict != VIOLATION:
-        lines.append(f"{r.verdict.upper()}: {stats}" + (f" ({r.note})" if r.note else ""))
+        label = f"NO VIOLATION WITHIN {opts.preemptions} PREEMPTION(S)" if r.verdict == BOUNDED else r.verdict.upper()
+        lines.append(f"{label}: {stats}" + (f" ({r.note})" if r.note else ""))
         return "\n".join(lines)
     lines.append(f"VIOLATION of {r.prop}: {stats}")
     lines.append(f"counterexample: {len(report.steps)} steps, {report.preemptions} preemptions")

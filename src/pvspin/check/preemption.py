@@ -8,7 +8,10 @@ drains on its own; under TSO a flush is not a decision of any CPU).  Interrupts 
 spurious wake-ups count like steps of the CPU they land on.
 
 Most concurrency bugs need only a few preemptions to show (Musuvathi & Qadeer,
-PLDI 2007), and a counterexample with few is one a kernel engineer can follow.  Once any
+PLDI 2007), and a counterexample with few is one a kernel engineer can follow.
+:func:`search` is the ``bounded`` strategy: every execution with at most B preemptions,
+for configurations whose full state space is out of reach (a bug needing few
+preemptions shows there; finding none proves nothing beyond the bound).  Once any
 strategy has found a violation, :func:`fewest_preemptions` searches again with bound
 0, 1, 2, ... below the count of the one found: a depth-first search that caches
 ``(state, last CPU)`` with the fewest preemptions it was reached with, and revisits a
@@ -22,6 +25,9 @@ are searched for; a liveness lasso is reported as found.
 
 from __future__ import annotations
 
+import time
+
+from .result import BOUNDED, INCOMPLETE, VIOLATION, CheckResult
 from .world import ALT, FLUSH, STEP, Violation, World
 
 _OWN = (STEP, ALT)
@@ -52,60 +58,113 @@ def count(world: World, moves: list[int]) -> int:
     return used
 
 
-def bounded_search(world: World, bound: int, max_states: int) -> tuple[list[int] | None, int]:
-    """A safety counterexample with at most ``bound`` preemptions, and the states visited.
+def search(world: World, bound: int, *, max_states: int | None = None, progress=None) -> CheckResult:
+    """The ``bounded`` strategy: every execution with at most ``bound`` preemptions.
 
-    Depth-first, caching ``(state, last CPU)`` with the fewest preemptions it was reached
-    with; a pair reached again with as many or more is not explored again.  Stops early
-    (returning None) once ``max_states`` pairs are stored.  The world is left in an
-    arbitrary state.
+    Iterative context bounding as in CHESS (Musuvathi & Qadeer, PLDI 2007) explores the
+    executions in order of their preemptions; this is one round of it, at ``bound``.
+    It finds a safety violation reachable within the bound, or reports that there is
+    none *within the bound*, which verifies nothing about executions with more.
+    A KeyboardInterrupt ends the search with an incomplete verdict.
+    """
+    result = CheckResult(BOUNDED, "bounded")
+    started = time.perf_counter()
+    try:
+        _dfs(world, bound, max_states, result, progress, started)
+    except KeyboardInterrupt:
+        result.verdict, result.note = INCOMPLETE, "interrupted"
+    result.seconds = time.perf_counter() - started
+    if result.verdict == BOUNDED:
+        result.note = (f"no violation in any execution with at most {bound} preemption(s); executions with "
+                       "more were not explored, so this verifies nothing about them")
+    return result
+
+
+def bounded_search(world: World, bound: int, max_states: int) -> tuple[list[int] | None, int]:
+    """A safety counterexample with at most ``bound`` preemptions (None if none, or out of states), and the states visited."""
+    result = CheckResult(BOUNDED, "bounded")
+    _dfs(world, bound, max_states, result)
+    return (result.moves if result.verdict == VIOLATION else None), result.states
+
+
+def _dfs(world: World, bound: int, max_states: int | None, result: CheckResult, progress=None,
+         started: float = 0.0) -> None:
+    """Depth-first, caching ``(state, last CPU)`` with the fewest preemptions it was reached with.
+
+    A pair reached again with as many or more is not explored again (what it leads to
+    was explored with at least the budget left now).  Stops at ``max_states`` pairs
+    (incomplete).  Fills in ``result``; the world is left in an arbitrary state.
     """
     moves = world.enabled()
     if not moves:
-        return None, 1
+        v = world.terminal_violation()
+        if v is not None:
+            _found(result, v, [])
+        result.states = result.executions = 1
+        return
     visited = {(hash(world.key()), -1): 0}
     # frame: [snapshot, moves (the running CPU's first), next index, preemptions used, last CPU]
     stack = [[world.snapshot(), moves, 0, 0, -1]]
     world_at = stack[0]
-    while stack:
-        frame = stack[-1]
-        snap, moves, i, used, last = frame
-        if i >= len(moves):
-            stack.pop()
-            continue
-        frame[2] = i + 1
-        move = moves[i]
-        if move & 7 != FLUSH:
-            if last >= 0 and move >> 3 != last:
-                if used == bound:
-                    continue
-                used += 1
-            last = move >> 3
-        if world_at is not frame:
-            world.restore(snap)
-        world_at = None
-        try:
-            world.execute(move)
-        except Violation:
-            return [f[1][f[2] - 1] for f in stack], len(visited)
-        child_moves = world.enabled()
-        if not child_moves:
-            if world.terminal_violation() is not None:
-                return [f[1][f[2] - 1] for f in stack], len(visited)
-            continue
-        last = _continuing(child_moves, last)
-        key = (hash(world.key()), last)
-        if visited.get(key, bound + 1) <= used:
-            continue
-        visited[key] = used
-        if len(visited) >= max_states:
-            return None, len(visited)
-        if last >= 0:  # schedules that stay on the running CPU first
-            child_moves = [m for m in child_moves if m >> 3 == last] + [m for m in child_moves if m >> 3 != last]
-        child = [world.snapshot(), child_moves, 0, used, last]
-        stack.append(child)
-        world_at = child
-    return None, len(visited)
+    transitions = leaves = 0
+    next_report = started + 1.0
+    try:
+        while stack:
+            frame = stack[-1]
+            snap, moves, i, used, last = frame
+            if i >= len(moves):
+                stack.pop()
+                continue
+            frame[2] = i + 1
+            move = moves[i]
+            if move & 7 != FLUSH:
+                if last >= 0 and move >> 3 != last:
+                    if used == bound:
+                        continue
+                    used += 1
+                last = move >> 3
+            if world_at is not frame:
+                world.restore(snap)
+            world_at = None
+            transitions += 1
+            try:
+                world.execute(move)
+            except Violation as v:
+                _found(result, v, [f[1][f[2] - 1] for f in stack])
+                return
+            child_moves = world.enabled()
+            if not child_moves:
+                leaves += 1
+                v = world.terminal_violation()
+                if v is not None:
+                    _found(result, v, [f[1][f[2] - 1] for f in stack])
+                    return
+                continue
+            last = _continuing(child_moves, last)
+            key = (hash(world.key()), last)
+            if visited.get(key, bound + 1) <= used:
+                continue
+            visited[key] = used
+            if max_states is not None and len(visited) >= max_states:
+                result.verdict = INCOMPLETE
+                result.note = f"stopped at the state limit ({max_states})"
+                return
+            if last >= 0:  # schedules that stay on the running CPU first
+                child_moves = [m for m in child_moves if m >> 3 == last] + [m for m in child_moves if m >> 3 != last]
+            child = [world.snapshot(), child_moves, 0, used, last]
+            stack.append(child)
+            world_at = child
+            if progress is not None and transitions % 4096 == 0 and time.perf_counter() >= next_report:
+                next_report = time.perf_counter() + 1.0
+                result.states, result.transitions, result.executions = len(visited), transitions, leaves
+                result.seconds = time.perf_counter() - started
+                progress(result)
+    finally:
+        result.states, result.transitions, result.executions = len(visited), transitions, leaves
+
+
+def _found(result: CheckResult, v: Violation, moves: list[int]) -> None:
+    result.verdict, result.prop, result.detail, result.moves = VIOLATION, v.prop, v.detail, moves
 
 
 def fewest_preemptions(make_world, moves: list[int], max_states: int = 500_000) -> list[int]:

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 VERIFIED = "verified"
 VIOLATION = "violation"
 INCOMPLETE = "incomplete"
+BOUNDED = "bounded"  # no violation within a preemption bound: not a verification
 
 
 @dataclass
 class CheckResult:
-    verdict: str  # verified | violation | incomplete
+    verdict: str  # verified | violation | incomplete | bounded
     strategy: str
     prop: str | None = None  # the violated property
     detail: str = ""

@@ -14,7 +14,7 @@ from .report import NotEnabled, Step, trace
 from .result import VIOLATION, CheckResult
 from .world import MEMORY_MODELS, Violation, World
 
-STRATEGIES = ("exhaustive", "random", "pct")
+STRATEGIES = ("exhaustive", "random", "pct", "bounded")
 
 
 @dataclass
@@ -27,6 +27,7 @@ class CheckOptions:
     strategy: str = "exhaustive"
     runs: int = 1000
     seed: int = 0
+    preemptions: int = 2  # the bounded strategy's bound
     spurious_wakeups: int = 0
     interrupts: int = 0
     workload: str = "locktorture"
@@ -74,6 +75,8 @@ def validate(opts: CheckOptions) -> None:
         raise BadInput(f"--memory-model {opts.memory_model!r}: choose from {', '.join(MEMORY_MODELS)}")
     if opts.strategy not in STRATEGIES:
         raise BadInput(f"--strategy {opts.strategy!r}: choose from {', '.join(STRATEGIES)}")
+    if opts.preemptions < 0:
+        raise BadInput(f"--preemptions {opts.preemptions}: must not be negative")
     if opts.runs < 1:
         raise BadInput(f"--runs {opts.runs}: need at least 1")
     if opts.spurious_wakeups < 0:
@@ -112,8 +115,10 @@ def run(opts: CheckOptions, progress=None) -> Report:
         result = explore(world, max_states=opts.max_states, progress=progress)
     elif opts.strategy == "random":
         result = random_walks(world, opts.runs, opts.seed, progress=progress)
-    else:
+    elif opts.strategy == "pct":
         result = pct(world, opts.runs, opts.seed, progress=progress)
+    else:
+        result = preemption.search(world, opts.preemptions, max_states=opts.max_states, progress=progress)
     report = Report(opts, result)
     if result.verdict == VIOLATION:
         if result.prop != "starvation":  # a lasso is kept as found: the bounded search looks for safety only
