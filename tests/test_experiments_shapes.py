@@ -1,6 +1,7 @@
 """The published shapes: the judging rules on made-up numbers (fast), and on the simulator (slow)."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -103,3 +104,17 @@ def test_shape_holds_on_the_simulator(simulated, workload, shape):
 @pytest.mark.parametrize("workload, shape", DOES_NOT)
 def test_shape_not_reproduced(simulated, workload, shape):
     assert simulated[workload][shape].holds, simulated[workload][shape].numbers
+
+
+@pytest.mark.slow
+def test_tas_spread_when_another_vm_overcommits_the_host(tmp_path):
+    """What docs/results.md reports for shape 4: a hog VM takes half of two pCPUs (1.5x), so
+    the lock guest's vCPUs get unequal CPU shares; test-and-set turns that into a spread at
+    least ten times the queued locks' (which stay FIFO-fair)."""
+    sweep = build_sweep(["hog_vcpus=2"], "virt-tas,qspinlock,pvqspinlock", 1,
+                        scenario_file=str(ROOT / "experiments" / "vm-overcommit.toml"),
+                        overrides={"duration_ms": 100})  # fmt: skip
+    run_sweep(sweep, tmp_path, jobs=2, log=lambda line: None)
+    aggregate = json.loads((tmp_path / "summary.json").read_text())["aggregate"]
+    spread = {e["lock"]: e["fairness_max_over_min"]["mean"] for e in aggregate}
+    assert spread["virt-tas"] >= 10 * max(spread["qspinlock"], spread["pvqspinlock"]), spread
