@@ -603,7 +603,8 @@ class Simulator:
         the candidate the next buddy of *its own* run queue and reschedules that pCPU, and
         the spinner's pCPU reschedules with the spinner as skip buddy.  CFS honours either
         buddy only while it is no more than a wake-up granularity ahead of the queue's
-        leftmost task (``pick_next_entity``), so a vCPU that has had its share waits.
+        leftmost task (``pick_next_entity``), so a vCPU that has had its share waits; a
+        rescheduled pCPU whose buddy is refused runs its leftmost task.
         """
         v.exits += 1
         v.ple_exits += 1
@@ -629,8 +630,15 @@ class Simulator:
             if there is own:
                 if self._eligible(own, target, t):
                     switch_to = target
-            elif self._eligible(there, target, t):
-                self._switch(there, target, t)  # the target's pCPU preempts whatever it runs
+            else:  # resched_curr(): that pCPU picks again, the buddy if CFS lets it, else its leftmost
+                pick = target
+                if not self._eligible(there, target, t):
+                    pick = min(there.rq, key=lambda u: (u.vruntime, u.id))
+                    cur = there.vcpu
+                    if pick.vruntime >= cur.vruntime + max(0, t - cur.run_since):
+                        pick = None  # what runs there is still the leftmost: it carries on
+                if pick is not None:
+                    self._switch(there, pick, t)
         if switch_to is None and own.rq:  # the skip buddy: the next task in line, if not too far ahead
             second = min(own.rq, key=lambda u: (u.vruntime, u.id))
             if self._eligible(own, second, t):
@@ -648,7 +656,7 @@ class Simulator:
         left = min(w.vruntime for w in pcpu.rq)
         cur = pcpu.vcpu
         if cur is not None:
-            left = min(left, cur.vruntime + t - cur.run_since)
+            left = min(left, cur.vruntime + max(0, t - cur.run_since))
         return u.vruntime - left <= self.wakeup_granularity
 
     def _switch(self, pcpu: PCpu, u: VCpu, t: int, exited: bool = False) -> None:
@@ -749,7 +757,7 @@ class Simulator:
         values = [u.vruntime for u in pcpu.rq]
         cur = pcpu.vcpu
         if cur is not None:
-            values.append(cur.vruntime + t - cur.run_since)
+            values.append(cur.vruntime + max(0, t - cur.run_since))
         if values:
             pcpu.min_vruntime = max(pcpu.min_vruntime, min(values))
         return pcpu.min_vruntime
@@ -764,7 +772,7 @@ class Simulator:
     def _check_wakeup_preempt(self, v: VCpu, pcpu: PCpu, t: int) -> None:
         """``check_preempt_wakeup()``: the woken vCPU preempts one more than a granularity ahead."""
         cur = pcpu.vcpu
-        if cur is not None and cur.vruntime + t - cur.run_since - v.vruntime > self.wakeup_granularity:
+        if cur is not None and cur.vruntime + max(0, t - cur.run_since) - v.vruntime > self.wakeup_granularity:
             self._preempt(pcpu, t)
 
     # ================================================================ host scheduling
