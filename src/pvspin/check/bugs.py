@@ -32,7 +32,6 @@ class Exposure:
     overrides: dict = field(default_factory=dict)
     strategy: str = "exhaustive"
     preemptions: int = 0  # the bound, for the bounded strategy
-    not_found: str = ""  # why the checker does not find it in this configuration yet
 
     def options(self, bug: str, **changes):
         """The :class:`~pvspin.check.runner.CheckOptions` of this exposure of ``bug``, with ``changes``."""
@@ -49,17 +48,19 @@ EXPOSURES = {
     "pv-kick-node-no-barrier": Exposure("pvqspinlock", 3, 1, "tso", ("lost-wakeup",)),
     "pending-after-tail": Exposure("qspinlock", 3, 2, "sc", ("mutual-exclusion", "deadlock", "final-state")),
     "unhash-without-slow-check": Exposure("pvqspinlock", 1, 1, "sc", ("guest-bug",), workload="unlock-unheld"),
-    # The handler that reuses the task's node leaves it stale (locked set by a predecessor,
-    # or next set by a successor) only if it queued with a neighbour on its own lock, and the
-    # stale field matters only if the task then queues with a neighbour too: PV (which queues
-    # on any contention) needs 3 CPUs and 3 interrupts, native 4 CPUs and 4 (pending takes
-    # the second locker), with a schedule of many preemptions.  Out of reach so far: PCT
-    # (20,000 runs) finds nothing, and exhaustive search of even 3 CPUs with 2 interrupts
-    # (PV) does not finish in minutes.
-    "count-after-init": Exposure("pvqspinlock", 3, 1, "sc", ("mutual-exclusion", "deadlock", "final-state",
-                                                             "guest-bug"), interrupts=3,
-                                 not_found="needs a handler queued between two others on its lock while its "
-                                           "task queues between two others on the task's lock"),
+    # A task reads node->count (0) and initialises qnodes[0], then an interrupt comes before
+    # the sunk count store: the handler reads 0 too and takes qnodes[0] for its own lock.
+    # Queued behind a predecessor there, it leaves locked = 1 behind, and the task, queued
+    # behind a predecessor in turn, takes that for the MCS hand-over: two queue heads.  The
+    # task's predecessor halts on _Q_SLOW_VAL, the task's set_locked() overwrites it, and
+    # nobody kicks the halted head.  PV queues on any contention and its head's pending bit
+    # makes later lockers queue, so 2 CPUs suffice: cpu0's second acquisition is the task,
+    # behind cpu1's head; cpu0's handlers hold lock1 and later reuse the node, behind
+    # cpu1's handler.  Four preemptions (none fewer: bounds 0-3 come up empty); the
+    # exhaustive search finds it too, as a livelock, after about as long.
+    "count-after-init": Exposure("pvqspinlock", 2, 2, "sc", ("lost-wakeup", "deadlock", "mutual-exclusion",
+                                                             "final-state"), interrupts=3,
+                                 strategy="bounded", preemptions=4),
     # PV lockers always queue, so two interrupt handlers nest queue nodes with 2 CPUs;
     # MAX_NODES shrunk to 1 makes the second nesting level the overflowing one.
     "no-max-nodes-fallback": Exposure("pvqspinlock", 2, 1, "sc", ("guest-bug",), interrupts=2,

@@ -40,17 +40,9 @@ def parse_knobs(items) -> dict:
 def list_bugs() -> str:
     lines = []
     for name, (description, fix) in corpus().items():
-        ex = EXPOSURES.get(name)
-        found = ""
-        if ex and ex.not_found:
-            found = f"   not found yet: {ex.not_found}"
-        elif ex:
-            opts = ex.options(name)
-            found = f"   found by: {command_line(opts, search=True)}"
         lines.append(f"{name}  (fixed by {fix or 'no upstream commit: injected variant'})")
         lines.append(f"   {description}")
-        if found:
-            lines.append(found)
+        lines.append(f"   found by: {command_line(EXPOSURES[name].options(name), search=True)}")
     return "\n".join(lines)
 
 

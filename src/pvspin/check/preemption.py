@@ -13,9 +13,9 @@ PLDI 2007), and a counterexample with few is one a kernel engineer can follow.
 for configurations whose full state space is out of reach (a bug needing few
 preemptions shows there; finding none proves nothing beyond the bound).  Once any
 strategy has found a violation, :func:`fewest_preemptions` searches again with bound
-0, 1, 2, ... below the count of the one found: a depth-first search that caches
-``(state, last CPU)`` with the fewest preemptions it was reached with, and revisits a
-pair only when reaching it with fewer.  The first bound that yields a violation gives the
+0, 1, 2, ... below the count of the one found.  Both are a depth-first search that
+caches each state with the preemptions and last CPU it was explored with, and revisits
+it only when it can now reach more within the bound.  The first bound that yields a violation gives the
 minimum.  No sleep sets here: their pruning assumes every interleaving remains
 available, which a bound takes away.
 
@@ -89,11 +89,14 @@ def bounded_search(world: World, bound: int, max_states: int) -> tuple[list[int]
 
 def _dfs(world: World, bound: int, max_states: int | None, result: CheckResult, progress=None,
          started: float = 0.0) -> None:
-    """Depth-first, caching ``(state, last CPU)`` with the fewest preemptions it was reached with.
+    """Depth-first, caching per state the ``(last CPU, preemptions used)`` it was explored with.
 
-    A pair reached again with as many or more is not explored again (what it leads to
-    was explored with at least the budget left now).  Stops at ``max_states`` pairs
-    (incomplete).  Fills in ``result``; the world is left in an arbitrary state.
+    A visit is skipped when an earlier one *dominates* it: same state, and either
+    fewer preemptions used, or as many with the same last CPU or with none that could
+    continue (every switch free).  From the earlier visit every move cost at most what
+    it costs now, so whatever this one reaches within the bound, that one did.  Stops
+    at ``max_states`` states (incomplete).  Fills in ``result``; the world is left in an
+    arbitrary state.
     """
     moves = world.enabled()
     if not moves:
@@ -102,7 +105,7 @@ def _dfs(world: World, bound: int, max_states: int | None, result: CheckResult, 
             _found(result, v, [])
         result.states = result.executions = 1
         return
-    visited = {(hash(world.key()), -1): 0}
+    visited = {hash(world.key()): ((-1, 0),)}  # state -> ((last CPU, preemptions used), ...)
     # frame: [snapshot, moves (the running CPU's first), next index, preemptions used, last CPU]
     stack = [[world.snapshot(), moves, 0, 0, -1]]
     world_at = stack[0]
@@ -141,10 +144,14 @@ def _dfs(world: World, bound: int, max_states: int | None, result: CheckResult, 
                     return
                 continue
             last = _continuing(child_moves, last)
-            key = (hash(world.key()), last)
-            if visited.get(key, bound + 1) <= used:
+            h = hash(world.key())
+            seen = visited.get(h)
+            if seen is None:
+                visited[h] = ((last, used),)
+            elif _dominated(seen, last, used):
                 continue
-            visited[key] = used
+            else:  # keep only the visits this one does not dominate
+                visited[h] = ((last, used),) + tuple(v for v in seen if not _dominated(((last, used),), *v))
             if max_states is not None and len(visited) >= max_states:
                 result.verdict = INCOMPLETE
                 result.note = f"stopped at the state limit ({max_states})"
@@ -161,6 +168,14 @@ def _dfs(world: World, bound: int, max_states: int | None, result: CheckResult, 
                 progress(result)
     finally:
         result.states, result.transitions, result.executions = len(visited), transitions, leaves
+
+
+def _dominated(visits: tuple, last: int, used: int) -> bool:
+    """Whether one of ``visits`` explored at least what a visit with ``(last, used)`` can reach."""
+    for seen_last, seen_used in visits:
+        if seen_used < used or (seen_used == used and (seen_last == last or seen_last < 0)):
+            return True
+    return False
 
 
 def _found(result: CheckResult, v: Violation, moves: list[int]) -> None:
