@@ -54,6 +54,16 @@ def test_pvqspinlock_42_loses_a_wakeup_under_tso():
     assert (result.verdict, result.prop) == ("violation", "lost-wakeup")
 
 
+@pytest.mark.slow
+def test_pvqspinlock_42_loses_a_wakeup_to_a_nested_handler_under_sc():
+    """The same unconditional-kick fix, reached under SC through interrupts (~45 s): a late
+    pv_kick_node() resets the hashed head's state to vcpu_running and kicks it, the kick merges
+    with an unlock's kick to the head's CPU and ends the halt of that CPU's handler; the head
+    then halts on _Q_SLOW_VAL and the unlocker, reading vcpu_running, does not kick."""
+    result = verify("pvqspinlock-4.2", 2, 2, "sc", interrupts=3)
+    assert (result.verdict, result.prop) == ("violation", "lost-wakeup")
+
+
 def test_native_qspinlock_verifies_with_interrupt_handlers_nesting():
     result = verify("qspinlock", 2, 1, "sc", interrupts=2)
     assert result.verdict == "verified", result.detail
