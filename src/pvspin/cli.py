@@ -90,6 +90,7 @@ def check(
     interrupts: str = typer.Option("0", help="budget of interrupts per execution (each handler takes a lock)"),
     workload: str = typer.Option("locktorture", help="locktorture, forever (liveness: CPUs re-acquire without end) or unlock-unheld"),
     knob: list[str] | None = typer.Option(None, help="LockConfig knob NAME=VALUE, e.g. max_nodes=1 (repeatable)"),  # noqa: B008
+    symmetry: bool = typer.Option(True, help="start symmetry: CPUs running the same code start in CPU order"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Model-check a lock: every interleaving (or a sample), under SC or x86-TSO."""
@@ -105,7 +106,7 @@ def check(
             seed=command.parse_int("--seed", seed), preemptions=command.parse_int("--preemptions", preemptions),
             spurious_wakeups=command.parse_int("--spurious-wakeups", spurious_wakeups),
             interrupts=command.parse_int("--interrupts", interrupts), workload=workload,
-            overrides=command.parse_knobs(knob or ()), replay=replay)
+            overrides=command.parse_knobs(knob or ()), replay=replay, symmetry=symmetry)
     except command.BadInput as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(command.EXIT_BAD_INPUT) from None

@@ -148,6 +148,18 @@ class Setup:
         if self.spec.locked_domain is not None:
             self.watch = [(v.locked.addr, self.spec.locked_domain) for v in self.views]
 
+    @property
+    def symmetric(self) -> int:
+        """Bitmask of the CPUs that run the same code from a start that treats them alike.
+
+        The named locks start with every CPU's data zeroed; a user's lock may single a CPU
+        out from the start, so it gets none.  With ``unlock-unheld``, cpu0 runs other code.
+        """
+        if self.spec.name not in LOCKS:
+            return 0
+        mask = (1 << self.ncpus) - 1
+        return mask & ~1 if self.warn_ok else mask
+
     def program(self, program: tuple):
         """A fresh generator for ``("task", cpu, k)`` or ``("irq", cpu, level, n)``."""
         level = 0 if program[0] == "task" else program[2]

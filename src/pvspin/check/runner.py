@@ -33,6 +33,7 @@ class CheckOptions:
     workload: str = "locktorture"
     replay: str | None = None
     max_states: int | None = None
+    symmetry: bool = True  # start symmetry between CPUs running the same code (see World)
     overrides: dict = field(default_factory=dict)  # LockConfig knobs
 
     def fingerprint(self) -> dict:
@@ -41,6 +42,7 @@ class CheckOptions:
             "memory_model": self.memory_model, "bugs": ",".join(sorted(self.bugs)),
             "spurious": self.spurious_wakeups, "interrupts": self.interrupts, "workload": self.workload,
             "overrides": ",".join(f"{k}={v}" for k, v in sorted(self.overrides.items())),
+            **({} if self.symmetry else {"symmetry": "off"}),
         }
 
 
@@ -100,7 +102,7 @@ def build_world(opts: CheckOptions) -> World:
     setup = make_setup(opts.lock, opts.cpus, opts.acquisitions, opts.interrupts, kernel_bugs,
                        {**CHECK_KNOBS, **opts.overrides}, opts.workload)
     return World(setup, opts.memory_model, opts.spurious_wakeups, opts.interrupts,
-                 kick_latch="pv-wait-no-latch" not in hv_bugs)
+                 kick_latch="pv-wait-no-latch" not in hv_bugs, symmetry=opts.symmetry)
 
 
 def run(opts: CheckOptions, progress=None) -> Report:

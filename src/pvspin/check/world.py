@@ -191,7 +191,7 @@ class World:
     """
 
     def __init__(self, setup, memory_model: str = SC, spurious_wakeups: int = 0, interrupts: int = 0,
-                 kick_latch: bool = True):
+                 kick_latch: bool = True, symmetry: bool = True):
         if memory_model not in MEMORY_MODELS:
             raise ValueError(f"memory model {memory_model!r} is not one of {', '.join(MEMORY_MODELS)}")
         self.setup = setup
@@ -220,6 +220,13 @@ class World:
         self.forever = getattr(setup, "forever", False)  # tasks re-acquire without end (liveness)  # address -> the only CPU that may access it
         self.tracer = None
         self.steps = 0
+        # Start symmetry: CPUs that run the same code from a start that treats them alike
+        # (the setup says which) are interchangeable until they first move, so among those
+        # that have not moved yet only the lowest may: any execution is, up to renaming the
+        # CPUs, one in which they start in CPU order.  ``unmoved`` joins the state key: a
+        # CPU that re-acquires without end comes back to its initial key, not to a fresh start.
+        self.twins = getattr(setup, "symmetric", 0) if symmetry else 0
+        self.unmoved = (1 << self.n) - 1
         for cpu in range(self.n):
             self._start_task(cpu)
 
@@ -294,7 +301,11 @@ class World:
         """Moves enabled now, ascending by CPU."""
         moves = []
         tso = self.tso
+        fresh_twins = self.unmoved & self.twins
+        skip = fresh_twins & (fresh_twins - 1)  # every fresh twin but the lowest
         for cpu in range(self.n):
+            if skip >> cpu & 1:
+                continue
             base = cpu * 8
             if tso and self.buffers[cpu]:
                 moves.append(base + FLUSH)
@@ -334,6 +345,7 @@ class World:
         """Perform one move; raises :class:`Violation` when a property fails during it."""
         cpu, kind = divmod(move, 8)
         self.steps += 1
+        self.unmoved &= ~(1 << cpu)
         ctxs = self.ctxs[cpu]
         if ctxs and ctxs[-1].gen is None:  # restored lazily: rebuild only the context that moves
             self._rebuild(ctxs[-1])
@@ -510,10 +522,12 @@ class World:
 
     def key(self) -> tuple:
         """Everything that determines the future: hashed into the visited-state table."""
-        return (bytes(self.data[self.first_object:]), tuple(self.cpu_keys), self.spurious_budget, self.irqs_taken)
+        return (bytes(self.data[self.first_object:]), tuple(self.cpu_keys), self.spurious_budget, self.irqs_taken,
+                self.unmoved & self.twins)
 
     def snapshot(self) -> tuple:
         return (
+            self.unmoved,
             bytes(self.data),
             tuple(self.buffers),
             tuple(self.ctx_snaps),
@@ -528,7 +542,7 @@ class World:
         )
 
     def restore(self, snap: tuple) -> None:
-        (data, buffers, ctxs, k, halted, latched, irqs, keys, holders, spurious, irqs_taken) = snap
+        (self.unmoved, data, buffers, ctxs, k, halted, latched, irqs, keys, holders, spurious, irqs_taken) = snap
         self.data[:] = data
         self.buffers = list(buffers)
         live_snaps = self.ctx_snaps
