@@ -13,11 +13,11 @@ PLDI 2007), and a counterexample with few is one a kernel engineer can follow.
 for configurations whose full state space is out of reach (a bug needing few
 preemptions shows there; finding none proves nothing beyond the bound).  Once any
 strategy has found a violation, :func:`fewest_preemptions` searches again with bound
-0, 1, 2, ... below the count of the one found.  Both are a depth-first search that
-caches each state with the preemptions and last CPU it was explored with, and revisits
-it only when it can now reach more within the bound.  The first bound that yields a violation gives the
-minimum.  No sleep sets here: their pruning assumes every interleaving remains
-available, which a bound takes away.
+0, 1, 2, ... below the count of the one found; the first bound that yields a violation
+gives the minimum.  Both are a depth-first search that caches each state with the
+preemptions and last CPU it was explored with, and revisits it only when it can now
+reach more within the bound.  No sleep sets here: their pruning assumes every
+interleaving remains available, which a bound takes away.
 
 Only safety violations (a property failing during a move, or a state with no move left)
 are searched for; a liveness lasso is reported as found.

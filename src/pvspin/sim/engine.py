@@ -15,8 +15,9 @@ a vCPU spins — but the vCPU holds its pCPU all that while, which is the whole 
 
 The hypervisor half (per-pCPU run queues, time slices, halt and kick, PLE with KVM's
 directed yield, steal time) lives here too, because it is what decides *when* guest
-operations run; its policy knobs are in :mod:`pvspin.sim.config`.  Interrupts push a handler context on the vCPU
-(:class:`~pvspin.machine.cpu.GuestCpu`) and resume the interrupted operation afterwards.
+operations run; its policy knobs are in :mod:`pvspin.sim.config`.  Interrupts push a
+handler context on the vCPU (:class:`~pvspin.machine.cpu.GuestCpu`) and resume the
+interrupted operation afterwards.
 """
 
 from __future__ import annotations
@@ -145,6 +146,21 @@ class PCpu:
         self.gen = 0
         self.busy = 0  # cycles spent running vCPUs (closed intervals)
         self.last_vcpu: VCpu | None = None
+
+
+def _vruntime_now(v: VCpu, t: int) -> int:
+    """The vruntime of a running vCPU at ``t`` (its switch-in, if still in flight, does not count)."""
+    return v.vruntime + max(0, t - v.run_since)
+
+
+def _leftmost(rq: list[VCpu]) -> VCpu:
+    """The queued vCPU CFS picks first: least vruntime (ties by id, for determinism)."""
+    return min(rq, key=lambda u: (u.vruntime, u.id))
+
+
+def _nr_running(pcpu: PCpu) -> int:
+    """``rq->nr_running``: the vCPUs waiting on ``pcpu`` and the one it runs."""
+    return len(pcpu.rq) + (pcpu.vcpu is not None)
 
 
 class Simulator:
@@ -633,14 +649,13 @@ class Simulator:
             else:  # resched_curr(): that pCPU picks again, the buddy if CFS lets it, else its leftmost
                 pick = target
                 if not self._eligible(there, target, t):
-                    pick = min(there.rq, key=lambda u: (u.vruntime, u.id))
-                    cur = there.vcpu
-                    if pick.vruntime >= cur.vruntime + max(0, t - cur.run_since):
+                    pick = _leftmost(there.rq)
+                    if pick.vruntime >= _vruntime_now(there.vcpu, t):
                         pick = None  # what runs there is still the leftmost: it carries on
                 if pick is not None:
                     self._switch(there, pick, t)
         if switch_to is None and own.rq:  # the skip buddy: the next task in line, if not too far ahead
-            second = min(own.rq, key=lambda u: (u.vruntime, u.id))
+            second = _leftmost(own.rq)
             if self._eligible(own, second, t):
                 switch_to = second
         if switch_to is None:  # back to spinning after the exit: that time was not spent spinning
@@ -654,9 +669,8 @@ class Simulator:
     def _eligible(self, pcpu: PCpu, u: VCpu, t: int) -> bool:
         """``wakeup_preempt_entity(u, left) < 1``: ``u`` is within a wake-up granularity of the leftmost."""
         left = min(w.vruntime for w in pcpu.rq)
-        cur = pcpu.vcpu
-        if cur is not None:
-            left = min(left, cur.vruntime + max(0, t - cur.run_since))
+        if pcpu.vcpu is not None:
+            left = min(left, _vruntime_now(pcpu.vcpu, t))
         return u.vruntime - left <= self.wakeup_granularity
 
     def _switch(self, pcpu: PCpu, u: VCpu, t: int, exited: bool = False) -> None:
@@ -739,7 +753,7 @@ class Simulator:
             near = [p for p in self.idle if p.socket == prev.socket]
             pcpu = near[0] if near else self.idle[0]
         if pcpu is not prev:
-            self._migrate(v, prev, pcpu, t)
+            self._migrate(v, prev, pcpu, t)  # halted: on no queue
         # CFS places a waking task no further back than half a latency behind its queue
         floor = self._rq_min_vruntime(pcpu, t) - self.sched_latency // 2
         if v.vruntime < floor:
@@ -755,31 +769,34 @@ class Simulator:
     def _rq_min_vruntime(self, pcpu: PCpu, t: int) -> int:
         """``update_min_vruntime()``: the least vruntime queued or running, never moving back."""
         values = [u.vruntime for u in pcpu.rq]
-        cur = pcpu.vcpu
-        if cur is not None:
-            values.append(cur.vruntime + max(0, t - cur.run_since))
+        if pcpu.vcpu is not None:
+            values.append(_vruntime_now(pcpu.vcpu, t))
         if values:
             pcpu.min_vruntime = max(pcpu.min_vruntime, min(values))
         return pcpu.min_vruntime
 
     def _migrate(self, v: VCpu, src: PCpu, dst: PCpu, t: int) -> None:
-        """Move a waiting ``v`` to ``dst``'s queue; vruntime keeps its lag behind the queue's minimum."""
-        if v in src.rq:
-            src.rq.remove(v)
+        """Rehome ``v`` (on no queue) from ``src`` to ``dst``; vruntime keeps its lag behind the queue's minimum."""
         v.vruntime += self._rq_min_vruntime(dst, t) - self._rq_min_vruntime(src, t)
         v.home = dst.id
+
+    def _steal(self, src: PCpu, dst: PCpu, t: int) -> None:
+        """Move the vCPU waiting longest on ``src``'s queue to ``dst``'s (``detach_tasks``)."""
+        v = min(src.rq, key=lambda u: (u.since, u.id))
+        src.rq.remove(v)
+        self._migrate(v, src, dst, t)
+        dst.rq.append(v)
 
     def _check_wakeup_preempt(self, v: VCpu, pcpu: PCpu, t: int) -> None:
         """``check_preempt_wakeup()``: the woken vCPU preempts one more than a granularity ahead."""
         cur = pcpu.vcpu
-        if cur is not None and cur.vruntime + max(0, t - cur.run_since) - v.vruntime > self.wakeup_granularity:
+        if cur is not None and _vruntime_now(cur, t) - v.vruntime > self.wakeup_granularity:
             self._preempt(pcpu, t)
 
     # ================================================================ host scheduling
     def _slice(self, pcpu: PCpu) -> int:
         """``sched_slice()``: the latency shared among the tasks of this pCPU's queue."""
-        runnable = len(pcpu.rq) + (pcpu.vcpu is not None)
-        return max(self.min_granularity, self.sched_latency // max(1, runnable))
+        return max(self.min_granularity, self.sched_latency // max(1, _nr_running(pcpu)))
 
     def _dispatch(self, pcpu: PCpu, t: int) -> None:
         """Run the leftmost vCPU of ``pcpu``'s queue; an empty queue first pulls (newidle balance)."""
@@ -788,7 +805,7 @@ class Simulator:
             self.idle.append(pcpu)
             self.idle.sort(key=lambda p: p.id)
             return
-        v = min(rq, key=lambda u: (u.vruntime, u.id))
+        v = _leftmost(rq)
         rq.remove(v)
         self._place(pcpu, v, t)
 
@@ -801,9 +818,7 @@ class Simulator:
                 busiest = p
         if busiest is None:
             return False
-        v = min(busiest.rq, key=lambda u: (u.since, u.id))  # the one waiting longest
-        self._migrate(v, busiest, pcpu, t)
-        pcpu.rq.append(v)
+        self._steal(busiest, pcpu, t)
         return True
 
     def _balance_idle(self, t: int) -> None:
@@ -813,12 +828,9 @@ class Simulator:
 
     def _balance(self, pcpu: PCpu, t: int) -> None:
         """Periodic ``load_balance()`` at the tick: pull a waiting vCPU from a queue two or more longer."""
-        mine = len(pcpu.rq) + (pcpu.vcpu is not None)
-        busiest = max(self.pcpus, key=lambda p: (len(p.rq) + (p.vcpu is not None), p.socket == pcpu.socket, -p.id))
-        if busiest.rq and len(busiest.rq) + (busiest.vcpu is not None) >= mine + 2:
-            v = min(busiest.rq, key=lambda u: (u.since, u.id))
-            self._migrate(v, busiest, pcpu, t)
-            pcpu.rq.append(v)
+        busiest = max(self.pcpus, key=lambda p: (_nr_running(p), p.socket == pcpu.socket, -p.id))
+        if busiest.rq and _nr_running(busiest) >= _nr_running(pcpu) + 2:
+            self._steal(busiest, pcpu, t)
 
     def _place(self, pcpu: PCpu, v: VCpu, t: int) -> None:
         """Put ``v`` on ``pcpu`` (which is not in the idle list) and carry on with its work."""
