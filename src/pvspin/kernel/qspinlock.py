@@ -263,6 +263,13 @@ class QSpinlock:
             raise GuestBug(f"decode_tail({tail:#x}): cpu {cpu} is not a possible CPU")
         return self.qnode(cpu, idx)
 
+    def deref(self, addr: int) -> View:
+        """The object a stored pointer points at; a pointer to none (NULL) is an oops, reported as a BUG."""
+        try:
+            return self.mem.object_at(addr)
+        except KeyError:
+            raise GuestBug(f"dereference of {addr:#x}, which points at no object") from None
+
     def qnode(self, cpu: int, idx: int) -> View:
         """grab_mcs_node(): node ``idx`` of ``cpu``, by address arithmetic as in the kernel."""
         nodes = self.qnodes[cpu]
@@ -383,7 +390,7 @@ class QSpinlock:
                     yield WRITE_ONCE(lock.locked, _Q_LOCKED_VAL)  # set_locked()
                     if not next_addr:
                         next_addr = yield smp_cond_load_relaxed(node.next, _nonzero)
-                    next_node = self.mem.object_at(next_addr)
+                    next_node = self.deref(next_addr)
                     yield smp_store_release(next_node.locked, 1)  # arch_mcs_spin_unlock_contended()
                     if pv:
                         yield from self.pv_kick_node(lock, next_node)

@@ -353,7 +353,7 @@ class PvQSpinlock(QSpinlock):
             return
         # A failed cmpxchg orders nothing: read the hash only after seeing SLOW.
         yield smp_rmb()
-        node = self.mem.object_at((yield from self.pv_unhash(lock)))
+        node = self.deref((yield from self.pv_unhash(lock)))
         yield smp_store_release(lock.locked, 0)  # (*,*,3) -> (*,*,0); the lock may be reused now
         yield lockevent_inc(PV_KICK_UNLOCK)
         # Unconditional: kicking a running vCPU is harmless, merely slow.

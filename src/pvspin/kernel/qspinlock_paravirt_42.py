@@ -106,7 +106,7 @@ class PvQSpinlock42(PvQSpinlock):
             val = yield atomic_read(lock.val)
             yield WARN(f"pvqspinlock: lock {lock.addr:#x} ({lock.name}) has corrupted value {val:#x}!")
             return
-        node = self.mem.object_at((yield from self.pv_unhash(lock)))
+        node = self.deref((yield from self.pv_unhash(lock)))
         yield smp_store_release(lock.locked, 0)  # (*,*,3) -> (*,*,0)
         if (yield READ_ONCE(node.state)) == vcpu_halted:
             yield lockevent_inc(PV_KICK_UNLOCK)
