@@ -62,8 +62,8 @@ def command_line(opts: CheckOptions, search: bool = False) -> str:
     if opts.workload != "locktorture":
         parts.append(f"--workload {opts.workload}")
     parts += [f"--knob {k}={v}" for k, v in sorted(opts.overrides.items())]
-    if not opts.symmetry:
-        parts.append("--no-symmetry")
+    if opts.symmetry != "full":
+        parts.append(f"--symmetry {opts.symmetry}")
     return " ".join(parts)
 
 

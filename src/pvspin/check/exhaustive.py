@@ -12,6 +12,10 @@ state caching a state may be reached again with a different sleep set, so the ta
 per state, the sleep set it was explored with, and a revisit explores what the earlier
 visit slept on and this one does not (Godefroid's condition for combining the two).
 
+Ample sets: where a CPU's next move is independent of every move any CPU can make from
+here on, it alone is explored (:meth:`World.ample`); under TSO that is the flush of a
+store to the CPU's own private data, the node nesting count.
+
 Moves are tried with the CPU that moved last first, so the first counterexample found
 tends to have few preemptions.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import time
 
 from .result import INCOMPLETE, VERIFIED, VIOLATION, CheckResult
+from .symmetry import rename_moves
 from .world import FLUSH, IRQ, SPURIOUS, Violation, World
 
 
@@ -45,17 +50,18 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
     deps = _Dependence(world)
 
     root = world.snapshot()
-    visited[hash(world.key())] = 0
-    moves = world.enabled()
+    root_hash, root_renaming = world.state_id()
+    visited[root_hash] = 0
+    moves = world.ample() or world.enabled()
     if not moves:
         _terminal(world, result, [], on_terminal)
         result.executions = 1
         result.states = 1
         result.seconds = time.perf_counter() - started
         return result
-    # frame: [snapshot, moves, next index, sleep bitmask, footprints of the moves, state hash, enabled]
-    root_hash = hash(world.key())
-    stack = [[root, moves, 0, 0, deps.footprints(moves), root_hash, moves]]
+    # frame: [snapshot, moves, next index, sleep bitmask, footprints of the moves, state hash, enabled,
+    #         renaming to the canonical numbering (None: none)]
+    stack = [[root, moves, 0, 0, deps.footprints(moves), root_hash, world.enabled(), root_renaming]]
     on_stack = {root_hash: 0}  # for cycles: a starved CPU is a liveness finding
     world_at = stack[0]
     states = 1
@@ -86,12 +92,15 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
                 _violation(result, v, [f[1][f[2] - 1] for f in stack])
                 break
             child_sleep = deps.filter_sleep(sleep, move, fps[i], fps, moves) if sleep else 0
-            h = hash(world.key())
+            h, renaming = world.state_id()
+            # the table keeps sleep sets in the canonical numbering of the CPUs
+            canon_sleep = rename_moves(child_sleep, renaming) if renaming and child_sleep else child_sleep
             seen = visited.get(h)
             if seen is None:
-                visited[h] = child_sleep
+                visited[h] = canon_sleep
                 states += 1
-                child_moves = world.enabled()
+                ample = world.ample()
+                child_moves = ample or world.enabled()
                 if not child_moves:
                     leaves += 1
                     if _terminal(world, result, [f[1][f[2] - 1] for f in stack], on_terminal):
@@ -101,20 +110,26 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
                 at = on_stack.get(h)
                 if at is not None:
                     # a cycle: the frame on the stack explores this state's moves itself
-                    if _starvation(world, result, stack, at):
+                    if _starvation(world, result, stack, at, renaming):
                         break
                     leaves += 1
                     continue
                 # explored before: only what that visit slept on and this one does not is left
-                missing = seen & ~child_sleep
+                missing = seen & ~canon_sleep
                 if not missing:
                     leaves += 1
                     continue
-                visited[h] = seen & child_sleep
-                child_moves = [m for m in world.enabled() if missing >> m & 1]
-            enabled = child_moves if seen is None else world.enabled()
+                visited[h] = seen & canon_sleep
+                ample = world.ample()
+                explored = ample or world.enabled()  # what the first visit chose from
+                if renaming:
+                    child_moves = [m for m in explored if missing >> (renaming[m >> 3] * 8 + (m & 7)) & 1]
+                else:
+                    child_moves = [m for m in explored if missing >> m & 1]
+            # the moves enabled, for judging a cycle's fairness: all of them, not the ample set
+            enabled = world.enabled() if ample or seen is not None else child_moves
             child_moves = _ordered(child_moves, move >> 3)
-            child = [world.snapshot(), child_moves, 0, child_sleep, deps.footprints(child_moves), h, enabled]
+            child = [world.snapshot(), child_moves, 0, child_sleep, deps.footprints(child_moves), h, enabled, renaming]
             on_stack.setdefault(h, len(stack))
             stack.append(child)
             world_at = child
@@ -135,15 +150,29 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
     return result
 
 
-def _starvation(world: World, result: CheckResult, stack: list, at: int) -> bool:
-    """The path closed a cycle back to ``stack[at]``: report a CPU it starves, if any."""
+def _starvation(world: World, result: CheckResult, stack: list, at: int, renaming) -> bool:
+    """The path closed a cycle back to ``stack[at]``, up to renaming CPUs: report a CPU it starves, if any.
+
+    Under full symmetry the state reached may be the one before step ``at + 1`` with its
+    CPUs renamed by sigma; repeating the steps, renamed by sigma each time, then closes a
+    real cycle, and that is the cycle judged.
+    """
     cycle = stack[at:]
-    starved = world.starving([f[1][f[2] - 1] for f in cycle], [f[6] for f in cycle])
+    sigma = None
+    before = cycle[0][7]
+    if renaming is not None and before != renaming:
+        inverse = [0] * len(renaming)
+        for cpu, slot in enumerate(renaming):
+            inverse[slot] = cpu
+        sigma = [inverse[before[cpu]] for cpu in range(len(before))]
+    starved = world.starving([f[1][f[2] - 1] for f in cycle], [f[6] for f in cycle], sigma)
     if not starved:
         return False
     cpus = ", ".join(f"cpu{c}" for c in starved)
+    back = "the state before" if sigma is None else "a renaming (" + ", ".join(
+        f"cpu{c}\u2192cpu{t}" for c, t in enumerate(sigma) if c != t) + ") of the state before"
     _violation(result, Violation("starvation", f"{cpus} can wait forever: steps {at + 1}-{len(stack)} lead back "
-                                 f"to the state before step {at + 1}, a weakly fair cycle on which {cpus} never "
+                                 f"to {back} step {at + 1}, a weakly fair cycle on which {cpus} never "
                                  "gets to proceed"), [f[1][f[2] - 1] for f in stack])
     return True
 

@@ -12,7 +12,8 @@ from .pct import pct
 from .randomwalk import random_walks
 from .report import NotEnabled, Step, trace
 from .result import VIOLATION, CheckResult
-from .world import MEMORY_MODELS, Violation, World
+from .symmetry import SymmetryError
+from .world import MEMORY_MODELS, SYMMETRIES, Violation, World
 
 STRATEGIES = ("exhaustive", "random", "pct", "bounded")
 
@@ -33,7 +34,7 @@ class CheckOptions:
     workload: str = "locktorture"
     replay: str | None = None
     max_states: int | None = None
-    symmetry: bool = True  # start symmetry between CPUs running the same code (see World)
+    symmetry: str = "full"  # full, start or none: reduction over CPUs running the same code (see World)
     overrides: dict = field(default_factory=dict)  # LockConfig knobs
 
     def fingerprint(self) -> dict:
@@ -42,7 +43,7 @@ class CheckOptions:
             "memory_model": self.memory_model, "bugs": ",".join(sorted(self.bugs)),
             "spurious": self.spurious_wakeups, "interrupts": self.interrupts, "workload": self.workload,
             "overrides": ",".join(f"{k}={v}" for k, v in sorted(self.overrides.items())),
-            **({} if self.symmetry else {"symmetry": "off"}),
+            **({} if self.symmetry == "full" else {"symmetry": self.symmetry}),
         }
 
 
@@ -81,6 +82,8 @@ def validate(opts: CheckOptions) -> None:
         raise BadInput(f"--preemptions {opts.preemptions}: must not be negative")
     if opts.runs < 1:
         raise BadInput(f"--runs {opts.runs}: need at least 1")
+    if opts.symmetry not in SYMMETRIES:
+        raise BadInput(f"--symmetry {opts.symmetry!r}: choose from {', '.join(SYMMETRIES)}")
     if opts.spurious_wakeups < 0:
         raise BadInput(f"--spurious-wakeups {opts.spurious_wakeups}: must not be negative")
     try:
@@ -114,7 +117,10 @@ def run(opts: CheckOptions, progress=None) -> Report:
             raise BadInput(str(exc)) from None
         return _replay(opts, world, moves)
     if opts.strategy == "exhaustive":
-        result = explore(world, max_states=opts.max_states, progress=progress)
+        try:
+            result = explore(world, max_states=opts.max_states, progress=progress)
+        except SymmetryError as exc:
+            raise BadInput(f"--symmetry full: {exc} (--symmetry start checks without renaming)") from None
     elif opts.strategy == "random":
         result = random_walks(world, opts.runs, opts.seed, progress=progress)
     elif opts.strategy == "pct":

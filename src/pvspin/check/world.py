@@ -38,6 +38,7 @@ from ..machine import ops as o
 from ..machine.cpu import LEVEL_NAMES, NMI
 from ..machine.memory import MASKS, Memory, Ref, View
 from .liveness import live_names
+from .symmetry import Symmetry, SymmetryError
 
 STEP, ALT, FLUSH, IRQ, SPURIOUS = range(5)
 RUNNING, ABOUT_TO_HALT, HALTED = range(3)  # a vCPU in pv_wait: checked *ptr == val, then halts
@@ -48,9 +49,14 @@ KIND_NAMES = ("step", "alt", "flush", "irq", "spurious")
 # space, without end; a full buffer makes the next store wait for a flush.
 STORE_BUFFER_SIZE = 4
 
+ORBIT_MEMO = 1 << 20  # concrete states whose orbit key is remembered (World.state_id)
+
 SC = "sc"
 TSO = "tso"
 MEMORY_MODELS = (SC, TSO)
+
+FULL, START, NONE = "full", "start", "none"  # symmetry reduction: orbits, start order only, none
+SYMMETRIES = (FULL, START, NONE)
 
 _RMW = o.RMW_OPS
 _LOCAL = o.LOCAL_OPS
@@ -191,9 +197,11 @@ class World:
     """
 
     def __init__(self, setup, memory_model: str = SC, spurious_wakeups: int = 0, interrupts: int = 0,
-                 kick_latch: bool = True, symmetry: bool = True):
+                 kick_latch: bool = True, symmetry: str = FULL):
         if memory_model not in MEMORY_MODELS:
             raise ValueError(f"memory model {memory_model!r} is not one of {', '.join(MEMORY_MODELS)}")
+        if symmetry not in SYMMETRIES:
+            raise ValueError(f"symmetry {symmetry!r} is not one of {', '.join(SYMMETRIES)}")
         self.setup = setup
         self.mem: Memory = setup.mem
         self.data = setup.mem.data
@@ -225,10 +233,16 @@ class World:
         # that have not moved yet only the lowest may: any execution is, up to renaming the
         # CPUs, one in which they start in CPU order.  ``unmoved`` joins the state key: a
         # CPU that re-acquires without end comes back to its initial key, not to a fresh start.
-        self.twins = getattr(setup, "symmetric", 0) if symmetry else 0
+        self.twins = getattr(setup, "symmetric", 0) if symmetry != NONE else 0
         self.unmoved = (1 << self.n) - 1
         for cpu in range(self.n):
             self._start_task(cpu)
+        # Full symmetry: states equal up to renaming the twins share a key (check/symmetry.py).
+        self.symmetry = Symmetry(self, self.twins) if symmetry == FULL and self.twins.bit_count() > 1 else None
+        # per-CPU fields that only ever hold their CPU's number: which ones were written (for the key)
+        self.owner_fields = self.symmetry.owner_fields if self.symmetry is not None else {}
+        self.owners_set = 0
+        self._orbits: dict[int, tuple] = {}  # concrete key hash -> (orbit key hash, renaming)
 
     # ----------------------------------------------------------------- programs
     def _start_task(self, cpu: int) -> None:
@@ -283,6 +297,13 @@ class World:
         if addr < self.first_object:  # kept out of the state key: memory below it is never written
             raise Violation("null-dereference", f"write of {size} byte(s) to {addr:#x}, below every object")
         self.data[addr:addr + size] = (value & MASKS[size]).to_bytes(size, "little")
+        if self.owner_fields:
+            owned = self.owner_fields.get(addr)
+            if owned is not None:
+                if value != owned[1]:
+                    raise SymmetryError(f"{self.mem.name_of(addr, size)} = {value}: full symmetry assumes it only "
+                                        f"ever holds its own CPU's number, {owned[1]}")
+                self.owners_set |= owned[0]
         for waddr, allowed in self.watch:
             if addr <= waddr < addr + size:
                 byte = self.data[waddr]
@@ -340,6 +361,25 @@ class World:
             if self.irqs_taken < self.irq_budget and self.irqs_enabled[cpu] and ctxs[-1].level < NMI:
                 moves.append(base + IRQ)
         return moves
+
+    def ample(self) -> list[int] | None:
+        """An ample set smaller than :meth:`enabled`, or None: for the exhaustive search only.
+
+        Under TSO, a store buffer whose oldest entry is the CPU's own private data (the
+        node nesting count, which no other CPU touches) may flush before anything else:
+        that flush is independent of every move of every CPU from here on (other CPUs
+        never access the address; this CPU's loads forward from its buffer and read the
+        same value before and after; its locked operations wait for the buffer to drain),
+        it changes no property, and it shortens a buffer, so no cycle can postpone the
+        other moves for good.  The set holds every such flush, not one picked by CPU
+        number, so that states equal up to renaming CPUs get sets equal up to renaming.
+        (Strategies that count preemptions keep every move.)
+        """
+        if not self.tso:
+            return None
+        private = self.private
+        flushes = [cpu * 8 + FLUSH for cpu, buf in enumerate(self.buffers) if buf and private.get(buf[0][0]) == cpu]
+        return flushes or None
 
     def execute(self, move: int) -> None:
         """Perform one move; raises :class:`Violation` when a property fails during it."""
@@ -523,11 +563,31 @@ class World:
     def key(self) -> tuple:
         """Everything that determines the future: hashed into the visited-state table."""
         return (bytes(self.data[self.first_object:]), tuple(self.cpu_keys), self.spurious_budget, self.irqs_taken,
-                self.unmoved & self.twins)
+                self.unmoved & self.twins, self.owners_set)
+
+    def state_id(self) -> tuple[int, tuple | None]:
+        """The visited-table entry of the state, and the renaming of its CPUs into that entry's numbering.
+
+        Without full symmetry: the hash of :meth:`key`, no renaming.  With it: the hash of
+        the orbit's canonical key (:mod:`pvspin.check.symmetry`), remembered by concrete key,
+        since the search reaches most states more than once.
+        """
+        h = hash(self.key())
+        if self.symmetry is None:
+            return h, None
+        known = self._orbits.get(h)
+        if known is None:
+            key, renaming = self.symmetry.canonical()
+            known = (hash(key), renaming)
+            if len(self._orbits) >= ORBIT_MEMO:
+                self._orbits.clear()
+            self._orbits[h] = known
+        return known
 
     def snapshot(self) -> tuple:
         return (
             self.unmoved,
+            self.owners_set,
             bytes(self.data),
             tuple(self.buffers),
             tuple(self.ctx_snaps),
@@ -542,7 +602,7 @@ class World:
         )
 
     def restore(self, snap: tuple) -> None:
-        (self.unmoved, data, buffers, ctxs, k, halted, latched, irqs, keys, holders, spurious, irqs_taken) = snap
+        (self.unmoved, self.owners_set, data, buffers, ctxs, k, halted, latched, irqs, keys, holders, spurious, irqs_taken) = snap
         self.data[:] = data
         self.buffers = list(buffers)
         live_snaps = self.ctx_snaps
@@ -572,12 +632,16 @@ class World:
         self.irqs_taken = irqs_taken
 
     # ----------------------------------------------------------------- properties of cycles
-    def starving(self, cycle_moves: list[int], cycle_enabled: list[list[int]]) -> list[int]:
+    def starving(self, cycle_moves: list[int], cycle_enabled: list[list[int]], sigma: list[int] | None = None
+                 ) -> list[int]:
         """CPUs starved on a cycle of states, given the moves taken and the moves enabled along it.
 
         Only a weakly fair cycle counts: every CPU enabled in all its states moves in it.
         A CPU is starved when it is unfinished and makes no step on such a cycle (so it is
         disabled somewhere on it: an unbounded wait the others keep from being satisfied).
+        With ``sigma``, the path leads back to its start with CPU ``c`` renamed ``sigma[c]``:
+        the cycle is the path followed by its renamings by sigma, sigma², ... until they
+        come back to the identity.
         """
         moved = {m >> 3 for m in cycle_moves if m & 7 != FLUSH}
         flushed = {m >> 3 for m in cycle_moves if m & 7 == FLUSH}
@@ -586,6 +650,15 @@ class World:
         for enabled in cycle_enabled:
             always &= {m >> 3 for m in enabled if m & 7 in (STEP, ALT)}
             always_flush &= {m >> 3 for m in enabled if m & 7 == FLUSH}
+        if sigma is not None:
+            rounds = [moved, flushed, always, always_flush]
+            power = list(sigma)
+            while power != list(range(self.n)):
+                moved = moved | {power[c] for c in rounds[0]}
+                flushed = flushed | {power[c] for c in rounds[1]}
+                always = always & {power[c] for c in rounds[2]}
+                always_flush = always_flush & {power[c] for c in rounds[3]}
+                power = [sigma[c] for c in power]
         if always - moved or always_flush - flushed:
             return []  # an unfair cycle: some continuously enabled CPU never runs on it
         return [cpu for cpu in range(self.n) if self.ctxs[cpu] and cpu not in moved]

@@ -118,6 +118,7 @@ class Memory:
         self.regions: list[Region] = []
         self._starts: list[int] = []
         self._objects: dict[int, object] = {}
+        self.percpu: list[list[Region]] = []  # per alloc_percpu(): each CPU's copy, by CPU
 
     # ----------------------------------------------------------------- allocation
     def alloc(self, layout: Layout, name: str, shape: tuple[int, ...] = (), align: int | None = None):
@@ -162,7 +163,9 @@ class Memory:
         if ncpus <= 0:
             raise ValueError(f"{name}: ncpus must be positive, got {ncpus}")
         shape = (count,) if count else ()
-        return [self.alloc(layout, f"{name}[{cpu}]", shape, align=CACHE_LINE) for cpu in range(ncpus)]
+        copies = [self.alloc(layout, f"{name}[{cpu}]", shape, align=CACHE_LINE) for cpu in range(ncpus)]
+        self.percpu.append(self.regions[-ncpus:])
+        return copies
 
     def object_at(self, addr: int):
         """The view allocated at ``addr`` (the guest's cast of a stored pointer)."""
