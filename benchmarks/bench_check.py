@@ -6,6 +6,7 @@ a run that hits the budget reports how far it got (verdict incomplete).
     .venv/bin/python benchmarks/bench_check.py            # the points
     .venv/bin/python benchmarks/bench_check.py --budget 60
     .venv/bin/python benchmarks/bench_check.py --baseline HEAD~3   # each point on both, side by side
+    .venv/bin/python benchmarks/bench_check.py --symmetry start,full  # each point in each mode, side by side
 
 ``--baseline REV`` checks REV out into a temporary git worktree and runs every point
 with that tree's ``src`` first, then with this one, so that both see the same machine load.
@@ -29,14 +30,17 @@ POINTS = [  # (lock, cpus, acquisitions, memory model, target seconds or None)
     ("qspinlock", 3, 2, "sc", None),
     ("qspinlock", 4, 1, "sc", 120),
     ("pvqspinlock", 3, 1, "sc", None),
+    ("qspinlock", 3, 2, "tso", None),
+    ("qspinlock", 4, 2, "sc", None),  # Spin exhausts 24 GB on it: how far in the budget
 ]
 
 
-def one(lock: str, cpus: int, acq: int, model: str, budget: float) -> dict:
+def one(lock: str, cpus: int, acq: int, model: str, budget: float, symmetry: str | None) -> dict:
     from pvspin.check.exhaustive import explore
     from pvspin.check.runner import CheckOptions, build_world
 
-    world = build_world(CheckOptions(lock=lock, cpus=cpus, acquisitions=acq, memory_model=model))
+    mode = {} if symmetry is None else {"symmetry": symmetry}  # None: the tree's default (a baseline may predate it)
+    world = build_world(CheckOptions(lock=lock, cpus=cpus, acquisitions=acq, memory_model=model, **mode))
     deadline = time.perf_counter() + budget
 
     def stop_at_deadline(_result):
@@ -50,13 +54,14 @@ def one(lock: str, cpus: int, acq: int, model: str, budget: float) -> dict:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
-def run_point(point, budget: float, src: Path | None) -> dict:
+def run_point(point, budget: float, src: Path | None, symmetry: str | None = None) -> dict:
     lock, cpus, acq, model, _ = point
     env = dict(os.environ)
     if src is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
-    out = subprocess.run([sys.executable, __file__, "--budget", str(budget), "--one", lock, str(cpus), str(acq), model],
-                         capture_output=True, text=True, check=True, env=env)
+    mode = [] if symmetry is None else ["--one-symmetry", symmetry]
+    out = subprocess.run([sys.executable, __file__, "--budget", str(budget), "--one", lock, str(cpus), str(acq), model,
+                          *mode], capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout)
 
 
@@ -69,12 +74,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget", type=float, default=300, help="seconds per configuration")
     parser.add_argument("--baseline", metavar="REV", help="also run each point on this git revision, side by side")
+    parser.add_argument("--symmetry", help="comma-separated modes (full, start, none) to run each point in")
     parser.add_argument("--one", nargs=4, metavar=("LOCK", "CPUS", "ACQ", "MODEL"), help=argparse.SUPPRESS)
+    parser.add_argument("--one-symmetry", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         lock, cpus, acq, model = args.one
-        print(json.dumps(one(lock, int(cpus), int(acq), model, args.budget)))
+        print(json.dumps(one(lock, int(cpus), int(acq), model, args.budget, args.one_symmetry)))
         return
+    modes = args.symmetry.split(",") if args.symmetry else [None]
     print(f"{'configuration':<36} {'verdict':<10} {'states':>9} {'transitions':>11} {'seconds':>8} "
           f"{'states/s':>8} {'peak MB':>7}  target")
     repo = Path(__file__).resolve().parents[1]
@@ -87,9 +95,11 @@ def main() -> None:
             for point in POINTS:
                 lock, cpus, acq, model, target = point
                 name = f"{lock} N={cpus} K={acq} {model.upper()}"
-                if base is not None:
-                    print_row(f"{name} ({args.baseline})", run_point(point, args.budget, base), target)
-                print_row(name, run_point(point, args.budget, None), target)
+                for mode in modes:
+                    label = name if mode is None else f"{name} {mode}"
+                    if base is not None:
+                        print_row(f"{label} ({args.baseline})", run_point(point, args.budget, base, mode), target)
+                    print_row(label, run_point(point, args.budget, None, mode), target)
         finally:
             if base is not None:
                 subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", tmp], check=True)
