@@ -36,6 +36,7 @@ the canonical numbering.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from itertools import permutations, product
 from types import CodeType
 
@@ -137,6 +138,7 @@ class Symmetry:
             for cpu, base in enumerate(bases):
                 self.block_of[base] = (bases, cpu, size)
         self._block_starts = sorted(self.block_of)
+        self._blocks_by_addr: dict[int, tuple | None] = {}
         # every CPU-valued field in memory, by region: (start, end, [(addr, size, kind)])
         self.fields = []
         self.owner_fields: dict[int, tuple[int, int]] = {}  # address -> (its bit in World.owners_set, owner)
@@ -197,19 +199,18 @@ class Symmetry:
 
     def _block(self, a: int):
         """(bases of the per-CPU copies, owning CPU, size) of the per-CPU block holding ``a``, or None."""
-        starts = self._block_starts
-        lo, hi = 0, len(starts)
-        while lo < hi:  # the last block starting at or below a
-            mid = (lo + hi) // 2
-            if starts[mid] <= a:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo:
-            block = self.block_of[starts[lo - 1]]
-            if a < starts[lo - 1] + block[2]:
-                return block
-        return None
+        try:
+            return self._blocks_by_addr[a]
+        except KeyError:
+            pass
+        i = bisect_right(self._block_starts, a)  # the last block starting at or below a
+        block = None
+        if i:
+            start = self._block_starts[i - 1]
+            if a < start + self.block_of[start][2]:
+                block = self.block_of[start]
+        self._blocks_by_addr[a] = block  # guest code uses few distinct addresses
+        return block
 
     def owner(self, a: int) -> int | None:
         block = self._block(a)
