@@ -161,3 +161,20 @@ def test_the_user_lock_search_is_unchanged():
     config = dict(lock=f"{USER_LOCKS}:TasLock", cpus=3, acquisitions=1, memory_model="sc")
     states = {s: run(CheckOptions(**config, symmetry=s)).result.states for s in ("full", "start", "none")}
     assert len(set(states.values())) == 1
+
+
+def test_full_symmetry_is_deterministic_across_hash_seeds():
+    """The orbit key's representative is chosen by comparing encodings, never by hash values."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def counts(seed: str) -> tuple:
+        out = subprocess.run([sys.executable, "-m", "pvspin", "check", "--lock", "pvqspinlock", "--cpus", "3",
+                              "--memory-model", "tso", "--json"], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed})
+        d = json.loads(out.stdout)
+        return d["states"], d["transitions"], d["executions"]
+
+    assert counts("1") == counts("2")
