@@ -114,14 +114,14 @@ BISIMULATION_SLOW = [
 
 @pytest.mark.parametrize("config", BISIMULATION, ids=lambda c: "-".join(str(v) for v in c.values()))
 def test_states_sharing_an_orbit_key_have_successors_sharing_orbit_keys(config):
-    states, orbits = _orbit_graph_is_a_bisimulation(CheckOptions(**config))
+    states, orbits = _orbit_graph_is_a_bisimulation(CheckOptions(**config, symmetry="full"))
     assert orbits < states
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("config", BISIMULATION_SLOW, ids=lambda c: "-".join(str(v) for v in c.values()))
 def test_orbit_keys_are_a_bisimulation_for_larger_configurations(config):
-    states, orbits = _orbit_graph_is_a_bisimulation(CheckOptions(**config))
+    states, orbits = _orbit_graph_is_a_bisimulation(CheckOptions(**config, symmetry="full"))
     assert orbits < states
 
 
@@ -147,8 +147,15 @@ def test_an_undeclared_integer_local_is_an_error_not_a_guess(monkeypatch):
     kinds = dict(symmetry.LOCAL_KINDS)
     kinds["QSpinlock.queue"] = {k: v for k, v in kinds["QSpinlock.queue"].items() if k != "tail"}
     monkeypatch.setattr(symmetry, "LOCAL_KINDS", kinds)
-    with pytest.raises(BadInput, match=r"--symmetry full: local 'tail' of QSpinlock.queue .*--symmetry start"):
+    with pytest.raises(BadInput, match=r"full symmetry: local 'tail' of QSpinlock.queue .*--symmetry start"):
         run(CheckOptions(lock="qspinlock", cpus=3))
+
+
+def test_auto_renames_from_three_twins_on():
+    assert build_world(CheckOptions(lock="qspinlock", cpus=3)).symmetry is not None
+    assert build_world(CheckOptions(lock="qspinlock", cpus=2)).symmetry is None  # start order only
+    assert build_world(CheckOptions(lock="qspinlock", cpus=3, workload="unlock-unheld")).symmetry is None
+    assert build_world(CheckOptions(lock="qspinlock", cpus=2, symmetry="full")).symmetry is not None
 
 
 def test_only_cpus_that_start_alike_are_twins():

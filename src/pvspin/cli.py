@@ -90,7 +90,7 @@ def check(
     interrupts: str = typer.Option("0", help="budget of interrupts per execution (each handler takes a lock)"),
     workload: str = typer.Option("locktorture", help="locktorture, forever (liveness: CPUs re-acquire without end) or unlock-unheld"),
     knob: list[str] | None = typer.Option(None, help="LockConfig knob NAME=VALUE, e.g. max_nodes=1 (repeatable)"),  # noqa: B008
-    symmetry: str = typer.Option("full", help="full (states equal up to renaming CPUs are one), start (CPUs start in CPU order) or none"),
+    symmetry: str = typer.Option("auto", help="full (states equal up to renaming CPUs are one), start (CPUs start in CPU order), none, or auto: full from 3 CPUs running the same code, else start"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Model-check a lock: every interleaving (or a sample), under SC or x86-TSO."""

@@ -62,7 +62,7 @@ def command_line(opts: CheckOptions, search: bool = False) -> str:
     if opts.workload != "locktorture":
         parts.append(f"--workload {opts.workload}")
     parts += [f"--knob {k}={v}" for k, v in sorted(opts.overrides.items())]
-    if opts.symmetry != "full":
+    if opts.symmetry != "auto":
         parts.append(f"--symmetry {opts.symmetry}")
     return " ".join(parts)
 

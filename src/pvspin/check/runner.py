@@ -34,7 +34,7 @@ class CheckOptions:
     workload: str = "locktorture"
     replay: str | None = None
     max_states: int | None = None
-    symmetry: str = "full"  # full, start or none: reduction over CPUs running the same code (see World)
+    symmetry: str = "auto"  # auto, full, start or none: reduction over CPUs running the same code (see World)
     overrides: dict = field(default_factory=dict)  # LockConfig knobs
 
     def fingerprint(self) -> dict:
@@ -43,7 +43,7 @@ class CheckOptions:
             "memory_model": self.memory_model, "bugs": ",".join(sorted(self.bugs)),
             "spurious": self.spurious_wakeups, "interrupts": self.interrupts, "workload": self.workload,
             "overrides": ",".join(f"{k}={v}" for k, v in sorted(self.overrides.items())),
-            **({} if self.symmetry == "full" else {"symmetry": self.symmetry}),
+            **({} if self.symmetry == "auto" else {"symmetry": self.symmetry}),
         }
 
 
@@ -120,7 +120,7 @@ def run(opts: CheckOptions, progress=None) -> Report:
         try:
             result = explore(world, max_states=opts.max_states, progress=progress)
         except SymmetryError as exc:
-            raise BadInput(f"--symmetry full: {exc} (--symmetry start checks without renaming)") from None
+            raise BadInput(f"full symmetry: {exc} (--symmetry start checks without renaming)") from None
     elif opts.strategy == "random":
         result = random_walks(world, opts.runs, opts.seed, progress=progress)
     elif opts.strategy == "pct":

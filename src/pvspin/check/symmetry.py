@@ -108,7 +108,34 @@ _OP_OPERANDS = {
     o.PV_WAIT: (_FIELD,),
 }
 
-_CACHE_SIZE = 1 << 16  # encoded per-CPU states kept for reuse
+class _ByIdentity:
+    """Values computed from key objects the search reuses (a CPU's state, a frame's key), by identity.
+
+    Tuples of generator keys are costly to hash and equal ones are rarely shared, while the
+    same object comes back whenever the search returns to a state where the CPU has not
+    moved.  Two generations bound the memory: when the newer fills up, the older goes.
+    """
+
+    SIZE = 1 << 16
+
+    __slots__ = ("new", "old")
+
+    def __init__(self):
+        self.new: dict = {}
+        self.old: dict = {}
+
+    def get(self, obj):
+        hit = self.new.get(id(obj)) or self.old.get(id(obj))
+        if hit is not None and hit[0] is obj:  # the id may have been reused by a newer object
+            return hit[1]
+        return None
+
+    def put(self, obj, value) -> None:
+        if len(self.new) >= self.SIZE:
+            self.old = self.new
+            self.new = {}
+        self.new[id(obj)] = (obj, value)
+
 
 # tags of encoded values: the encoding is a tuple tree of ints and strings, so keys compare
 _NONE, _BOOL, _INT, _STR, _VIEW, _REF, _TUPLE, _CODE, _OBJ = range(9)
@@ -176,9 +203,9 @@ class Symmetry:
                 self.fields.append((start, region.end - self.first_object, found, at_byte, zero_is_none))
         self.codes: dict = {}
         self.objects: dict = {}
-        self._cpu_cache: dict = {}  # caches keyed by the id of a key object, holding the object
-        self._frame_cache: dict = {}
-        self._sig_cache: dict = {}
+        self._cpu_cache = _ByIdentity()
+        self._frame_cache = _ByIdentity()
+        self._sig_cache = _ByIdentity()
         self.local_kinds: dict = {}
 
     def _valued_bytes(self, addr: int, size: int, kind: int) -> range | list:
@@ -356,9 +383,9 @@ class Symmetry:
 
     def _frame(self, part: tuple) -> tuple:
         """A frame's encoding with holes: (encoding, holes)."""
-        cached = self._frame_cache.get(id(part))
-        if cached is not None and cached[0] is part:
-            return cached[1]
+        cached = self._frame_cache.get(part)
+        if cached is not None:
+            return cached
         code, lasti, names, values = part
         kinds = self._kinds(code)
         qual = code.co_qualname
@@ -366,9 +393,7 @@ class Symmetry:
         encoded = (self._code(code), lasti,
                    tuple([self._part(v, kinds.get(name), (qual, name), 0, holes)
                           for name, v in zip(names, values, strict=True)]))
-        if len(self._frame_cache) >= _CACHE_SIZE:
-            self._frame_cache.clear()
-        self._frame_cache[id(part)] = (part, (encoded, holes))
+        self._frame_cache.put(part, (encoded, holes))
         return encoded, holes
 
     def _op(self, op: tuple, holes: list) -> tuple:
@@ -387,9 +412,9 @@ class Symmetry:
 
     def _template(self, state: tuple) -> tuple:
         """A CPU's encoding with holes where renaming may change it: (encoding, holes)."""
-        cached = self._cpu_cache.get(id(state))
-        if cached is not None and cached[0] is state:
-            return cached[1]
+        cached = self._cpu_cache.get(state)
+        if cached is not None:
+            return cached
         k, ctx_keys, buffer, halted, latched, irqs = state
         holes = []
         ctxs = []
@@ -404,9 +429,7 @@ class Symmetry:
         buf = tuple((self._part(a, PTR, where, 0, holes), s, self._part(v, self.access_kind(a, s), where, a, holes))
                     for a, s, v in buffer)
         template = ((k, tuple(ctxs), buf, halted, latched, irqs), holes)
-        if len(self._cpu_cache) >= _CACHE_SIZE:
-            self._cpu_cache.clear()
-        self._cpu_cache[id(state)] = (state, template)
+        self._cpu_cache.put(state, template)
         return template
 
     def cpu(self, cpu: int, p: tuple) -> tuple:
@@ -421,17 +444,15 @@ class Symmetry:
         """What renaming leaves unchanged of a CPU: counts and code positions, no values."""
         w = self.world
         state = w.cpu_keys[cpu]
-        cached = self._sig_cache.get(id(state))
-        if cached is not None and cached[0] is state:
-            return cached[1] + (w.unmoved >> cpu & 1,)
+        cached = self._sig_cache.get(state)
+        if cached is not None:
+            return cached + (w.unmoved >> cpu & 1,)
         k, ctx_keys, buffer, halted, latched, irqs = state
         code = self._code
         sig = (k, tuple((level, kind, op[0], tuple((code(f[0]), f[1]) for f in frames))
                         for level, kind, op, frames in ctx_keys),
                len(buffer), halted, latched, irqs)
-        if len(self._sig_cache) >= _CACHE_SIZE:
-            self._sig_cache.clear()
-        self._sig_cache[id(state)] = (state, sig)
+        self._sig_cache.put(state, sig)
         return sig + (w.unmoved >> cpu & 1,)
 
     # ----------------------------------------------------------------- the canonical key

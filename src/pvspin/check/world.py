@@ -55,8 +55,11 @@ SC = "sc"
 TSO = "tso"
 MEMORY_MODELS = (SC, TSO)
 
-FULL, START, NONE = "full", "start", "none"  # symmetry reduction: orbits, start order only, none
-SYMMETRIES = (FULL, START, NONE)
+# Symmetry reduction: orbits, start order only, none; auto is full from three twin CPUs on and
+# start below, where orbits of two CPUs save few states (none for PV) at triple the cost per state.
+AUTO, FULL, START, NONE = "auto", "full", "start", "none"
+SYMMETRIES = (AUTO, FULL, START, NONE)
+FULL_FROM_TWINS = 3
 
 _RMW = o.RMW_OPS
 _LOCAL = o.LOCAL_OPS
@@ -197,7 +200,7 @@ class World:
     """
 
     def __init__(self, setup, memory_model: str = SC, spurious_wakeups: int = 0, interrupts: int = 0,
-                 kick_latch: bool = True, symmetry: str = FULL):
+                 kick_latch: bool = True, symmetry: str = AUTO):
         if memory_model not in MEMORY_MODELS:
             raise ValueError(f"memory model {memory_model!r} is not one of {', '.join(MEMORY_MODELS)}")
         if symmetry not in SYMMETRIES:
@@ -238,7 +241,8 @@ class World:
         for cpu in range(self.n):
             self._start_task(cpu)
         # Full symmetry: states equal up to renaming the twins share a key (check/symmetry.py).
-        self.symmetry = Symmetry(self, self.twins) if symmetry == FULL and self.twins.bit_count() > 1 else None
+        full = symmetry == FULL or (symmetry == AUTO and self.twins.bit_count() >= FULL_FROM_TWINS)
+        self.symmetry = Symmetry(self, self.twins) if full and self.twins.bit_count() > 1 else None
         # per-CPU fields that only ever hold their CPU's number: which ones were written (for the key)
         self.owner_fields = self.symmetry.owner_fields if self.symmetry is not None else {}
         self.owners_set = 0
