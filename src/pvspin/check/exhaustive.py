@@ -1,6 +1,8 @@
 """Exhaustive strategy: stateful depth-first search with visited-state caching.
 
-Every reachable state is visited once.  A state is hashed (Python's 64-bit hash of the
+Every reachable state is visited once -- under full symmetry, every orbit of states equal
+up to renaming CPUs (:mod:`pvspin.check.symmetry`), whose sleep sets the table keeps in
+the orbit's own numbering of the CPUs.  A state is hashed (Python's 64-bit hash of the
 world key: memory bytes, store buffers, per-CPU generator keys and flags) into a set of
 integers, as Spin's hash-compact mode does, so the table costs a few dozen bytes per
 state; two distinct states sharing a 64-bit hash would make the search skip one of them
@@ -12,9 +14,11 @@ state caching a state may be reached again with a different sleep set, so the ta
 per state, the sleep set it was explored with, and a revisit explores what the earlier
 visit slept on and this one does not (Godefroid's condition for combining the two).
 
-Ample sets: where a CPU's next move is independent of every move any CPU can make from
-here on, it alone is explored (:meth:`World.ample`); under TSO that is the flush of a
-store to the CPU's own private data, the node nesting count.
+Ample sets: where some moves are independent of every move any CPU can make from here on,
+they alone are explored (:meth:`World.ample`); under TSO those are flushes of stores to a
+CPU's own private data, the node nesting count.  Other persistent sets would need each
+CPU's future accesses, which generator code does not declare; every other datum of these
+locks is shared, so sleep sets and folding are where the rest of the reduction comes from.
 
 Moves are tried with the CPU that moved last first, so the first counterexample found
 tends to have few preemptions.
