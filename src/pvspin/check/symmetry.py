@@ -108,6 +108,7 @@ _OP_OPERANDS = {
     o.PV_WAIT: (_FIELD,),
 }
 
+
 class _ByIdentity:
     """Values computed from key objects the search reuses (a CPU's state, a frame's key), by identity.
 
@@ -166,11 +167,22 @@ class Symmetry:
                 self.block_of[base] = (bases, cpu, size)
         self._block_starts = sorted(self.block_of)
         self._blocks_by_addr: dict[int, tuple | None] = {}
-        # every CPU-valued field in memory, by region: (start, end, [(addr, size, kind)])
+        # CPU-valued fields in memory, by region: (start, end, [(addr, size, kind)], field by
+        # byte offset, whether 0 names no CPU); offsets are from the first object
         self.fields = []
         self.owner_fields: dict[int, tuple[int, int]] = {}  # address -> (its bit in World.owners_set, owner)
         self.access_kinds: dict[tuple[int, int], int] = {}
         self._cpu_bytes: set[int] = set()
+        self._index_fields(mem)
+        self.codes: dict = {}  # code object -> its encoding
+        self.objects: dict = {}  # other objects in locals (the lock, bound methods) -> first-seen number
+        self.local_kinds: dict = {}  # code object -> LOCAL_KINDS entry
+        self._cpu_cache = _ByIdentity()
+        self._frame_cache = _ByIdentity()
+        self._sig_cache = _ByIdentity()
+
+    def _index_fields(self, mem) -> None:
+        """Find every field instance that names a CPU, and the kind of every declared access."""
         for region in mem.regions:
             layout = region.layout
             count = (region.end - region.base) // layout.size
@@ -201,12 +213,6 @@ class Symmetry:
                         at_byte[addr - region.base + b] = (addr - self.first_object, size, kind)
                 zero_is_none = all(kind != CPU for _, _, kind in found)  # a zero CPU number is cpu0
                 self.fields.append((start, region.end - self.first_object, found, at_byte, zero_is_none))
-        self.codes: dict = {}
-        self.objects: dict = {}
-        self._cpu_cache = _ByIdentity()
-        self._frame_cache = _ByIdentity()
-        self._sig_cache = _ByIdentity()
-        self.local_kinds: dict = {}
 
     def _valued_bytes(self, addr: int, size: int, kind: int) -> range | list:
         if kind != WORD:
