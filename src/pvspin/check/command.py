@@ -74,6 +74,8 @@ def render(report: Report) -> str:
             f"{opts.memory_model.upper()}, {strategy}")
     if opts.bugs:
         head += f", bug {', '.join(opts.bugs)}"
+    if report.symmetry == "full" and r.strategy == "exhaustive":
+        head += ", states up to renaming CPUs"
     stats = f"{r.states} states, {r.transitions} transitions, {r.executions} executions in {r.seconds:.2f} s"
     if r.strategy in ("random", "pct"):
         stats = f"{r.executions} runs, {r.transitions} steps in {r.seconds:.2f} s"

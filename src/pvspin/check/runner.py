@@ -59,6 +59,7 @@ class Report:
     steps: list[Step] = field(default_factory=list)
     replay: str | None = None
     preemptions: int = 0
+    symmetry: str = ""  # the reduction the search used (what auto chose)
 
     def as_dict(self) -> dict:
         r = self.result
@@ -67,7 +68,7 @@ class Report:
             "lock": self.options.lock, "cpus": self.options.cpus, "acquisitions": self.options.acquisitions,
             "memory_model": self.options.memory_model, "bugs": list(self.options.bugs),
             "executions": r.executions, "states": r.states, "transitions": r.transitions,
-            "seconds": round(r.seconds, 3), "note": r.note, "replay": self.replay,
+            "seconds": round(r.seconds, 3), "note": r.note, "replay": self.replay, "symmetry": self.symmetry,
             "preemptions": self.preemptions if r.verdict == VIOLATION else None,
             "steps": [s.as_dict() for s in self.steps],
         }
@@ -127,7 +128,7 @@ def run(opts: CheckOptions, progress=None) -> Report:
         result = pct(world, opts.runs, opts.seed, progress=progress)
     else:
         result = preemption.search(world, opts.preemptions, max_states=opts.max_states, progress=progress)
-    report = Report(opts, result)
+    report = Report(opts, result, symmetry=world.symmetry_used)
     if result.verdict == VIOLATION:
         if result.prop != "starvation":  # a lasso is kept as found: the bounded search looks for safety only
             result.moves = preemption.fewest_preemptions(lambda: build_world(opts), result.moves)

@@ -243,6 +243,7 @@ class World:
         # Full symmetry: states equal up to renaming the twins share a key (check/symmetry.py).
         full = symmetry == FULL or (symmetry == AUTO and self.twins.bit_count() >= FULL_FROM_TWINS)
         self.symmetry = Symmetry(self, self.twins) if full and self.twins.bit_count() > 1 else None
+        self.symmetry_used = FULL if self.symmetry is not None else START if self.twins else NONE
         # per-CPU fields that only ever hold their CPU's number: which ones were written (for the key)
         self.owner_fields = self.symmetry.owner_fields if self.symmetry is not None else {}
         self.owners_set = 0
