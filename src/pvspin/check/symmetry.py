@@ -117,7 +117,7 @@ class _ByIdentity:
     moved.  Two generations bound the memory: when the newer fills up, the older goes.
     """
 
-    SIZE = 1 << 16
+    SIZE = 1 << 12  # per generation: the search comes back mostly to states it left recently
 
     __slots__ = ("new", "old")
 
