@@ -117,6 +117,14 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
                     if _starvation(world, result, stack, at, renaming):
                         break
                     leaves += 1
+                    if len(frame[1]) < len(frame[6]):
+                        # Spin's cycle proviso: a cycle must not postpone the moves an ample set
+                        # left out for good, so the state that closes it explores them all
+                        world.restore(frame[0])
+                        world_at = frame
+                        extra = [m for m in frame[6] if m not in frame[1] and not frame[3] >> m & 1]
+                        frame[1] = frame[1] + extra
+                        frame[4] = frame[4] + deps.footprints(extra)
                     continue
                 # explored before: only what that visit slept on and this one does not is left
                 missing = seen & ~canon_sleep

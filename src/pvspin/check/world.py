@@ -37,6 +37,7 @@ from types import FunctionType
 from ..machine import ops as o
 from ..machine.cpu import LEVEL_NAMES, NMI
 from ..machine.memory import MASKS, Memory, Ref, View
+from .ample import Ample
 from .liveness import live_names
 from .symmetry import Symmetry, SymmetryError
 
@@ -248,6 +249,7 @@ class World:
         self.owner_fields = self.symmetry.owner_fields if self.symmetry is not None else {}
         self.owners_set = 0
         self._orbits: dict[int, tuple] = {}  # concrete key hash -> (orbit key hash, renaming)
+        self._ample = Ample(self)
 
     # ----------------------------------------------------------------- programs
     def _start_task(self, cpu: int) -> None:
@@ -368,23 +370,11 @@ class World:
         return moves
 
     def ample(self) -> list[int] | None:
-        """An ample set smaller than :meth:`enabled`, or None: for the exhaustive search only.
+        """An ample set smaller than :meth:`enabled`, or None (:mod:`pvspin.check.ample`).
 
-        Under TSO, a store buffer whose oldest entry is the CPU's own private data (the
-        node nesting count, which no other CPU touches) may flush before anything else:
-        that flush is independent of every move of every CPU from here on (other CPUs
-        never access the address; this CPU's loads forward from its buffer and read the
-        same value before and after; its locked operations wait for the buffer to drain),
-        it changes no property, and it shortens a buffer, so no cycle can postpone the
-        other moves for good.  The set holds every such flush, not one picked by CPU
-        number, so that states equal up to renaming CPUs get sets equal up to renaming.
-        (Strategies that count preemptions keep every move.)
+        For the exhaustive search only: strategies that count preemptions keep every move.
         """
-        if not self.tso:
-            return None
-        private = self.private
-        flushes = [cpu * 8 + FLUSH for cpu, buf in enumerate(self.buffers) if buf and private.get(buf[0][0]) == cpu]
-        return flushes or None
+        return self._ample.moves()
 
     def execute(self, move: int) -> None:
         """Perform one move; raises :class:`Violation` when a property fails during it."""
