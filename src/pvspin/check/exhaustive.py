@@ -15,10 +15,10 @@ per state, the sleep set it was explored with, and a revisit explores what the e
 visit slept on and this one does not (Godefroid's condition for combining the two).
 
 Ample sets: where some moves are independent of every move any CPU can make from here on,
-they alone are explored (:meth:`World.ample`); under TSO those are flushes of stores to a
-CPU's own private data, the node nesting count.  Other persistent sets would need each
-CPU's future accesses, which generator code does not declare; every other datum of these
-locks is shared, so sleep sets and folding are where the rest of the reduction comes from.
+they alone are explored (:mod:`pvspin.check.ample`): accesses and TSO flushes to per-CPU
+objects no other CPU can reach, such as a queue node being initialised before it is
+published.  A state that closes a cycle on the stack explores all its moves after all
+(Spin's cycle proviso), so that no move is postponed for good.
 
 Moves are tried with the CPU that moved last first, so the first counterexample found
 tends to have few preemptions.
