@@ -30,6 +30,7 @@ from types import FunctionType
 
 from ..machine import ops as o
 from ..machine.memory import Ref, View
+from .cache import IdentityCache
 from .harness import LOCKS
 
 _ACCESS = frozenset({o.LOAD, o.STORE}) | o.RMW_OPS
@@ -67,6 +68,7 @@ class Ample:
                          q._Q_TAIL_OFFSET)
         self.qnodes = getattr(lock, "qnodes", None)
         self._of: dict[int, int | None] = {}
+        self._held_by_key = IdentityCache()  # a context's key object -> the objects it holds
         # Only the named locks are known to reach per-CPU objects by pointer or tail alone; a
         # user's lock may index per-CPU slots by a ticket, which no reference scan would see.
         spec = getattr(world.setup, "spec", None)
@@ -132,8 +134,23 @@ class Ample:
                 refs((bits >> (8 * (word4 - 4))) & 0xFFFF_FFFF_FFFF_FFFF, out)
             bits &= ~(0xFFFF_FFFF << (8 * word4))
 
-    def reachable_by_others(self, cpu: int) -> set:
-        """Per-CPU objects a CPU other than ``cpu`` holds or can get to (over-approximated)."""
+    def _held(self, key: tuple) -> frozenset:
+        """Per-CPU objects a context holds: in its pending operation's operands and its live locals."""
+        held = self._held_by_key.get(key)
+        if held is None:
+            found: set = set()
+            self._refs(key[2][1:], found)
+            for frame in key[3]:
+                self._refs(frame[3], found)
+            held = frozenset(found)
+            self._held_by_key.put(key, held)
+        return held
+
+    def reachable_by_others(self, cpu: int, targets: set | None = None) -> set:
+        """Per-CPU objects a CPU other than ``cpu`` holds or can get to (over-approximated).
+
+        With ``targets``, the walk may stop as soon as all of them are found.
+        """
         w = self.world
         data = w.data
         roots: set = set()
@@ -148,9 +165,9 @@ class Ample:
                 continue
             roots.update(self.own[other])
             for ctx in w.ctxs[other]:
-                self._refs(ctx.key[2][1:], roots)  # the pending operation's operands
-                for frame in ctx.key[3]:
-                    self._refs(frame[3], roots)  # live locals
+                roots |= self._held(ctx.key)
+        if targets is not None and targets <= roots:
+            return roots
         seen = set()
         todo = list(roots)
         while todo:
@@ -193,7 +210,8 @@ class Ample:
             cpu = move >> 3
             if base is not None:
                 if cpu not in reach:
-                    reach[cpu] = self.reachable_by_others(cpu)
+                    targets = {b for m, b in candidates if m >> 3 == cpu and b is not None}
+                    reach[cpu] = self.reachable_by_others(cpu, targets)
                 if base in reach[cpu]:
                     continue
             out.append(move)

@@ -42,6 +42,7 @@ from types import CodeType
 
 from ..machine import ops as o
 from ..machine.memory import Ref, View
+from .cache import IdentityCache
 
 PLAIN, CPU, WORD, TAIL16, PTR, OWNER = range(6)
 
@@ -109,35 +110,6 @@ _OP_OPERANDS = {
 }
 
 
-class _ByIdentity:
-    """Values computed from key objects the search reuses (a CPU's state, a frame's key), by identity.
-
-    Tuples of generator keys are costly to hash and equal ones are rarely shared, while the
-    same object comes back whenever the search returns to a state where the CPU has not
-    moved.  Two generations bound the memory: when the newer fills up, the older goes.
-    """
-
-    SIZE = 1 << 12  # per generation: the search comes back mostly to states it left recently
-
-    __slots__ = ("new", "old")
-
-    def __init__(self):
-        self.new: dict = {}
-        self.old: dict = {}
-
-    def get(self, obj):
-        hit = self.new.get(id(obj)) or self.old.get(id(obj))
-        if hit is not None and hit[0] is obj:  # the id may have been reused by a newer object
-            return hit[1]
-        return None
-
-    def put(self, obj, value) -> None:
-        if len(self.new) >= self.SIZE:
-            self.old = self.new
-            self.new = {}
-        self.new[id(obj)] = (obj, value)
-
-
 # tags of encoded values: the encoding is a tuple tree of ints and strings, so keys compare
 _NONE, _BOOL, _INT, _STR, _VIEW, _REF, _TUPLE, _CODE, _OBJ = range(9)
 _HOLE = (-1,)  # a value that renaming may change, encoded beside the rest
@@ -177,9 +149,9 @@ class Symmetry:
         self.codes: dict = {}  # code object -> its encoding
         self.objects: dict = {}  # other objects in locals (the lock, bound methods) -> first-seen number
         self.local_kinds: dict = {}  # code object -> LOCAL_KINDS entry
-        self._cpu_cache = _ByIdentity()
-        self._frame_cache = _ByIdentity()
-        self._sig_cache = _ByIdentity()
+        self._cpu_cache = IdentityCache()
+        self._frame_cache = IdentityCache()
+        self._sig_cache = IdentityCache()
 
     def _index_fields(self, mem) -> None:
         """Find every field instance that names a CPU, and the kind of every declared access."""

@@ -1,0 +1,35 @@
+"""A cache keyed by object identity, for values computed from the search's immutable key tuples."""
+
+from __future__ import annotations
+
+
+class IdentityCache:
+    """Values computed from key objects the search reuses (a CPU's state, a frame's key), by identity.
+
+    Tuples of generator keys are costly to hash and equal ones are rarely shared, while the
+    same object comes back whenever the search returns to a state where the CPU has not
+    moved.  Two generations bound the memory: when the newer fills up, the older goes.
+    """
+
+    SIZE = 1 << 12  # per generation: the search comes back mostly to states it left recently
+
+    __slots__ = ("new", "old")
+
+    def __init__(self):
+        self.new: dict = {}
+        self.old: dict = {}
+
+    def get(self, obj):
+        """The value put for ``obj``, or None."""
+        key = id(obj)
+        for generation in (self.new, self.old):
+            hit = generation.get(key)
+            if hit is not None and hit[0] is obj:  # the id may have been reused by a newer object
+                return hit[1]
+        return None
+
+    def put(self, obj, value) -> None:
+        if len(self.new) >= self.SIZE:
+            self.old = self.new
+            self.new = {}
+        self.new[id(obj)] = (obj, value)
