@@ -19,7 +19,7 @@ CONFIGS = [
 
 
 def _without_ample(monkeypatch):
-    monkeypatch.setattr(world_module.World, "ample", lambda self: None)
+    monkeypatch.setattr(world_module.World, "ample", lambda self, enabled: None)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(str(v) for v in c.values()))

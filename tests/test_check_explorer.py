@@ -89,7 +89,7 @@ def test_same_configuration_same_exploration():
 @pytest.mark.parametrize("lock,model", [("qspinlock", "tso"), ("pvqspinlock", "sc")])
 def test_sleep_sets_visit_every_state_a_plain_search_reaches(lock, model, monkeypatch):
     """Sleep sets prune transitions, never states: compare with a search that tries every move."""
-    monkeypatch.setattr(World, "ample", lambda self: None)  # ample sets do prune states (test_check_ample.py)
+    monkeypatch.setattr(World, "ample", lambda self, enabled: None)  # ample sets do prune states (test_check_ample.py)
     opts = CheckOptions(lock=lock, cpus=2, acquisitions=2 if lock == "qspinlock" else 1, memory_model=model,
                         symmetry="start")  # concrete states: the plain search below does not rename CPUs
     result = explore(build_world(opts))

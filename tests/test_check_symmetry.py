@@ -126,7 +126,7 @@ def test_orbit_keys_are_a_bisimulation_for_larger_configurations(config):
 
 
 def test_the_search_visits_each_orbit_of_the_reachable_states_once(monkeypatch):
-    monkeypatch.setattr(World, "ample", lambda self: None)  # ample sets do skip states
+    monkeypatch.setattr(World, "ample", lambda self, enabled: None)  # ample sets do skip states
     opts = CheckOptions(lock="qspinlock", cpus=3)
     _, orbits = _orbit_graph_is_a_bisimulation(opts)
     assert run(opts).result.states == orbits

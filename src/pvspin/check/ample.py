@@ -181,14 +181,14 @@ class Ample:
         return seen
 
     # ----------------------------------------------------------------- the ample set
-    def moves(self) -> list[int] | None:
+    def moves(self, enabled: list[int]) -> list[int] | None:
         from .world import FLUSH, STEP  # noqa: PLC0415 -- world imports this module
 
         w = self.world
         quiet = w.irqs_taken >= w.irq_budget
         private = w.private
         candidates = []  # (move, the per-CPU object it touches, or None for the node count)
-        for move in w.enabled():
+        for move in enabled:
             cpu, kind = move >> 3, move & 7
             if kind == FLUSH:
                 addr = w.buffers[cpu][0][0]

@@ -56,7 +56,8 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
     root = world.snapshot()
     root_hash, root_renaming = world.state_id()
     visited[root_hash] = 0
-    moves = world.ample() or world.enabled()
+    root_enabled = world.enabled()
+    moves = world.ample(root_enabled) or root_enabled
     if not moves:
         _terminal(world, result, [], on_terminal)
         result.executions = 1
@@ -65,7 +66,7 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
         return result
     # frame: [snapshot, moves, next index, sleep bitmask, footprints of the moves, state hash, enabled,
     #         renaming to the canonical numbering (None: none)]
-    stack = [[root, moves, 0, 0, deps.footprints(moves), root_hash, world.enabled(), root_renaming]]
+    stack = [[root, moves, 0, 0, deps.footprints(moves), root_hash, root_enabled, root_renaming]]
     on_stack = {root_hash: 0}  # for cycles: a starved CPU is a liveness finding
     world_at = stack[0]
     states = 1
@@ -103,8 +104,8 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
             if seen is None:
                 visited[h] = canon_sleep
                 states += 1
-                ample = world.ample()
-                child_moves = ample or world.enabled()
+                enabled = world.enabled()
+                child_moves = world.ample(enabled) or enabled
                 if not child_moves:
                     leaves += 1
                     if _terminal(world, result, [f[1][f[2] - 1] for f in stack], on_terminal):
@@ -132,14 +133,13 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
                     leaves += 1
                     continue
                 visited[h] = seen & canon_sleep
-                ample = world.ample()
-                explored = ample or world.enabled()  # what the first visit chose from
+                enabled = world.enabled()
+                explored = world.ample(enabled) or enabled  # what the first visit chose from
                 if renaming:
                     child_moves = [m for m in explored if missing >> (renaming[m >> 3] * 8 + (m & 7)) & 1]
                 else:
                     child_moves = [m for m in explored if missing >> m & 1]
-            # the moves enabled, for judging a cycle's fairness: all of them, not the ample set
-            enabled = world.enabled() if ample or seen is not None else child_moves
+            # frame[6] keeps every enabled move, not the ample set: for a cycle's fairness
             child_moves = _ordered(child_moves, move >> 3)
             child = [world.snapshot(), child_moves, 0, child_sleep, deps.footprints(child_moves), h, enabled, renaming]
             on_stack.setdefault(h, len(stack))

@@ -369,12 +369,13 @@ class World:
                 moves.append(base + IRQ)
         return moves
 
-    def ample(self) -> list[int] | None:
-        """An ample set smaller than :meth:`enabled`, or None (:mod:`pvspin.check.ample`).
+    def ample(self, enabled: list[int]) -> list[int] | None:
+        """An ample set smaller than ``enabled`` (this state's :meth:`enabled`), or None.
 
-        For the exhaustive search only: strategies that count preemptions keep every move.
+        See :mod:`pvspin.check.ample`.  For the exhaustive search only: strategies that
+        count preemptions keep every move.
         """
-        return self._ample.moves()
+        return self._ample.moves(enabled)
 
     def execute(self, move: int) -> None:
         """Perform one move; raises :class:`Violation` when a property fails during it."""
