@@ -455,27 +455,25 @@ class Symmetry:
         return out
 
     def canonical(self) -> tuple[tuple, tuple]:
-        """(key, renaming): the smallest encoded key over the sorting renamings, and the renaming that gives it."""
-        w = self.world
-        data = w.data
+        """(key, renaming): the smallest encoded key over the sorting renamings, and the renaming that gives it.
+
+        Memory is compared first, as it is cheap to rename and usually decides; the per-CPU
+        encodings are built only for the renamings that tie on it.
+        """
+        data = self.world.data
         cands = self.candidates()
         if len(cands) == 1:
             p = cands[0]
-            best = None
-        else:
-            mems = [(self.memory(data, p), i) for i, p in enumerate(cands)]
-            low = min(m for m, _ in mems)
-            tied = [(cands[i], m) for m, i in mems if m == low]
-            if len(tied) == 1:
-                p, best = tied[0]
-            else:
-                best_key, p = None, None
-                for q, mem in tied:
-                    key = self._key(q, mem)
-                    if best_key is None or key < best_key:
-                        best_key, p = key, q
-                return best_key, p
-        return self._key(p, best if best is not None else self.memory(data, p)), p
+            return self._key(p, self.memory(data, p)), p
+        mems = [self.memory(data, p) for p in cands]
+        low = min(mems)
+        best = None
+        for p, mem in zip(cands, mems, strict=True):
+            if mem == low:
+                key = self._key(p, mem)
+                if best is None or key < best[0]:
+                    best = (key, p)
+        return best
 
     def _key(self, p: tuple, mem: bytes) -> tuple:
         w = self.world
