@@ -26,7 +26,6 @@ state in locals (see :func:`pvspin.check.world.generator_key`).
 from __future__ import annotations
 
 from bisect import bisect_right
-from types import FunctionType
 
 from ..machine import ops as o
 from ..machine.memory import Ref, View
@@ -43,8 +42,8 @@ class Ample:
         self.world = world
         mem = world.setup.mem
         self.n = world.n
-        # per-CPU objects: the element of a per-CPU region holding an address
-        self.elements: dict[int, tuple[int, int, int]] = {}  # element base -> (owner, base, size)
+        # per-CPU objects (the elements of per-CPU regions), known by their base address
+        self.element_size: dict[int, int] = {}
         self.own: list[list[int]] = [[] for _ in range(self.n)]  # element bases by owning CPU
         percpu_regions = set()
         for group in mem.percpu:
@@ -52,10 +51,9 @@ class Ample:
                 percpu_regions.add(id(region))
                 size = region.layout.size
                 for base in range(region.base, region.end, size):
-                    self.elements[base] = (cpu, base, size)
+                    self.element_size[base] = size
                     self.own[cpu].append(base)
-        self.element_size = {base: size for base, (_, _, size) in self.elements.items()}
-        self.starts = sorted(self.elements)
+        self.starts = sorted(self.element_size)
         self.lo = self.starts[0] if self.starts else 0
         self.hi = max((b + s for b, s in self.element_size.items()), default=0)
         # shared memory, read by anyone: every region that is not per-CPU
@@ -117,8 +115,7 @@ class Ample:
         elif t is tuple or t is list:
             for x in v:
                 self._refs(x, out)
-        elif t is FunctionType:
-            pass  # its captured values are locals of the function that made it
+        # anything else holds no reference: a predicate's captured values are locals of its maker
 
     def _words(self, data, start: int, end: int, out: set) -> None:
         """References in the aligned 4- and 8-byte words of ``data[start:end]`` (nonzero ones only)."""
