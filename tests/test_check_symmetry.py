@@ -186,3 +186,10 @@ def test_full_symmetry_is_deterministic_across_hash_seeds():
         return d["states"], d["transitions"], d["executions"]
 
     assert counts("1") == counts("2")
+
+
+def test_the_report_names_the_reduction_the_search_used():
+    assert run(CheckOptions(lock="qspinlock", cpus=3)).symmetry == "full"
+    assert run(CheckOptions(lock="qspinlock", cpus=2)).symmetry == "start"  # auto, two twins
+    assert run(CheckOptions(lock="qspinlock", cpus=3, strategy="random", runs=5)).symmetry == "start"
+    assert run(CheckOptions(lock="qspinlock", cpus=3, symmetry="none")).symmetry == "none"

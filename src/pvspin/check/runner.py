@@ -128,7 +128,9 @@ def run(opts: CheckOptions, progress=None) -> Report:
         result = pct(world, opts.runs, opts.seed, progress=progress)
     else:
         result = preemption.search(world, opts.preemptions, max_states=opts.max_states, progress=progress)
-    report = Report(opts, result, symmetry=world.symmetry_used)
+    # only the exhaustive search keys states by orbit; the others keep start order at most
+    used = world.symmetry_used if opts.strategy == "exhaustive" or not world.twins else "start"
+    report = Report(opts, result, symmetry=used)
     if result.verdict == VIOLATION:
         if result.prop != "starvation":  # a lasso is kept as found: the bounded search looks for safety only
             result.moves = preemption.fewest_preemptions(lambda: build_world(opts), result.moves)
