@@ -110,6 +110,13 @@ def build_world(opts: CheckOptions) -> World:
 
 
 def run(opts: CheckOptions, progress=None) -> Report:
+    try:
+        return _run(opts, progress)
+    except SymmetryError as exc:
+        raise BadInput(f"full symmetry: {exc} (--symmetry start checks without renaming)") from None
+
+
+def _run(opts: CheckOptions, progress) -> Report:
     world = build_world(opts)
     if opts.replay is not None:
         try:
@@ -118,10 +125,7 @@ def run(opts: CheckOptions, progress=None) -> Report:
             raise BadInput(str(exc)) from None
         return _replay(opts, world, moves)
     if opts.strategy == "exhaustive":
-        try:
-            result = explore(world, max_states=opts.max_states, progress=progress)
-        except SymmetryError as exc:
-            raise BadInput(f"full symmetry: {exc} (--symmetry start checks without renaming)") from None
+        result = explore(world, max_states=opts.max_states, progress=progress)
     elif opts.strategy == "random":
         result = random_walks(world, opts.runs, opts.seed, progress=progress)
     elif opts.strategy == "pct":
