@@ -110,6 +110,8 @@ _OP_OPERANDS = {
 }
 
 
+_ENCODINGS_KEPT = 1 << 14  # per cache of encodings by value; cleared when full
+
 # tags of encoded values: the encoding is a tuple tree of ints and strings, so keys compare
 _NONE, _BOOL, _INT, _STR, _VIEW, _REF, _TUPLE, _CODE, _OBJ = range(9)
 _HOLE = (-1,)  # a value that renaming may change, encoded beside the rest
@@ -149,8 +151,9 @@ class Symmetry:
         self.codes: dict = {}  # code object -> its encoding
         self.objects: dict = {}  # other objects in locals (the lock, bound methods) -> first-seen number
         self.local_kinds: dict = {}  # code object -> LOCAL_KINDS entry
-        self._cpu_cache = IdentityCache()
-        self._frame_cache = IdentityCache()
+        # encodings by value: a rebuilt generator gives equal keys in new objects
+        self._cpu_cache: dict = {}
+        self._frame_cache: dict = {}
         self._sig_cache = IdentityCache()
 
     def _index_fields(self, mem) -> None:
@@ -364,6 +367,8 @@ class Symmetry:
         cached = self._frame_cache.get(part)
         if cached is not None:
             return cached
+        if len(self._frame_cache) >= _ENCODINGS_KEPT:
+            self._frame_cache.clear()
         code, lasti, names, values = part
         kinds = self._kinds(code)
         qual = code.co_qualname
@@ -371,7 +376,7 @@ class Symmetry:
         encoded = (self._code(code), lasti,
                    tuple([self._part(v, kinds.get(name), (qual, name), 0, holes)
                           for name, v in zip(names, values, strict=True)]))
-        self._frame_cache.put(part, (encoded, holes))
+        self._frame_cache[part] = (encoded, holes)
         return encoded, holes
 
     def _op(self, op: tuple, holes: list) -> tuple:
@@ -393,6 +398,8 @@ class Symmetry:
         cached = self._cpu_cache.get(state)
         if cached is not None:
             return cached
+        if len(self._cpu_cache) >= _ENCODINGS_KEPT:
+            self._cpu_cache.clear()
         k, ctx_keys, buffer, halted, latched, irqs = state
         holes = []
         ctxs = []
@@ -407,7 +414,7 @@ class Symmetry:
         buf = tuple((self._part(a, PTR, where, 0, holes), s, self._part(v, self.access_kind(a, s), where, a, holes))
                     for a, s, v in buffer)
         template = ((k, tuple(ctxs), buf, halted, latched, irqs), holes)
-        self._cpu_cache.put(state, template)
+        self._cpu_cache[state] = template
         return template
 
     def cpu(self, cpu: int, p: tuple) -> tuple:
