@@ -59,11 +59,7 @@ class Ample:
         # shared memory, read by anyone: every region that is not per-CPU
         self.shared = [(r.base, r.end) for r in mem.regions if id(r) not in percpu_regions]
         lock = getattr(world.setup, "lock", None)  # litmus setups have none
-        q = getattr(lock, "q", None)
-        self.tail = None
-        if q is not None:
-            self.tail = (q._Q_TAIL_CPU_OFFSET, q._Q_TAIL_CPU_MASK, q._Q_TAIL_IDX_OFFSET, q._Q_TAIL_IDX_MASK,
-                         q._Q_TAIL_OFFSET)
+        self.q = getattr(lock, "q", None)  # the lock-word layout, to read tails
         self.qnodes = getattr(lock, "qnodes", None)
         self._of: dict[int, int | None] = {}
         self._held_by_key = IdentityCache()  # a context's key object -> the objects it holds
@@ -94,15 +90,12 @@ class Ample:
         base = self.element(v)
         if base is not None:
             out.add(base)
-        if self.tail is not None and self.qnodes is not None:
-            cpu_off, cpu_mask, idx_off, idx_mask, tail_off = self.tail
-            for w in (v, v << tail_off):  # a whole lock word, or the tail halfword alone
-                cpu1 = (w & cpu_mask) >> cpu_off
-                if 1 <= cpu1 <= self.n:
-                    idx = (w & idx_mask) >> idx_off
-                    nodes = self.qnodes[cpu1 - 1]
-                    if idx < len(nodes):
-                        out.add(nodes[idx].addr)
+        q = self.q
+        if q is not None and self.qnodes is not None:
+            for w in (v, v << q._Q_TAIL_OFFSET):  # a whole lock word, or the tail halfword alone
+                cpu, idx = q.decode_tail(w & q._Q_TAIL_MASK)
+                if 0 <= cpu < self.n and idx < len(self.qnodes[cpu]):
+                    out.add(self.qnodes[cpu][idx].addr)
 
     def _refs(self, v, out: set) -> None:
         t = type(v)

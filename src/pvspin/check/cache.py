@@ -1,4 +1,4 @@
-"""A cache keyed by object identity, for values computed from the search's immutable key tuples."""
+"""Bounded caches for values the checker computes from the search's immutable key tuples."""
 
 from __future__ import annotations
 
@@ -33,3 +33,26 @@ class IdentityCache:
             self.old = self.new
             self.new = {}
         self.new[id(obj)] = (obj, value)
+
+
+class ValueCache:
+    """Values computed from key tuples, by equality: a rebuilt generator gives equal keys in new objects.
+
+    Emptied when full; what the search needs again is soon computed again.
+    """
+
+    SIZE = 1 << 14
+
+    __slots__ = ("values",)
+
+    def __init__(self):
+        self.values: dict = {}
+
+    def get(self, key):
+        """The value put for a key equal to ``key``, or None."""
+        return self.values.get(key)
+
+    def put(self, key, value) -> None:
+        if len(self.values) >= self.SIZE:
+            self.values.clear()
+        self.values[key] = value

@@ -42,7 +42,7 @@ from types import CodeType
 
 from ..machine import ops as o
 from ..machine.memory import Ref, View
-from .cache import IdentityCache
+from .cache import IdentityCache, ValueCache
 
 PLAIN, CPU, WORD, TAIL16, PTR, OWNER = range(6)
 
@@ -110,8 +110,6 @@ _OP_OPERANDS = {
 }
 
 
-_ENCODINGS_KEPT = 1 << 14  # per cache of encodings by value; cleared when full
-
 # tags of encoded values: the encoding is a tuple tree of ints and strings, so keys compare
 _NONE, _BOOL, _INT, _STR, _VIEW, _REF, _TUPLE, _CODE, _OBJ = range(9)
 _HOLE = (-1,)  # a value that renaming may change, encoded beside the rest
@@ -129,7 +127,7 @@ class Symmetry:
         mem = setup.mem
         self.first_object = world.first_object
         q = getattr(setup.lock, "q", None)
-        self.tail_offset = q._Q_TAIL_CPU_OFFSET if q is not None else None
+        self.q = q
         self.tail_cpu_mask = q._Q_TAIL_CPU_MASK if q is not None else 0
         # the 16-bit tail view renames on its own only when the cpu field lies inside it
         self.tail16_ok = q is not None and q._Q_TAIL_OFFSET == 16
@@ -151,9 +149,8 @@ class Symmetry:
         self.codes: dict = {}  # code object -> its encoding
         self.objects: dict = {}  # other objects in locals (the lock, bound methods) -> first-seen number
         self.local_kinds: dict = {}  # code object -> LOCAL_KINDS entry
-        # encodings by value: a rebuilt generator gives equal keys in new objects
-        self._cpu_cache: dict = {}
-        self._frame_cache: dict = {}
+        self._cpu_cache = ValueCache()
+        self._frame_cache = ValueCache()
         self._sig_cache = IdentityCache()
 
     def _index_fields(self, mem) -> None:
@@ -247,11 +244,12 @@ class Symmetry:
             return self.addr(v, p)
         if kind == TAIL16:
             return self.value(WORD, v << 16, p) >> 16
-        off = self.tail_offset
-        cpu1 = (v & self.tail_cpu_mask) >> off
-        if not cpu1 or cpu1 > self.n:
+        q = self.q
+        tail = v & q._Q_TAIL_MASK
+        cpu, idx = q.decode_tail(tail)
+        if not 0 <= cpu < self.n:  # no queue (or no such CPU): nothing to rename
             return v
-        return (v & ~self.tail_cpu_mask) | ((p[cpu1 - 1] + 1) << off)
+        return (v & ~q._Q_TAIL_MASK) | q.encode_tail(p[cpu], idx)
 
     def _owner_value(self, v: int, at: int) -> int:
         """An owner field's value in an operation or store buffer: 1 for its CPU's number, 0 for 0."""
@@ -367,8 +365,6 @@ class Symmetry:
         cached = self._frame_cache.get(part)
         if cached is not None:
             return cached
-        if len(self._frame_cache) >= _ENCODINGS_KEPT:
-            self._frame_cache.clear()
         code, lasti, names, values = part
         kinds = self._kinds(code)
         qual = code.co_qualname
@@ -376,7 +372,7 @@ class Symmetry:
         encoded = (self._code(code), lasti,
                    tuple([self._part(v, kinds.get(name), (qual, name), 0, holes)
                           for name, v in zip(names, values, strict=True)]))
-        self._frame_cache[part] = (encoded, holes)
+        self._frame_cache.put(part, (encoded, holes))
         return encoded, holes
 
     def _op(self, op: tuple, holes: list) -> tuple:
@@ -398,8 +394,6 @@ class Symmetry:
         cached = self._cpu_cache.get(state)
         if cached is not None:
             return cached
-        if len(self._cpu_cache) >= _ENCODINGS_KEPT:
-            self._cpu_cache.clear()
         k, ctx_keys, buffer, halted, latched, irqs = state
         holes = []
         ctxs = []
@@ -414,7 +408,7 @@ class Symmetry:
         buf = tuple((self._part(a, PTR, where, 0, holes), s, self._part(v, self.access_kind(a, s), where, a, holes))
                     for a, s, v in buffer)
         template = ((k, tuple(ctxs), buf, halted, latched, irqs), holes)
-        self._cpu_cache[state] = template
+        self._cpu_cache.put(state, template)
         return template
 
     def cpu(self, cpu: int, p: tuple) -> tuple:
