@@ -16,6 +16,8 @@ import struct
 from bisect import bisect_right
 from dataclasses import dataclass
 
+from .deps import deps_of
+
 CACHE_LINE = 64
 _FORMATS = {1: struct.Struct("<B"), 2: struct.Struct("<H"), 4: struct.Struct("<I"), 8: struct.Struct("<Q")}
 MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFF_FFFF, 8: 0xFFFF_FFFF_FFFF_FFFF}
@@ -27,9 +29,9 @@ _BASE = 0x1000
 class Ref:
     """A sized location in guest memory: what a C lvalue such as ``lock->locked`` denotes."""
 
-    __slots__ = ("addr", "size", "line", "name", "fmt", "mask")
+    __slots__ = ("addr", "size", "line", "name", "fmt", "mask", "deps")
 
-    def __init__(self, addr: int, size: int, name: str):
+    def __init__(self, addr: int, size: int, name: str, deps: int = 0):
         if size not in _FORMATS:
             raise ValueError(f"access size {size} is not 1, 2, 4 or 8 bytes")
         if addr % size:
@@ -40,6 +42,11 @@ class Ref:
         self.name = name
         self.fmt = _FORMATS[size]  # drivers' hot paths unpack/pack with it directly
         self.mask = MASKS[size]
+        self.deps = deps  # read events its address was computed from (see machine/deps.py)
+
+    def depending(self, deps: int) -> Ref:
+        """The same location, reached through an address computed from the reads in ``deps``."""
+        return self if not deps else Ref(self.addr, self.size, self.name, self.deps | deps)
 
     def __repr__(self) -> str:
         return self.name
@@ -78,12 +85,17 @@ class Layout:
 class View:
     """One allocated struct instance: ``view.<field>`` is a :class:`Ref`, ``view.addr`` its base."""
 
-    def __init__(self, addr: int, layout: Layout, name: str):
+    def __init__(self, addr: int, layout: Layout, name: str, deps: int = 0):
         self.addr = addr
         self.layout = layout
         self.name = name
+        self.deps = deps
         for f in layout.fields:
-            setattr(self, f.name, Ref(addr + f.offset, f.size, f"{name}.{f.name}"))
+            setattr(self, f.name, Ref(addr + f.offset, f.size, f"{name}.{f.name}", deps))
+
+    def depending(self, deps: int) -> View:
+        """The same object, reached through a pointer computed from the reads in ``deps``."""
+        return self if not deps else View(self.addr, self.layout, self.name, self.deps | deps)
 
     def __repr__(self) -> str:
         return self.name
@@ -168,11 +180,22 @@ class Memory:
         return copies
 
     def object_at(self, addr: int):
-        """The view allocated at ``addr`` (the guest's cast of a stored pointer)."""
+        """The view allocated at ``addr`` (the guest's cast of a stored pointer).
+
+        A pointer read under a weak memory model carries the reads it came from, and so
+        does the view returned: accesses through it have an address dependency on them.
+        """
+        deps = deps_of(addr)
         try:
-            return self._objects[addr]
+            view = self._objects[int(addr)]
         except KeyError:
-            raise KeyError(f"no object allocated at {addr:#x}") from None
+            raise KeyError(f"no object allocated at {int(addr):#x}") from None
+        return view.depending(deps) if deps else view
+
+    def ref_at(self, addr: int, size: int) -> Ref:
+        """A location by address (litmus tests compute them), named symbolically, with the address's dependencies."""
+        plain = int(addr)
+        return Ref(plain, size, self.name_of(plain, size), deps_of(addr))
 
     # ----------------------------------------------------------------- naming
     def name_of(self, addr: int, size: int = 1) -> str:

@@ -37,9 +37,14 @@ LOCKEVENT               (LOCKEVENT, name, amount)                             No
 CS                      (CS, lock_id, +1 entering / -1 leaving)               None
 WARNING                 (WARNING, message)                                    None
 LOCAL_CLOCK             (LOCAL_CLOCK,)                                        driver's time
+LOAD_EX                 (LOAD_EX, ref, order)                                 value
+STORE_EX                (STORE_EX, ref, value, order)                         0 stored, 1 failed
 ======================  ====================================================  ==================
 
-``order`` is one of RELAXED, ACQUIRE, RELEASE, FULL.  A *footprint* (:func:`footprint`)
+``order`` is one of RELAXED, ACQUIRE, RELEASE, FULL, and ACQUIRE_PC (ARMv8's ``LDAPR``).
+LOAD_EX and STORE_EX are ARMv8's exclusive pair (``LDXR``/``STXR``), which AArch64 litmus
+tests use and kernel code, compiled with LSE atomics, does not; only the execution-graph
+checker runs them.  A *footprint* (:func:`footprint`)
 gives the location touched, the kind of access and the ordering; the timed simulator uses
 it for costs and the checker for partial-order reduction.
 
@@ -76,10 +81,13 @@ LOCKEVENT = 18
 CS = 19
 WARNING = 20  # the opcode; WARN() below is the kernel macro that yields it
 LOCAL_CLOCK = 21
+LOAD_EX = 22
+STORE_EX = 23
 
 OPCODE_NAMES = (
     "LOAD STORE XCHG CMPXCHG TRY_CMPXCHG FETCH_ADD FETCH_OR FETCH_ANDNOT FENCE COND_LOAD "
-    "CPU_RELAX WORK PV_WAIT PV_KICK VCPU_IS_PREEMPTED SMP_PROCESSOR_ID IN_NMI IRQS LOCKEVENT CS WARNING LOCAL_CLOCK"
+    "CPU_RELAX WORK PV_WAIT PV_KICK VCPU_IS_PREEMPTED SMP_PROCESSOR_ID IN_NMI IRQS LOCKEVENT CS WARNING LOCAL_CLOCK "
+    "LOAD_EX STORE_EX"
 ).split()
 
 RMW_OPS = frozenset({XCHG, CMPXCHG, TRY_CMPXCHG, FETCH_ADD, FETCH_OR, FETCH_ANDNOT})
@@ -91,7 +99,8 @@ RELAXED = 0
 ACQUIRE = 1
 RELEASE = 2
 FULL = 3
-ORDER_NAMES = ("relaxed", "acquire", "release", "full")
+ACQUIRE_PC = 4  # ARMv8.3 LDAPR: acquire, but not ordered after an earlier STLR (RCpc)
+ORDER_NAMES = ("relaxed", "acquire", "release", "full", "acquire_pc")
 
 # fences
 MB = 0
@@ -99,7 +108,8 @@ RMB = 1
 WMB = 2
 MB_BEFORE_ATOMIC = 3  # the full-barrier guarantee rides on the locked RMW that follows (x86)
 MB_AFTER_ATOMIC = 4
-FENCE_NAMES = ("smp_mb", "smp_rmb", "smp_wmb", "smp_mb__before_atomic", "smp_mb__after_atomic")
+ISB = 5  # ARMv8 instruction barrier: with a control dependency, orders later reads
+FENCE_NAMES = ("smp_mb", "smp_rmb", "smp_wmb", "smp_mb__before_atomic", "smp_mb__after_atomic", "isb")
 
 # footprint access kinds
 READ = "R"
@@ -147,6 +157,11 @@ def smp_rmb():
 
 def smp_wmb():
     return (FENCE, WMB)
+
+
+def isb():
+    """ARMv8 ``ISB``: a context synchronisation; after a branch on a read, later reads wait for it."""
+    return (FENCE, ISB)
 
 
 def smp_mb__before_atomic():
@@ -249,6 +264,17 @@ def atomic_or(mask: int, p: Ref):
 
 def atomic_andnot(mask: int, p: Ref):
     return (FETCH_ANDNOT, p, mask, RELAXED)
+
+
+# --------------------------------------------------------------------------- ARMv8 exclusives
+def load_exclusive(p: Ref, order: int = RELAXED):
+    """``LDXR`` (``LDAXR`` with ACQUIRE): a load that opens an exclusive pair."""
+    return (LOAD_EX, p, order)
+
+
+def store_exclusive(p: Ref, value: int, order: int = RELAXED):
+    """``STXR`` (``STLXR`` with RELEASE): stores only if no other write came between; 0 if it did."""
+    return (STORE_EX, p, value, order)
 
 
 # --------------------------------------------------------------------------- spin-waits
@@ -404,6 +430,7 @@ def rmw_result(code: int, old: int, op: tuple, mask: int) -> tuple[int | None, o
 _KERNEL_NAMES = {
     (LOAD, RELAXED): "READ_ONCE",
     (LOAD, ACQUIRE): "smp_load_acquire",
+    (LOAD, ACQUIRE_PC): "ldapr",
     (STORE, RELAXED): "WRITE_ONCE",
     (STORE, RELEASE): "smp_store_release",
     (COND_LOAD, RELAXED): "smp_cond_load_relaxed",
@@ -442,6 +469,11 @@ def describe(op: tuple, name_of: Callable[[Ref], str] | None = None) -> str:
         return f"{_KERNEL_NAMES.get((code, op[3]), 'store')}({loc}, {_arg(op[2])})"
     if code == FENCE:
         return FENCE_NAMES[op[1]] + "()"
+    if code in (LOAD_EX, STORE_EX):
+        loc = name_of(op[1]) if name_of else op[1].name
+        order = op[-1]
+        insn = ("ldaxr" if order == ACQUIRE else "ldxr") if code == LOAD_EX else ("stlxr" if order == RELEASE else "stxr")
+        return f"{insn}({', '.join([loc, *map(_arg, op[2:-1])])})"
     if code == WORK:
         return f"work({op[1]} cycles)"
     return f"{OPCODE_NAMES[code].lower()}({', '.join(map(_arg, op[1:]))})"
