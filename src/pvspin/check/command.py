@@ -9,6 +9,7 @@ import time
 from rich.console import Console
 
 from .bugs import EXPOSURES, corpus
+from .cycles import cycle_steps
 from .harness import BadInput
 from .report import format_steps
 from .result import BOUNDED, VIOLATION
@@ -86,7 +87,10 @@ def render(report: Report) -> str:
         return "\n".join(lines)
     lines.append(f"VIOLATION of {r.prop}: {stats}")
     lines.append(f"counterexample: {len(report.steps)} steps, {report.preemptions} preemptions")
-    lines.extend(format_steps(report.steps))
+    steps = format_steps(report.steps)
+    if r.cycle_start is not None:  # a lasso: mark where the cycle begins
+        steps.insert(r.cycle_start, f"  --  the cycle: {cycle_steps(r.cycle_start + 1, len(report.steps))} forever")
+    lines.extend(steps)
     lines.append(f"  !!  {r.prop}: {r.detail}")
     lines.append(f"replay: {command_line(opts)} --replay {report.replay}")
     return "\n".join(lines)

@@ -1,18 +1,19 @@
 """Exhaustive strategy: stateful depth-first search with visited-state caching.
 
 Every reachable state is visited once -- under full symmetry, every orbit of states equal
-up to renaming CPUs (:mod:`pvspin.check.symmetry`), whose sleep sets the table keeps in
-the orbit's own numbering of the CPUs.  A state is hashed (Python's 64-bit hash of the
-world key: memory bytes, store buffers, per-CPU generator keys and flags) into a set of
-integers, as Spin's hash-compact mode does, so the table costs a few dozen bytes per
-state; two distinct states sharing a 64-bit hash would make the search skip one of them
-(probability about n²/2⁶⁵ for n states).
+up to renaming CPUs (:mod:`pvspin.check.symmetry`).  A state is hashed (Python's 64-bit
+hash of the world key: memory bytes, store buffers, per-CPU generator keys and flags)
+into a set of integers, as Spin's hash-compact mode does, so the table costs a few dozen
+bytes per state; two distinct states sharing a 64-bit hash would make the search skip one
+of them (probability about n²/2⁶⁵ for n states).
 
-Sleep sets prune transitions whose effect was already covered: after exploring move
-``a`` from a state, a sibling ``b`` independent of ``a`` need not try ``a`` again.  With
-state caching a state may be reached again with a different sleep set, so the table keeps,
-per state, the sleep set it was explored with, and a revisit explores what the earlier
-visit slept on and this one does not (Godefroid's condition for combining the two).
+Liveness rides on the same search: Tarjan's algorithm runs along with it, and every
+strongly connected component of the state graph that completes with an edge inside it is
+checked for a weakly fair cycle on which some CPU never makes progress
+(:mod:`pvspin.check.cycles`).  For that the search explores every edge of every state it
+expands: sleep sets, which skip edges whose end state is reached another way, are not
+used -- they keep every state but not every cycle, and on these locks they saved about a
+tenth of the transitions and no time.
 
 Ample sets: where some moves are independent of every move any CPU can make from here on,
 they alone are explored (:mod:`pvspin.check.ample`): accesses and TSO flushes to per-CPU
@@ -28,9 +29,9 @@ from __future__ import annotations
 
 import time
 
+from . import cycles
 from .result import INCOMPLETE, VERIFIED, VIOLATION, CheckResult
-from .symmetry import rename_moves
-from .world import FLUSH, IRQ, SPURIOUS, Violation, World
+from .world import Violation, World
 
 
 def _ordered(moves: list[int], last_cpu: int) -> list[int]:
@@ -50,12 +51,8 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
     result = CheckResult(VERIFIED, "exhaustive")
     started = time.perf_counter()
     next_report = started + 1.0
-    visited: dict[int, int] = {}  # state hash -> sleep set (bitmask over moves) it was explored with
-    deps = _Dependence(world)
-
-    root = world.snapshot()
     root_hash, root_renaming = world.state_id()
-    visited[root_hash] = 0
+    visited = {root_hash}
     root_enabled = world.enabled()
     moves = world.ample(root_enabled) or root_enabled
     if not moves:
@@ -64,10 +61,13 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
         result.states = 1
         result.seconds = time.perf_counter() - started
         return result
-    # frame: [snapshot, moves, next index, sleep bitmask, footprints of the moves, state hash, enabled,
-    #         renaming to the canonical numbering (None: none)]
-    stack = [[root, moves, 0, 0, deps.footprints(moves), root_hash, root_enabled, root_renaming]]
-    on_stack = {root_hash: 0}  # for cycles: a starved CPU is a liveness finding
+    counter = 0
+    root = _node(world, root_hash, counter, root_renaming, root_enabled)
+    active = {root_hash: root}  # states whose component is not complete: Tarjan's stack, by hash
+    tarjan = [root]
+    # frame: [snapshot, moves, next index, node, enabled moves, the edge that led here (None at the root)]
+    stack = [[world.snapshot(), _ordered(moves, -1), 0, root, root_enabled, None]]
+    on_stack = {root_hash: 0}  # for Spin's cycle proviso
     world_at = stack[0]
     states = 1
     transitions = 0
@@ -75,18 +75,21 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
     try:
         while stack:
             frame = stack[-1]
-            snap, moves, i, sleep, fps = frame[:5]
+            snap, moves, i, node = frame[:4]
             if i >= len(moves):
+                if node.low == node.index and _component_done(world, result, stack, tarjan, active, node):
+                    break
                 stack.pop()
-                on_stack.pop(frame[5], None)
+                on_stack.pop(node.h, None)
+                if stack:
+                    parent = stack[-1][3]
+                    if node.low < parent.low:
+                        parent.low = node.low
+                    if node.h in active:  # the child is in the parent's component: keep the edge
+                        parent.edges.append(frame[5])
                 continue
             move = moves[i]
             frame[2] = i + 1
-            bit = 1 << move
-            if sleep & bit:
-                continue
-            # later siblings need not retry this move once its subtree is done
-            frame[3] = sleep | bit
             if world_at is not frame:
                 world.restore(snap)
             world_at = None
@@ -96,13 +99,10 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
             except Violation as v:
                 _violation(result, v, [f[1][f[2] - 1] for f in stack])
                 break
-            child_sleep = deps.filter_sleep(sleep, move, fps[i], fps, moves) if sleep else 0
+            flags = world.progressed | world.wrote << 1
             h, renaming = world.state_id()
-            # the table keeps sleep sets in the canonical numbering of the CPUs
-            canon_sleep = rename_moves(child_sleep, renaming) if renaming and child_sleep else child_sleep
-            seen = visited.get(h)
-            if seen is None:
-                visited[h] = canon_sleep
+            if h not in visited:
+                visited.add(h)
                 states += 1
                 enabled = world.enabled()
                 child_moves = world.ample(enabled) or enabled
@@ -111,49 +111,41 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
                     if _terminal(world, result, [f[1][f[2] - 1] for f in stack], on_terminal):
                         break
                     continue
-            else:
-                at = on_stack.get(h)
-                if at is not None:
-                    # a cycle: the frame on the stack explores this state's moves itself
-                    if _starvation(world, result, stack, at, renaming):
-                        break
-                    leaves += 1
-                    if len(frame[1]) < len(frame[6]):
-                        # Spin's cycle proviso: a cycle must not postpone the moves an ample set
-                        # left out for good, so the state that closes it explores them all
-                        world.restore(frame[0])
-                        world_at = frame
-                        extra = [m for m in frame[6] if m not in frame[1] and not frame[3] >> m & 1]
-                        frame[1] = frame[1] + extra
-                        frame[4] = frame[4] + deps.footprints(extra)
-                    continue
-                # explored before: only what that visit slept on and this one does not is left
-                missing = seen & ~canon_sleep
-                if not missing:
-                    leaves += 1
-                    continue
-                visited[h] = seen & canon_sleep
-                enabled = world.enabled()
-                explored = world.ample(enabled) or enabled  # what the first visit chose from
-                if renaming:
-                    child_moves = [m for m in explored if missing >> (renaming[m >> 3] * 8 + (m & 7)) & 1]
-                else:
-                    child_moves = [m for m in explored if missing >> m & 1]
-            # frame[6] keeps every enabled move, not the ample set: for a cycle's fairness
-            child_moves = _ordered(child_moves, move >> 3)
-            child = [world.snapshot(), child_moves, 0, child_sleep, deps.footprints(child_moves), h, enabled, renaming]
-            on_stack.setdefault(h, len(stack))
-            stack.append(child)
-            world_at = child
-            if max_states is not None and states >= max_states:
-                result.verdict = INCOMPLETE
-                result.note = f"stopped at the state limit ({max_states})"
+                counter += 1
+                child_node = _node(world, h, counter, renaming, enabled)
+                active[h] = child_node
+                tarjan.append(child_node)
+                child = [world.snapshot(), _ordered(child_moves, move >> 3), 0, child_node, enabled,
+                         (move, h, renaming, flags)]
+                on_stack[h] = len(stack)
+                stack.append(child)
+                world_at = child
+                if max_states is not None and states >= max_states:
+                    result.verdict = INCOMPLETE
+                    result.note = f"stopped at the state limit ({max_states})"
+                    break
+                if progress is not None and transitions % 4096 == 0 and time.perf_counter() >= next_report:
+                    next_report = time.perf_counter() + 1.0
+                    result.states, result.transitions, result.executions = states, transitions, leaves
+                    result.seconds = time.perf_counter() - started
+                    progress(result)
+                continue
+            leaves += 1
+            target = active.get(h)
+            if target is None:
+                continue  # into a completed component: no cycle through here
+            node.edges.append((move, h, renaming, flags))
+            if target.index < node.low:
+                node.low = target.index
+            at = on_stack.get(h)
+            if at is not None and _stack_cycle(world, result, stack, at, renaming, flags):
                 break
-            if progress is not None and transitions % 4096 == 0 and time.perf_counter() >= next_report:
-                next_report = time.perf_counter() + 1.0
-                result.states, result.transitions, result.executions = states, transitions, leaves
-                result.seconds = time.perf_counter() - started
-                progress(result)
+            if at is not None and len(frame[1]) < len(frame[4]):
+                # Spin's cycle proviso: a cycle must not postpone the moves an ample set
+                # left out for good, so the state that closes it explores them all
+                world.restore(frame[0])
+                world_at = frame
+                frame[1] = frame[1] + [m for m in frame[4] if m not in frame[1]]
     except KeyboardInterrupt:
         result.verdict = INCOMPLETE
         result.note = "interrupted"
@@ -162,30 +154,78 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
     return result
 
 
-def _starvation(world: World, result: CheckResult, stack: list, at: int, renaming) -> bool:
-    """The path closed a cycle back to ``stack[at]``, up to renaming CPUs: report a CPU it starves, if any.
+def _node(world: World, h: int, index: int, renaming, enabled: list[int]) -> cycles.Node:
+    run, flush = cycles.masks(enabled)
+    unfinished = 0
+    for cpu, ctxs in enumerate(world.ctxs):
+        if ctxs:
+            unfinished |= 1 << cpu
+    return cycles.Node(h, index, renaming, run, flush, unfinished)
 
-    Under full symmetry the state reached may be the one before step ``at + 1`` with its
-    CPUs renamed by sigma; repeating the steps, renamed by sigma each time, then closes a
-    real cycle, and that is the cycle judged.
+
+def _stack_cycle(world: World, result: CheckResult, stack: list, at: int, renaming, flags: int) -> bool:
+    """The move just made closed a cycle back to ``stack[at]``: report it if it is a fair non-progress cycle.
+
+    A shortcut, not the proof (that is the component check): the cycles the search closes
+    on its own stack are often the first ones a liveness bug shows, long before the
+    component they lie in completes.  Under full symmetry the state reached may be
+    ``stack[at]`` with its CPUs renamed by sigma; the path repeated under sigma, sigma², ...
+    until the renaming comes back to the identity is then the concrete cycle judged.
     """
-    cycle = stack[at:]
-    sigma = None
-    before = cycle[0][7]
+    frames = stack[at:]
+    moves = [f[1][f[2] - 1] for f in frames]
+    edge_flags = [f[5][3] for f in frames[1:]] + [flags]
+    runs = [f[3].run for f in frames]
+    flushes = [f[3].flush for f in frames]
+    n = world.n
+    before = frames[0][3].renaming
     if renaming is not None and before != renaming:
-        inverse = [0] * len(renaming)
+        inverse = [0] * n
         for cpu, slot in enumerate(renaming):
             inverse[slot] = cpu
-        sigma = [inverse[before[cpu]] for cpu in range(len(before))]
-    starved = world.starving([f[1][f[2] - 1] for f in cycle], [f[6] for f in cycle], sigma)
-    if not starved:
+        sigma = tuple(inverse[before[c]] for c in range(n))
+        power = sigma
+        rounds = (moves, runs, flushes)
+        while power != tuple(range(n)):
+            moves = moves + [power[m >> 3] * 8 + (m & 7) for m in rounds[0]]
+            runs = runs + [cycles.rename(r, power) for r in rounds[1]]
+            flushes = flushes + [cycles.rename(f, power) for f in rounds[2]]
+            edge_flags = edge_flags + edge_flags[:len(rounds[0])]
+            power = tuple(sigma[power[c]] for c in range(n))
+    verdict = cycles.judge(n, moves, runs, flushes, edge_flags, frames[0][3].unfinished)
+    if verdict is None:
         return False
-    cpus = ", ".join(f"cpu{c}" for c in starved)
-    back = "the state before" if sigma is None else "a renaming (" + ", ".join(
-        f"cpu{c}\u2192cpu{t}" for c, t in enumerate(sigma) if c != t) + ") of the state before"
-    _violation(result, Violation("starvation", f"{cpus} can wait forever: steps {at + 1}-{len(stack)} lead back "
-                                 f"to {back} step {at + 1}, a weakly fair cycle on which {cpus} never "
-                                 "gets to proceed"), [f[1][f[2] - 1] for f in stack])
+    kind, starved = verdict
+    stem = [f[1][f[2] - 1] for f in stack[:at]]
+    result.verdict, result.prop = VIOLATION, kind
+    result.detail = cycles.describe(kind, starved, len(stem) + 1, len(stem) + len(moves))
+    result.moves = stem + moves
+    result.cycle_start = len(stem)
+    return True
+
+
+def _component_done(world: World, result: CheckResult, stack: list, tarjan: list, active: dict,
+                    root: cycles.Node) -> bool:
+    """The component rooted at ``root`` (the top frame) is complete: take it off Tarjan's stack, judge it."""
+    at = len(tarjan) - 1
+    while tarjan[at] is not root:
+        at -= 1
+    members = tarjan[at:]
+    del tarjan[at:]
+    for m in members:
+        del active[m.h]
+    if len(members) == 1 and not root.edges:
+        return False  # a single state without a self-loop: no cycle
+    lasso = cycles.find(members, world.n)
+    if lasso is None:
+        return False
+    stem = [f[1][f[2] - 1] for f in stack[:-1]]
+    first = len(stem) + len(lasso.prefix) + 1
+    result.verdict = VIOLATION
+    result.prop = lasso.kind
+    result.detail = cycles.describe(lasso.kind, lasso.starved, first, first + len(lasso.cycle) - 1)
+    result.moves = stem + lasso.prefix + lasso.cycle
+    result.cycle_start = first - 1
     return True
 
 
@@ -204,65 +244,3 @@ def _violation(result: CheckResult, v: Violation, path: list[int]) -> None:
     result.prop = v.prop
     result.detail = v.detail
     result.moves = path
-
-
-class _Dependence:
-    """Footprints of moves and the independence relation sleep sets rely on.
-
-    Two moves of different CPUs are independent when neither can change what the other
-    does or whether it is enabled: they touch disjoint bytes, or both only read.  A move
-    that can wake, interrupt or halt a CPU (hypercalls, interrupts, spurious wake-ups,
-    halted vCPUs resuming) is treated as dependent on everything, as are the flushes
-    and buffered accesses of TSO when their bytes overlap.
-    """
-
-    def __init__(self, world: World):
-        self.world = world
-
-    def footprints(self, moves: list[int]):
-        world = self.world
-        out = []
-        for move in moves:
-            cpu, kind = divmod(move, 8)
-            if kind == FLUSH:
-                addr, size, _ = world.buffers[cpu][0]
-                out.append((addr, addr + size, True))
-            elif kind in (IRQ, SPURIOUS) or world.halted[cpu]:
-                out.append(None)
-            else:
-                op = world.ctxs[cpu][-1].op
-                code = op[0]
-                if code in _READS:
-                    ref = op[1]
-                    out.append((ref.addr, ref.addr + ref.size, False))
-                elif code in _WRITES:
-                    ref = op[1]
-                    out.append((ref.addr, ref.addr + ref.size, True))
-                elif code == _o.VCPU_IS_PREEMPTED:
-                    out.append((0, 0, False))  # a local coin toss
-                else:
-                    out.append(None)
-        return out
-
-    @staticmethod
-    def independent(a, b) -> bool:
-        if a is None or b is None:
-            return False
-        if a[1] <= b[0] or b[1] <= a[0]:
-            return True
-        return not a[2] and not b[2]
-
-    def filter_sleep(self, sleep: int, move: int, fp, fps, moves) -> int:
-        """The part of ``sleep`` that stays asleep after ``move``: the moves independent of it."""
-        out = 0
-        cpu = move >> 3
-        for m, f in zip(moves, fps, strict=True):
-            if sleep >> m & 1 and m >> 3 != cpu and self.independent(fp, f):
-                out |= 1 << m
-        return out
-
-
-from ..machine import ops as _o  # noqa: E402
-
-_READS = frozenset({_o.LOAD, _o.COND_LOAD})
-_WRITES = _o.RMW_OPS | {_o.STORE}

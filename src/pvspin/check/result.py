@@ -22,3 +22,4 @@ class CheckResult:
     transitions: int = 0
     seconds: float = 0.0
     note: str = ""  # why a run is incomplete
+    cycle_start: int | None = None  # a liveness lasso: moves[cycle_start:] repeat forever

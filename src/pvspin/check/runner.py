@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import preemption, token
+from . import cycles, preemption, token
 from .bugs import split
 from .exhaustive import explore
 from .harness import BadInput, make_setup
@@ -70,6 +70,7 @@ class Report:
             "executions": r.executions, "states": r.states, "transitions": r.transitions,
             "seconds": round(r.seconds, 3), "note": r.note, "replay": self.replay, "symmetry": self.symmetry,
             "preemptions": self.preemptions if r.verdict == VIOLATION else None,
+            "cycle_start": r.cycle_start,
             "steps": [s.as_dict() for s in self.steps],
         }
 
@@ -136,7 +137,7 @@ def _run(opts: CheckOptions, progress) -> Report:
     used = world.symmetry_used if opts.strategy == "exhaustive" or not world.twins else "start"
     report = Report(opts, result, symmetry=used)
     if result.verdict == VIOLATION:
-        if result.prop != "starvation":  # a lasso is kept as found: the bounded search looks for safety only
+        if result.cycle_start is None:  # a lasso is kept as found: the bounded search looks for safety only
             result.moves = preemption.fewest_preemptions(lambda: build_world(opts), result.moves)
             result.prop, result.detail = _outcome(opts, result.moves)
         report.replay = token.encode(opts.fingerprint(), result.moves)
@@ -163,7 +164,10 @@ def _replay(opts: CheckOptions, world: World, moves: list[int]) -> Report:
     if isinstance(error, NotEnabled):
         raise BadInput(f"--replay: the token does not fit this configuration ({error})")
     if error is None:
-        error = world.terminal_violation() if not world.enabled() else _lasso(opts, moves)
+        if world.enabled():
+            error, result.cycle_start = _lasso(opts, moves)
+        else:
+            error = world.terminal_violation()
         if error is None:
             raise BadInput("--replay: the token ends before the execution does (not a complete counterexample)")
     if error is not None:
@@ -173,24 +177,30 @@ def _replay(opts: CheckOptions, world: World, moves: list[int]) -> Report:
     return Report(opts, result, steps, opts.replay, preemption.count(build_world(opts), moves))
 
 
-def _lasso(opts: CheckOptions, moves: list[int]) -> Violation | None:
-    """A liveness counterexample ends where a cycle closes: find the cycle and who it starves."""
+def _lasso(opts: CheckOptions, moves: list[int]) -> tuple[Violation | None, int | None]:
+    """A liveness counterexample ends where its cycle closes: find the cycle and judge it (check/cycles.py).
+
+    Returns the violation and the index of the cycle's first move, or (None, None).
+    """
     world = build_world(opts)
-    hashes, enabled = [], []
+    hashes, runs, flushes, flags, unfinished = [], [], [], [], []
     for move in moves:
         hashes.append(hash(world.key()))
-        enabled.append(world.enabled())
+        run, flush = cycles.masks(world.enabled())
+        runs.append(run)
+        flushes.append(flush)
+        unfinished.append(sum(1 << c for c in range(world.n) if world.ctxs[c]))
         world.execute(move)
+        flags.append(world.progressed | world.wrote << 1)
     end = hash(world.key())
     if end not in hashes:
-        return None
+        return None, None
     at = hashes.index(end)
-    starved = world.starving(moves[at:], enabled[at:])
-    if not starved:
-        return None
-    cpus = ", ".join(f"cpu{c}" for c in starved)
-    return Violation("starvation", f"{cpus} can wait forever: steps {at + 1}-{len(moves)} lead back to the state "
-                     f"before step {at + 1}, a weakly fair cycle on which {cpus} never gets to proceed")
+    verdict = cycles.judge(world.n, moves[at:], runs[at:], flushes[at:], flags[at:], unfinished[at])
+    if verdict is None:
+        return None, None
+    kind, starved = verdict
+    return Violation(kind, cycles.describe(kind, starved, at + 1, len(moves))), at
 
 
 def _words(world: World):

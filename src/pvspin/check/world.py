@@ -229,9 +229,13 @@ class World:
         self.warn_ok = getattr(setup, "warn_ok", False)
         self.private = getattr(setup, "private", {})
         self.guarded = getattr(setup, "guarded", {})  # address -> the lock whose holder alone uses it
-        self.forever = getattr(setup, "forever", False)  # tasks re-acquire without end (liveness)  # address -> the only CPU that may access it
+        self.forever = getattr(setup, "forever", False)  # tasks re-acquire without end (liveness)
         self.tracer = None
         self.steps = 0
+        # what the last move did, for liveness (check/cycles.py): its CPU made progress
+        # (entered a critical section, finished a program), memory changed
+        self.progressed = False
+        self.wrote = False
         # Start symmetry: CPUs that run the same code from a start that treats them alike
         # (the setup says which) are interchangeable until they first move, so among those
         # that have not moved yet only the lowest may: any execution is, up to renaming the
@@ -303,7 +307,10 @@ class World:
     def mem_write(self, addr: int, size: int, value: int) -> None:
         if addr < self.first_object:  # kept out of the state key: memory below it is never written
             raise Violation("null-dereference", f"write of {size} byte(s) to {addr:#x}, below every object")
-        self.data[addr:addr + size] = (value & MASKS[size]).to_bytes(size, "little")
+        raw = (value & MASKS[size]).to_bytes(size, "little")
+        if self.data[addr:addr + size] != raw:
+            self.data[addr:addr + size] = raw
+            self.wrote = True
         if self.owner_fields:
             owned = self.owner_fields.get(addr)
             if owned is not None:
@@ -381,6 +388,7 @@ class World:
         """Perform one move; raises :class:`Violation` when a property fails during it."""
         cpu, kind = divmod(move, 8)
         self.steps += 1
+        self.progressed = self.wrote = False
         self.unmoved &= ~(1 << cpu)
         ctxs = self.ctxs[cpu]
         if ctxs and ctxs[-1].gen is None:  # restored lazily: rebuild only the context that moves
@@ -507,6 +515,7 @@ class World:
         self._refresh_key(cpu)
 
     def _finish_ctx(self, cpu: int) -> None:
+        self.progressed = True
         ctxs = self.ctxs[cpu]
         ctxs.pop()
         if not ctxs:
@@ -529,6 +538,7 @@ class World:
                     raise Violation("mutual-exclusion",
                                     f"cpu{cpu} entered the critical section of {lock_id} held by cpu{holder}")
                 self.holders[lock_id] = cpu
+                self.progressed = True
             else:
                 self.holders.pop(lock_id, None)
             return None
@@ -626,38 +636,6 @@ class World:
         self.holders = dict(holders)
         self.spurious_budget = spurious
         self.irqs_taken = irqs_taken
-
-    # ----------------------------------------------------------------- properties of cycles
-    def starving(self, cycle_moves: list[int], cycle_enabled: list[list[int]], sigma: list[int] | None = None
-                 ) -> list[int]:
-        """CPUs starved on a cycle of states, given the moves taken and the moves enabled along it.
-
-        Only a weakly fair cycle counts: every CPU enabled in all its states moves in it.
-        A CPU is starved when it is unfinished and makes no step on such a cycle (so it is
-        disabled somewhere on it: an unbounded wait the others keep from being satisfied).
-        With ``sigma``, the path leads back to its start with CPU ``c`` renamed ``sigma[c]``:
-        the cycle is the path followed by its renamings by sigma, sigma², ... until they
-        come back to the identity.
-        """
-        moved = {m >> 3 for m in cycle_moves if m & 7 != FLUSH}
-        flushed = {m >> 3 for m in cycle_moves if m & 7 == FLUSH}
-        always = set(range(self.n))
-        always_flush = set(range(self.n))
-        for enabled in cycle_enabled:
-            always &= {m >> 3 for m in enabled if m & 7 in (STEP, ALT)}
-            always_flush &= {m >> 3 for m in enabled if m & 7 == FLUSH}
-        if sigma is not None:
-            rounds = [moved, flushed, always, always_flush]
-            power = list(sigma)
-            while power != list(range(self.n)):
-                moved = moved | {power[c] for c in rounds[0]}
-                flushed = flushed | {power[c] for c in rounds[1]}
-                always = always & {power[c] for c in rounds[2]}
-                always_flush = always_flush & {power[c] for c in rounds[3]}
-                power = [sigma[c] for c in power]
-        if always - moved or always_flush - flushed:
-            return []  # an unfair cycle: some continuously enabled CPU never runs on it
-        return [cpu for cpu in range(self.n) if self.ctxs[cpu] and cpu not in moved]
 
     # ----------------------------------------------------------------- properties at rest
     def terminal_violation(self) -> Violation | None:
