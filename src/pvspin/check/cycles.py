@@ -111,22 +111,8 @@ def find(members: list[Node], ncpus: int) -> Lasso | None:
 def judge(ncpus: int, moves: list[int], run_masks: list[int], flush_masks: list[int], flags: list[int],
           unfinished: int) -> tuple[str, list[int]] | None:
     """(kind, starved CPUs) of a cycle given move by move, or None when it is unfair or every CPU progresses."""
-    moved = flushed = progressed = 0
-    wrote = False
-    for m, f in zip(moves, flags, strict=True):
-        bit = 1 << (m >> 3)
-        if m & 7 == FLUSH_KIND:
-            flushed |= bit
-        else:
-            moved |= bit
-        if f & PROGRESS:
-            progressed |= bit
-        wrote = wrote or bool(f & WROTE)
-    always_run = always_flush = (1 << ncpus) - 1
-    for r, fl in zip(run_masks, flush_masks, strict=True):
-        always_run &= r
-        always_flush &= fl
-    if always_run & ~moved or always_flush & ~flushed:
+    moved, flushed, progressed, wrote = _tally(moves, flags)
+    if not _fair(moved, flushed, run_masks, flush_masks):
         return None  # unfair: some CPU could always go on and never does
     starved = unfinished & ~progressed
     if not starved:
@@ -210,20 +196,10 @@ class _Lift:
         inside = set(part)
         edges = [(u, j, move, flags) for u in part for j, move, flags in self.succ[u]
                  if j in inside and not (c is not None and flags & PROGRESS and move >> 3 == c)]
-        moved = flushed = progressed = 0
-        for _, _, move, flags in edges:
-            bit = 1 << (move >> 3)
-            if move & 7 == FLUSH_KIND:
-                flushed |= bit
-            else:
-                moved |= bit
-            if flags & PROGRESS:
-                progressed |= bit
-        always_run = always_flush = ~0
-        for u in part:
-            always_run &= self.run[u]
-            always_flush &= self.flush[u]
-        if always_run & ~moved or always_flush & ~flushed or not unfinished & ~progressed:
+        moved, flushed, progressed, _ = _tally([e[2] for e in edges], [e[3] for e in edges])
+        if not _fair(moved, flushed, [self.run[u] for u in part], [self.flush[u] for u in part]):
+            return None
+        if not unfinished & ~progressed:
             return None
         # what the walk must pass through: for each CPU, one of its moves, or a state where it cannot move
         needs: list[tuple] = []
@@ -262,6 +238,31 @@ class _Lift:
         if verdict is None:  # cannot happen if the walk is built right: it passes through everything owed
             raise AssertionError("a fair component gave an unfair walk")
         return Lasso(prefix, cycle_moves, *verdict)
+
+
+def _tally(moves: list[int], flags: list[int]) -> tuple[int, int, int, bool]:
+    """CPUs that moved (not flushes), CPUs that flushed, CPUs that made progress, whether memory changed."""
+    moved = flushed = progressed = 0
+    wrote = False
+    for m, f in zip(moves, flags, strict=True):
+        bit = 1 << (m >> 3)
+        if m & 7 == FLUSH_KIND:
+            flushed |= bit
+        else:
+            moved |= bit
+        if f & PROGRESS:
+            progressed |= bit
+        wrote = wrote or bool(f & WROTE)
+    return moved, flushed, progressed, wrote
+
+
+def _fair(moved: int, flushed: int, run_masks: list[int], flush_masks: list[int]) -> bool:
+    """Weak fairness: no CPU can execute (or flush) in every state and never does."""
+    always_run = always_flush = ~0
+    for r, fl in zip(run_masks, flush_masks, strict=True):
+        always_run &= r
+        always_flush &= fl
+    return not (always_run & ~moved or always_flush & ~flushed)
 
 
 def rename(mask: int, g: tuple) -> int:
