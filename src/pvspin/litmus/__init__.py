@@ -5,7 +5,7 @@ test has (header, initial state, program table, final condition), and the front 
 its architecture (:mod:`.x86`, :mod:`.aarch64`) compiles each column into a thread whose
 ``program()`` yields the operations of :mod:`pvspin.machine.ops`.  :mod:`.cond` is the
 final-condition language, :mod:`.run` the engines that run a test under a memory model
-and herd's verdict.
+and herd's verdict, :mod:`.command` the ``pvspin litmus`` command.
 
 Nothing here is part of the checker: a test reaches it as guest code, like any lock.
 """
