@@ -92,10 +92,16 @@ def test_json_has_the_agreed_fields(tests):
     assert sb["observation"] == "Observation SB Sometimes 1 3" and len(sb["states"]) == 4
 
 
-def test_armv8_is_refused_in_one_line_not_run_as_sc(tests):
-    result = litmus(tests, "--memory-model", "armv8")
+def test_armv8_on_the_interleaving_engine_is_refused_in_one_line_not_run_as_sc(tests):
+    result = litmus(tests, "--memory-model", "armv8", "--engine", "interleaving")
     assert result.exit_code == 2 and result.stdout == ""
-    assert result.stderr == "error: --memory-model armv8 needs the execution-graph checker, not available in this build\n"
+    assert result.stderr == ("error: --engine interleaving: there is no interleaving engine for --memory-model armv8 "
+                             "(ARMv8 is not a store-buffer machine: only the execution-graph checker runs it)\n")
+
+
+def test_an_unknown_engine_is_one_line(tests):
+    result = litmus(tests, "--engine", "herd")
+    assert result.exit_code == 2 and result.stderr == "error: --engine 'herd': expected one of interleaving, graph\n"
 
 
 @pytest.mark.parametrize("args, message", [

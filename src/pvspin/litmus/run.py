@@ -32,24 +32,28 @@ from .test import LOCATION_SIZE, FinalState, Instance, LitmusTest
 
 Engine = Callable[[LitmusTest], dict[FinalState, int]]
 
-ENGINES: dict[str, Engine] = {}
+ENGINES: dict[str, Engine] = {}  # memory model -> its default engine
+ENGINES_BY_NAME: dict[tuple[str, str], Engine] = {}  # (memory model, engine name) -> engine
 MEMORY_MODELS = ("sc", "tso", "armv8")  # what `pvspin litmus` accepts; ENGINES says which are available
+ENGINE_NAMES = ("interleaving", "graph")
 
 
-def register(model: str, engine: Engine) -> None:
-    """Make ``engine`` the one that runs tests under ``model``."""
-    ENGINES[model] = engine
+def register(model: str, engine: Engine, name: str = "interleaving", default: bool = True) -> None:
+    """Make ``engine`` (called ``name``) run tests under ``model``; the model's default unless ``default`` is False."""
+    ENGINES_BY_NAME[(model, name)] = engine
+    if default:
+        ENGINES[model] = engine
 
 
 class LitmusFault(Exception):
     """A thread computed an address that is no location, or did something else herd would reject."""
 
 
-def outcomes(test: LitmusTest, memory_model: str) -> dict[FinalState, int]:
+def outcomes(test: LitmusTest, memory_model: str, engine_name: str | None = None) -> dict[FinalState, int]:
     """The reachable final states of ``test`` under ``memory_model``, each with its engine's count."""
-    engine = ENGINES.get(memory_model)
+    engine = ENGINES.get(memory_model) if engine_name is None else ENGINES_BY_NAME.get((memory_model, engine_name))
     if engine is None:
-        raise Unsupported(f"unsupported: no engine for the {memory_model} memory model in this build")
+        raise Unsupported(f"unsupported: no {engine_name or ''} engine for the {memory_model} memory model")
     return engine(test)
 
 
@@ -89,8 +93,8 @@ def judge(test: LitmusTest, states: dict[FinalState, int], instance: Instance | 
     return Result(test, kept, frozenset(satisfied), positive, negative, verdict(cond.quantifier, positive, negative))
 
 
-def run(test: LitmusTest, memory_model: str) -> Result:
-    return judge(test, outcomes(test, memory_model))
+def run(test: LitmusTest, memory_model: str, engine_name: str | None = None) -> Result:
+    return judge(test, outcomes(test, memory_model, engine_name))
 
 
 # --------------------------------------------------------------------------- the interleaving engine
@@ -171,3 +175,47 @@ def interleaving_engine(memory_model: str) -> Engine:
 
 register("sc", interleaving_engine("sc"))
 register("tso", interleaving_engine("tso"))
+
+
+# --------------------------------------------------------------------------- the execution-graph engine
+def graph_engine(memory_model: str) -> Engine:
+    """The execution-graph checker (:mod:`pvspin.check.graph`) under ``memory_model``, as an engine.
+
+    A final state's count is the number of consistent execution graphs that end in it, as
+    herd counts executions.  Exclusive pairs are supported; mixed-size accesses are not
+    (the front ends refuse them before this runs).
+    """
+    from ..check.graph.explorer import DependencyMiss, Explorer, Program
+    from ..check.graph.explorer import Unsupported as GraphUnsupported
+    from ..check.graph.models import MODELS
+
+    model = MODELS[memory_model]
+
+    def engine(test: LitmusTest) -> dict[FinalState, int]:
+        instance = test.instance()
+        mem = instance.mem
+        threads = instance.threads
+
+        def outcome(memory: dict, returns: list) -> FinalState:
+            return instance.final_state(
+                lambda var: threads[var.thread].register(returns[var.thread], var.name),
+                lambda addr: memory.get(addr, mem.read(addr, LOCATION_SIZE)))
+
+        program = Program(len(threads), lambda t: threads[t].program(), mem.read, mem.name_of, outcome=outcome)
+        try:
+            result = Explorer(program, model).run()
+        except (LitmusFault, GraphUnsupported, DependencyMiss) as fault:
+            raise Unsupported(f"unsupported: {fault}") from None
+        if result.note == "interrupted":
+            raise KeyboardInterrupt
+        if result.verdict != "verified":
+            finding = result.finding
+            raise Unsupported(f"unsupported: the graph checker stopped: "
+                              f"{finding.prop + ': ' + finding.detail if finding else result.note}")
+        return result.outcomes
+
+    return engine
+
+
+for _model in ("sc", "tso", "armv8"):
+    register(_model, graph_engine(_model), "graph", default=_model == "armv8")

@@ -100,7 +100,8 @@ ACQUIRE = 1
 RELEASE = 2
 FULL = 3
 ACQUIRE_PC = 4  # ARMv8.3 LDAPR: acquire, but not ordered after an earlier STLR (RCpc)
-ORDER_NAMES = ("relaxed", "acquire", "release", "full", "acquire_pc")
+STORE_MB = 5  # an XCHG that is smp_store_mb(): a locked xchg on x86, WRITE_ONCE then smp_mb() on arm64
+ORDER_NAMES = ("relaxed", "acquire", "release", "full", "acquire_pc", "store_mb")
 
 # fences
 MB = 0
@@ -142,8 +143,13 @@ def smp_store_release(p: Ref, value: int):
 
 
 def smp_store_mb(p: Ref, value: int):
-    """``smp_store_mb(var, v)``: store then full barrier; on x86 it is an ``xchg``."""
-    return (XCHG, p, value, FULL)
+    """``smp_store_mb(var, v)``: store then full barrier.
+
+    On x86 it is an ``xchg`` (so drivers of x86 treat it as a fully ordered XCHG); on arm64
+    the generic form, ``WRITE_ONCE`` followed by ``smp_mb()``, which does not order earlier
+    accesses before the store.  The order STORE_MB lets an ARMv8 driver tell them apart.
+    """
+    return (XCHG, p, value, STORE_MB)
 
 
 # --------------------------------------------------------------------------- barriers
@@ -455,6 +461,8 @@ def describe(op: tuple, name_of: Callable[[Ref], str] | None = None) -> str:
     code = op[0]
     if code in MEMORY_OPS or code == PV_WAIT:
         loc = name_of(op[1]) if name_of else op[1].name
+        if code == XCHG and op[-1] == STORE_MB:
+            return f"smp_store_mb({loc}, {_arg(op[2])})"
         if code in RMW_OPS:
             order = op[-1]
             suffix = "" if order == FULL else "_" + ORDER_NAMES[order]

@@ -1,0 +1,577 @@
+"""The execution-graph explorer: every consistent execution of the guest code under a memory model.
+
+A search over graphs (:mod:`.graph`), from the empty one.  Each step replays a thread's
+guest code from the values its reads in the graph returned (the generator is rebuilt,
+never copied, as in the interleaving checker), takes the next operation of the
+lowest-numbered thread that can go on, compiles it into events with the model
+(:mod:`.models`), and branches:
+
+* a **read** over every write to its location (the model's consistency check discards
+  the incoherent ones); a spin-wait (``smp_cond_load_*``) over the writes its condition
+  accepts, plus staying *blocked*;
+* a **write** over every position in its location's coherence order, and over every
+  **backward revisit**: an existing read of the location that now reads from the new
+  write.  The revisit deletes what depended on that read -- later events of its thread
+  that used its value (address, data and control dependencies, :mod:`pvspin.machine.deps`),
+  and, through reads-from, whatever read those events' writes -- and keeps everything
+  else, so that the write's own prefix stays and executions whose program order and
+  reads-from form a cycle (load buffering, which ARMv8 allows) are reached, as in HMC
+  (Kokologiannakis and Vafeiadis, ASPLOS 2020).  A read that the write depends on cannot
+  be revisited by it.
+* an RMW reads like a read and places its write right after the write it read.
+
+Graphs are remembered by their content, so one reached twice (through different
+revisits) is explored once.  A graph that is not consistent is not extended: the models
+only grow their relations when events are added, so no extension of it is consistent.
+When no thread can go on, the graph is complete (every thread finished: an execution,
+whose final state is checked) or *stuck*: a spin-wait is blocked while the last write to
+its location in coherence order fails its condition -- a liveness violation, the rule of
+VSync's await model checking (a blocked wait whose location ends with a value its
+condition accepts is not stuck, only not extended yet, and is dropped).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ...machine import deps as deps_mod
+from ...machine import ops as o
+from ...machine.deps import Dep, deps_of
+from ...machine.memory import MASKS
+from .execution import Execution
+from .graph import AWAIT, EXCL, INIT, Ev, F, Forced, Graph, R, Rec, W, eid, where
+
+
+class Unsupported(Exception):
+    """The guest code does something this engine or model does not handle; the message says what."""
+
+
+class DependencyMiss(Exception):
+    """A kept operation came out different on replay: a dependency the values did not carry."""
+
+
+@dataclass
+class Program:
+    """What the explorer runs: one generator per thread, the memory they start from, what is checked at the end."""
+
+    nthreads: int
+    thread: Callable  # thread number -> a fresh generator
+    initial: Callable  # (addr, size) -> value before any write
+    name_of: Callable  # (addr, size) -> symbolic name
+    cpu_of: Callable = lambda t: t  # noqa: E731 - smp_processor_id() of a thread
+    final_problems: Callable = lambda memory, returns: []  # noqa: E731
+    warn_ok: bool = False
+    outcome: Callable | None = None  # (final memory, returns) -> what GraphResult.outcomes counts (litmus tests)
+
+
+@dataclass
+class Finding:
+    prop: str
+    detail: str
+    graph: Graph
+
+
+@dataclass
+class GraphResult:
+    verdict: str = "verified"  # verified | violation | incomplete
+    executions: int = 0  # complete consistent graphs
+    blocked: int = 0  # stuck graphs that are not violations (a wait not extended yet)
+    graphs: int = 0  # distinct graphs visited
+    revisits: int = 0
+    seconds: float = 0.0
+    finding: Finding | None = None
+    note: str = ""
+    outcomes: dict = field(default_factory=dict)  # (final memory, returns) -> executions
+
+
+class _Branches:
+    """Collects the control dependencies of the thread being replayed (the observer of machine.deps)."""
+
+    __slots__ = ("ctrl",)
+
+    def __init__(self):
+        self.ctrl = 0
+
+    def branch(self, mask: int) -> None:
+        self.ctrl |= mask
+
+
+# what a replay stops at
+_DONE, _FRONTIER, _BLOCKED, _CRASH = range(4)
+
+
+def op_sig(op: tuple) -> tuple:
+    """An operation as recorded: opcode, location, plain operands and ordering (a predicate by its code)."""
+    out = [op[0]]
+    for v in op[1:]:
+        if hasattr(v, "addr") and hasattr(v, "size"):
+            out.append((v.addr, v.size))
+        elif callable(v):
+            out.append(getattr(v, "__code__", v))
+        elif isinstance(v, int):
+            out.append(int(v))
+        else:
+            out.append(v)
+    return tuple(out)
+
+
+class Explorer:
+    def __init__(self, program: Program, model, *, max_graphs: int | None = None, progress=None):
+        self.program = program
+        self.model = model
+        self.max_graphs = max_graphs
+        self.progress = progress
+        self._specs: dict = {}
+        self._sizes: dict[int, int] = {}  # location -> access size (mixed sizes are refused)
+        self._init: dict[int, int] = {}
+
+    # ----------------------------------------------------------------- the search
+    def run(self) -> GraphResult:
+        result = GraphResult()
+        started = time.perf_counter()
+        next_report = started + 1.0
+        seen: set[int] = set()
+        stack = [Graph([[] for _ in range(self.program.nthreads)], {})]
+        try:
+            while stack:
+                g = stack.pop()
+                h = hash(g.key())
+                if h in seen:
+                    continue
+                seen.add(h)
+                result.graphs += 1
+                if not self.model.consistent(Execution(g)):
+                    continue
+                step = self._next(g)
+                if step[0] == _CRASH:
+                    _, prop, detail = step
+                    result.verdict, result.finding = "violation", Finding(prop, detail, g)
+                    break
+                if step[0] == _DONE:
+                    stuck = self._stuck(g, step[1])
+                    if stuck is None:
+                        if step[1]:
+                            result.blocked += 1
+                            continue
+                        result.executions += 1
+                        problem = self._complete(g, step[2], result)
+                        if problem is not None:
+                            result.verdict, result.finding = "violation", Finding("final-state", problem, g)
+                            break
+                        continue
+                    result.verdict, result.finding = "violation", Finding(stuck[0], stuck[1], g)
+                    break
+                _, t, slot, op, specs, ctrl, forced = step
+                children, revisits = self._expand(g, t, slot, op, specs, ctrl, forced)
+                result.revisits += revisits
+                stack.extend(reversed(children))
+                if self.max_graphs is not None and result.graphs >= self.max_graphs:
+                    result.verdict, result.note = "incomplete", f"stopped at the graph limit ({self.max_graphs})"
+                    break
+                if self.progress is not None and time.perf_counter() >= next_report:
+                    next_report = time.perf_counter() + 1.0
+                    result.seconds = time.perf_counter() - started
+                    self.progress(result)
+        except KeyboardInterrupt:
+            result.verdict, result.note = "incomplete", "interrupted"
+        result.seconds = time.perf_counter() - started
+        return result
+
+    # ----------------------------------------------------------------- replay
+    def _next(self, g: Graph):
+        """The first thread that can go on and its next operation; or (DONE, blocked, returns); or a crash."""
+        blocked = []
+        returns = []
+        for t in range(self.program.nthreads):
+            step = self._replay(g, t)
+            if step[0] == _FRONTIER:
+                return step
+            if step[0] == _CRASH:
+                return step
+            if step[0] == _BLOCKED:
+                blocked.append(step[1])
+                returns.append(None)
+            else:
+                returns.append(step[1])
+        return (_DONE, blocked, returns)
+
+    def _replay(self, g: Graph, t: int):
+        recs = g.threads[t]
+        program = self.program
+        gen = program.thread(t)
+        branches = _Branches()
+        saved = deps_mod.observer
+        deps_mod.observer = branches
+        try:
+            result = None
+            first = True
+            slot = 0
+            while True:
+                try:
+                    op = gen.send(None) if first else gen.send(result)
+                except StopIteration as stop:
+                    return (_DONE, stop.value)
+                except o.GuestBug as bug:
+                    return (_CRASH, "guest-bug", f"cpu{program.cpu_of(t)}: BUG: {bug}")
+                first = False
+                code = op[0]
+                if code in o.LOCAL_OPS:
+                    result = self._local(t, op)
+                    if type(result) is tuple and result and result[0] == _CRASH:
+                        return result
+                    continue
+                if code == o.CPU_RELAX or code == o.WORK:
+                    result = None
+                    continue
+                specs = self._compile(op)
+                if not specs:
+                    result = None
+                    continue
+                rec = recs[slot] if slot < len(recs) else None
+                if type(rec) is not Rec:
+                    return (_FRONTIER, t, slot, op, specs, branches.ctrl, rec)
+                if rec.op_sig != op_sig(op):
+                    raise DependencyMiss(
+                        f"cpu{program.cpu_of(t)} operation {slot + 1} was {o.describe(rec.op)} and is now "
+                        f"{o.describe(op)} although nothing it depends on changed: a dependency the checker "
+                        "could not follow (a value used as a Python index, or converted with int()?)")
+                read = rec.events[0] if rec.events else None
+                if read is not None and read.kind == R and read.rf is None:
+                    return (_BLOCKED, (t, slot))
+                result = _taint(rec, eid(t, slot))
+                slot += 1
+        finally:
+            deps_mod.observer = saved
+
+    def _local(self, t: int, op: tuple):
+        code = op[0]
+        if code == o.SMP_PROCESSOR_ID:
+            return self.program.cpu_of(t)
+        if code == o.IN_NMI:
+            return False
+        if code == o.IRQS:
+            return True
+        if code == o.WARNING and not self.program.warn_ok:
+            return (_CRASH, "guest-warning", f"cpu{self.program.cpu_of(t)}: WARN: {op[1]}")
+        return None
+
+    def _compile(self, op: tuple):
+        code = op[0]
+        key = (code, op[1]) if code == o.FENCE else (code, op[-1]) if code in o.RMW_OPS or code in (
+            o.LOAD, o.STORE, o.LOAD_EX, o.STORE_EX) else (code, op[3]) if code == o.COND_LOAD else (code,)
+        specs = self._specs.get(key, False)
+        if specs is False:
+            specs = self.model.compile(op)
+            if specs is None:
+                raise Unsupported(f"{o.describe(op)} has no {self.model.name} compilation")
+            self._specs[key] = specs
+        return specs
+
+    # ----------------------------------------------------------------- branching
+    def _location(self, ref) -> tuple[int, int]:
+        addr, size = ref.addr, ref.size
+        known = self._sizes.get(addr)
+        if known is None:
+            for other, osize in self._sizes.items():
+                if other < addr + size and addr < other + osize:
+                    raise Unsupported(f"mixed-size access: {self.program.name_of(addr, size)} ({size} bytes) "
+                                      f"overlaps {self.program.name_of(other, osize)} ({osize} bytes)")
+            self._sizes[addr] = size
+            self._init[addr] = self.program.initial(addr, size)
+        elif known != size:
+            raise Unsupported(f"mixed-size access: {self.program.name_of(addr, size)} as {size} and {known} bytes")
+        return addr, size
+
+    def value_of(self, g: Graph, loc: int, w: int) -> int:
+        return self._init[loc] if w == INIT else g.event(w).val
+
+    def _expand(self, g: Graph, t: int, slot: int, op: tuple, specs: tuple, ctrl: int, forced: Forced | None):
+        code = op[0]
+        kinds = tuple(s[0] for s in specs)
+        if kinds == (F,):
+            return [_with(g, t, slot, Rec(op_sig(op), (Ev(eid(t, slot), F, fence=specs[0][2], tags=specs[0][1],
+                                                             ctrl_deps=ctrl),), None, op))], 0
+        ref = op[1]
+        loc, size = self._location(ref)
+        mask = MASKS[size]
+        sig = op_sig(op)
+        adeps = ref.deps
+        if kinds == (R,):
+            return self._reads(g, t, slot, op, specs[0], loc, size, adeps, ctrl, forced, sig), 0
+        if kinds[0] == W:  # a store, a store-exclusive, or a store with a fence after it
+            value = op[2]
+            write = Ev(eid(t, slot), W, loc, size, int(value) & mask, tags=specs[0][1], addr_deps=adeps,
+                       data_deps=deps_of(value), ctrl_deps=ctrl)
+            extra = ()
+            if len(specs) == 2:
+                extra = (Ev(eid(t, slot, 1), F, fence=specs[1][2], tags=specs[1][1], ctrl_deps=ctrl),)
+            children = []
+            placements = range(len(g.writes_to(loc)) + 1)
+            result = None
+            if code == o.STORE_EX:
+                pair = _exclusive_partner(g, t, slot, loc)
+                status = forced.status if forced is not None else None
+                if status != 0:
+                    children.append(_with(g, t, slot, Rec(sig, (), 1, op, adeps | deps_of(value) | ctrl)))
+                if pair is None or status == 1:
+                    return children, 0
+                write.pair = pair.id
+                start = 0 if pair.rf == INIT else g.writes_to(loc).index(pair.rf) + 1
+                placements = range(start, len(g.writes_to(loc)) + 1)
+                result = 0
+            revisits = 0
+            for at in placements:
+                child = _with(g, t, slot, Rec(sig, (write, *extra), result, op), loc, at)
+                children.append(child)
+                more = self._revisits(child, write)
+                revisits += len(more)
+                children.extend(more)
+            return children, revisits
+        # an RMW: a read, and a write placed right after the write it read
+        return self._rmw(g, t, slot, op, specs, loc, size, mask, adeps, ctrl, forced, sig)
+
+    def _candidates(self, g: Graph, loc: int, forced: Forced | None) -> list[int]:
+        if forced is not None and forced.rf is not None:
+            return [forced.rf]
+        return [INIT, *g.writes_to(loc)]
+
+    def _reads(self, g, t, slot, op, spec, loc, size, adeps, ctrl, forced, sig):
+        code = op[0]
+        tags = spec[1]
+        cond = op[2] if code == o.COND_LOAD else None
+        bounded = code == o.COND_LOAD and op[4] is not None
+        if code == o.LOAD_EX:
+            tags |= EXCL
+        if cond is not None and not bounded:
+            tags |= AWAIT
+        children = []
+        for w in self._candidates(g, loc, forced):
+            val = self.value_of(g, loc, w)
+            if cond is not None and not bounded and not cond(val):
+                continue
+            ev = Ev(eid(t, slot), R, loc, size, val, w, tags, addr_deps=adeps, ctrl_deps=ctrl)
+            children.append(_with(g, t, slot, Rec(sig, (ev,), val, op)))
+        if cond is not None and not bounded and (forced is None or forced.rf is None):
+            blocked = Ev(eid(t, slot), R, loc, size, 0, None, tags, addr_deps=adeps, ctrl_deps=ctrl)
+            children.append(_with(g, t, slot, Rec(sig, (blocked,), None, op)))
+        return children
+
+    def _rmw(self, g, t, slot, op, specs, loc, size, mask, adeps, ctrl, forced, sig):
+        code = op[0]
+        data = 0
+        for v in op[2:-1]:
+            data |= deps_of(v)
+        children = []
+        revisits = 0
+        order = g.writes_to(loc)
+        for w in self._candidates(g, loc, forced):
+            old = self.value_of(g, loc, w)
+            new, result = o.rmw_result(code, old, op, mask)
+            read = Ev(eid(t, slot), R, loc, size, old, w, specs[0][1], addr_deps=adeps, ctrl_deps=ctrl)
+            if new is None:  # a failed cmpxchg: only the read
+                children.append(_with(g, t, slot, Rec(sig, (read,), result, op)))
+                continue
+            at = 0 if w == INIT else order.index(w) + 1
+            write = Ev(eid(t, slot, 1), W, loc, size, new, tags=specs[1][1], addr_deps=adeps, data_deps=data,
+                       ctrl_deps=ctrl, pair=read.id)
+            child = _with(g, t, slot, Rec(sig, (read, write), result, op), loc, at)
+            children.append(child)
+            more = self._revisits(child, write)
+            revisits += len(more)
+            children.extend(more)
+        return children, revisits
+
+    def _revisits(self, g: Graph, write: Ev) -> list[Graph]:
+        """Graphs in which an existing read of the location reads from ``write`` instead.
+
+        As in TruSt (Kokologiannakis et al., POPL 2022), the revisit keeps what was added
+        before the read and the write's own prefix, and deletes the rest, which the search
+        then adds again; the prefix is the write's dependencies and reads-from sources,
+        transitively (HMC's dependency prefix, so that the read may be po-before the write's
+        program-order predecessors: load buffering).  A read in the prefix cannot be revisited.
+        """
+        out = []
+        wt, wslot, _ = where(write.id)
+        prefix = _prefix(g, wt, wslot)
+        for t, recs in enumerate(g.threads):
+            for slot, rec in enumerate(recs):
+                if type(rec) is not Rec or (t, slot) in prefix:
+                    continue
+                read = rec.events[0] if rec.events else None
+                if read is None or read.kind != R or read.loc != write.loc or read.rf == write.id:
+                    continue
+                if read.tags & AWAIT and not rec.op[2](write.val):
+                    continue  # a spin-wait only ever returns a value its condition accepts
+                out.append(_revisited(g, prefix, t, slot, rec.stamp, write.id))
+        return out
+
+    # ----------------------------------------------------------------- the end of an execution
+    def final_memory(self, g: Graph) -> dict[int, int]:
+        memory = dict(self._init)
+        for loc, order in g.co.items():
+            if order:
+                memory[loc] = g.event(order[-1]).val
+        return memory
+
+    def _stuck(self, g: Graph, blocked: list[tuple[int, int]]):
+        """(prop, detail) when the blocked spin-waits can never be released, else None."""
+        if not blocked:
+            return None
+        memory = self.final_memory(g)
+        waits = []
+        for t, slot in blocked:
+            rec = g.threads[t][slot]
+            read = rec.events[0]
+            if rec.op[2](memory[read.loc]):
+                return None  # its location ends with a value it accepts: not stuck, only not extended yet
+            waits.append(f"cpu{self.program.cpu_of(t)} waits forever in {o.describe(rec.op, _namer(self.program))}, "
+                         f"whose location ends as {memory[read.loc]:#x}")
+        return "deadlock", "; ".join(waits)
+
+    def _complete(self, g: Graph, returns: list, result: GraphResult) -> str | None:
+        memory = self.final_memory(g)
+        if self.program.outcome is not None:
+            key = self.program.outcome(memory, returns)
+            result.outcomes[key] = result.outcomes.get(key, 0) + 1
+        problems = self.program.final_problems(memory, returns)
+        return "; ".join(problems) if problems else None
+
+
+# --------------------------------------------------------------------------- graph surgery
+def _with(g: Graph, t: int, slot: int, rec, loc: int | None = None, at: int | None = None) -> Graph:
+    """``g`` with ``rec`` at the thread's slot (appended or filling a hole), its write placed at ``at`` in ``loc``'s order."""
+    child = Graph(list(g.threads), g.co if loc is None else dict(g.co), g.clock + 1)
+    rec.stamp = g.clock
+    recs = list(g.threads[t])
+    if slot == len(recs):
+        recs.append(rec)
+    else:
+        recs[slot] = rec
+    child.threads[t] = recs
+    if loc is not None:
+        order = child.co.get(loc, ())
+        child.co[loc] = order[:at] + (rec.events[-1].id if rec.events[-1].kind == W else rec.events[0].id,) + order[at:]
+    return child
+
+
+def _exclusive_partner(g: Graph, t: int, slot: int, loc: int) -> Ev | None:
+    """The read of the latest load-exclusive before ``slot`` in the thread, if it is to the same location."""
+    for rec in reversed(g.threads[t][:slot]):
+        if type(rec) is Rec and rec.events and rec.events[0].tags & EXCL and rec.events[0].kind == R:
+            return rec.events[0] if rec.events[0].loc == loc else None
+    return None
+
+
+def _prefix(g: Graph, t0: int, slot0: int) -> set:
+    """The records the record at ``(t0, slot0)`` depends on, itself included: its dependencies' and
+    reads-from sources' records, transitively.
+
+    An exclusive store's load is not in it: the store's being there does not depend on
+    what the load read, and the pairing (by event number) survives the load being redone;
+    whether the pair is still atomic is the model's ``atomic`` axiom to say.  Depending on a
+    store-exclusive's status alone does not bring the store in: it may be redone (its value
+    may change) as long as it comes out the same, success or failure (see :func:`_revisited`).
+    """
+    keep = {(t0, slot0)}
+    work = [g.threads[t0][slot0]]
+    while work:
+        rec = work.pop()
+        sources = rec.deps
+        for ev in rec.events:
+            if ev.kind == R and ev.rf is not None and ev.rf != INIT:
+                sources |= 1 << ev.rf
+        while sources:
+            low = sources & -sources
+            sources ^= low
+            t, slot, part = where(low.bit_length() - 1)
+            if (t, slot) in keep:
+                continue
+            rec = g.threads[t][slot]
+            if type(rec) is not Rec:
+                continue  # a store-exclusive already to be redone with its outcome fixed
+            if part and rec.op[0] == o.STORE_EX:
+                continue
+            keep.add((t, slot))
+            work.append(rec)
+    return keep
+
+
+def _revisited(g: Graph, prefix: set, t0: int, slot0: int, stamp: int, write: int) -> Graph:
+    """``g`` with the read at ``(t0, slot0)`` to be redone from ``write``: what was added after it and is not
+    in the write's ``prefix`` deleted, and then whatever depends on something deleted.
+
+    The second step matters where a slot was redone after operations that depend on it
+    (a store-exclusive redone with its outcome fixed): it is newer than they are.  A
+    store-exclusive that is deleted while something kept branches on its status is redone
+    with that status fixed, not forgotten.
+    """
+    threads = [list(recs) for recs in g.threads]
+    dead_slots = set()
+    for t, recs in enumerate(threads):
+        for slot, rec in enumerate(recs):
+            if type(rec) is Rec and (rec.stamp > stamp or (t, slot) == (t0, slot0)) and (t, slot) not in prefix:
+                dead_slots.add((t, slot))
+    dead = 0  # events deleted (and slots being redone), for reads-from and value dependencies
+    status = 0  # statuses of deleted store-exclusives
+    for t, slot in dead_slots:
+        if threads[t][slot].op[0] == o.STORE_EX:
+            dead |= 1 << eid(t, slot)
+            status |= 1 << eid(t, slot, 1)
+        else:
+            dead |= 3 << eid(t, slot)
+    changed = True
+    while changed:
+        changed = False
+        for t, recs in enumerate(threads):
+            for slot, rec in enumerate(recs):
+                if type(rec) is not Rec or (t, slot) in dead_slots:
+                    continue
+                sources = rec.deps
+                for ev in rec.events:
+                    if ev.kind == R and ev.rf is not None and ev.rf != INIT:
+                        sources |= 1 << ev.rf
+                if sources & dead:
+                    dead_slots.add((t, slot))
+                    dead |= (1 << eid(t, slot)) if rec.op[0] == o.STORE_EX else (3 << eid(t, slot))
+                    if rec.op[0] == o.STORE_EX:
+                        status |= 1 << eid(t, slot, 1)
+                    changed = True
+    branched = 0  # statuses something kept depends on
+    for t, recs in enumerate(threads):
+        for slot, rec in enumerate(recs):
+            if type(rec) is Rec and (t, slot) not in dead_slots:
+                branched |= rec.deps & status
+    for t, slot in dead_slots:
+        rec = threads[t][slot]
+        threads[t][slot] = Forced(status=rec.result) if branched >> eid(t, slot, 1) & 1 else None
+    for recs in threads:  # a redo of a read whose write is gone reads anew
+        for slot, rec in enumerate(recs):
+            if type(rec) is Forced and rec.rf is not None and rec.rf != INIT and dead >> rec.rf & 1:
+                recs[slot] = None
+    threads[t0][slot0] = Forced(write)
+    co = {loc: tuple(w for w in order if not dead >> w & 1) for loc, order in g.co.items()}
+    return Graph(threads, co, g.clock)
+
+
+def _taint(rec: Rec, slot_bit: int):
+    """The result a replayed guest gets back, carrying the read it came from.
+
+    A store-exclusive's status depends on the store (it is no read, so no model relation
+    comes of it), so that a branch on it makes what follows go when the store is redone.
+    """
+    result = rec.result
+    if rec.op[0] == o.STORE_EX:
+        return Dep(result, 1 << (slot_bit + 1))
+    read = rec.events[0] if rec.events else None
+    if read is None or read.kind != R:
+        return result
+    bit = 1 << read.id
+    if type(result) is tuple:  # try_cmpxchg: (succeeded, old)
+        return (Dep(int(result[0]), bit), Dep(result[1], bit))
+    return Dep(result, bit)
+
+
+def _namer(program: Program):
+    return lambda ref: program.name_of(ref.addr, ref.size)

@@ -1,0 +1,172 @@
+"""Execution graphs: events per thread in program order, reads-from, coherence order.
+
+A thread's part of a graph is a list of *records*, one per memory operation its guest
+code performed, in program order (slot ``k`` is its ``k``-th such operation).  A record
+holds the events the memory model compiled the operation into -- a read, a write, a
+fence, or a read and a write for an RMW (at most two) -- and the result the guest got
+back.  A slot may be a *hole* (None): an operation a backward revisit deleted because it
+depended on the revisited read, which the thread performs again when it is replayed; or
+:class:`Forced`: the revisited read itself, to be performed again reading from one given
+write.
+
+Events are numbered ``thread * STRIDE + 2 * slot + part`` (``part`` 1 is an RMW's write or
+the fence after a store), so a number names the same event across the graphs of a search,
+and a set of events (the reads a value depends on) is a bit mask over those numbers.  A
+store-exclusive's status is number ``part`` 1 of its slot: what branches on it depends on
+whether the store succeeded, not on what it stored.
+Each location's initial value is the write :data:`INIT`, coherence-before every other.
+"""
+
+from __future__ import annotations
+
+MAX_SLOTS = 512  # memory operations per thread
+STRIDE = 2 * MAX_SLOTS
+INIT = -1
+
+# event kinds
+R, W, F = "R", "W", "F"
+
+# tags
+ACQ = 1  # ARMv8 A: LDAR, the read of an acquire RMW
+ACQ_PC = 2  # ARMv8 Q: LDAPR
+REL = 4  # ARMv8 L: STLR, the write of a release RMW
+EXCL = 8  # an exclusive (LDXR / STXR): the pair is an rmw
+AMO = 16  # the two halves of a single-instruction RMW (SWP, CAS, LDADD, ...; a locked x86 instruction)
+AWAIT = 32  # the read of a spin-wait (smp_cond_load_*): only values its condition accepts
+HV = 64  # a hypervisor event (pv_wait's halt, pv_kick): a VM exit, ordered like a full barrier
+
+TAG_NAMES = ((ACQ, "acquire"), (ACQ_PC, "acquire_pc"), (REL, "release"), (EXCL, "exclusive"), (AMO, "amo"),
+             (AWAIT, "await"), (HV, "hypercall"))
+
+
+def eid(thread: int, slot: int, part: int = 0) -> int:
+    return thread * STRIDE + 2 * slot + part
+
+
+def where(e: int) -> tuple[int, int, int]:
+    """(thread, slot, part) of an event number."""
+    thread, rest = divmod(e, STRIDE)
+    return thread, rest >> 1, rest & 1
+
+
+class Ev:
+    """One event: a read, a write or a fence, with its location, value, tags and dependencies.
+
+    ``addr_deps``, ``data_deps`` and ``ctrl_deps`` are bit masks of the read events of the
+    same thread it depends on (see :mod:`pvspin.machine.deps`).  A read's ``rf`` is the
+    event number of the write it reads from (:data:`INIT` for the initial value), or None
+    for a spin-wait still blocked; a write's ``val`` is what it stores.
+    """
+
+    __slots__ = ("id", "kind", "loc", "size", "val", "rf", "tags", "fence", "addr_deps", "data_deps", "ctrl_deps",
+                 "pair")
+
+    def __init__(self, id: int, kind: str, loc: int = 0, size: int = 0, val: int = 0, rf: int | None = None,
+                 tags: int = 0, fence: str | None = None, addr_deps: int = 0, data_deps: int = 0, ctrl_deps: int = 0,
+                 pair: int | None = None):
+        self.id = id
+        self.kind = kind
+        self.loc = loc
+        self.size = size
+        self.val = val
+        self.rf = rf
+        self.tags = tags
+        self.fence = fence
+        self.addr_deps = addr_deps
+        self.data_deps = data_deps
+        self.ctrl_deps = ctrl_deps
+        self.pair = pair  # an rmw's write: its read (the same record's, or the exclusive load's)
+
+    @property
+    def deps(self) -> int:
+        return self.addr_deps | self.data_deps | self.ctrl_deps
+
+    def with_rf(self, rf: int | None, val: int) -> Ev:
+        return Ev(self.id, self.kind, self.loc, self.size, val, rf, self.tags, self.fence, self.addr_deps,
+                  self.data_deps, self.ctrl_deps, self.pair)
+
+    def sig(self) -> tuple:
+        return (self.kind, self.loc, self.val, self.rf, self.tags, self.fence, self.pair)
+
+    def __repr__(self) -> str:
+        t, s, p = where(self.id)
+        return f"<{self.kind} t{t}.{s}{'b' if p else ''} loc={self.loc:#x} val={self.val} rf={self.rf}>"
+
+
+class Rec:
+    """One memory operation of a thread: its opcode and operands (to recognise it on replay), events, result.
+
+    ``op`` is the operation as the guest yielded it (for reports and a spin-wait's
+    condition); the graph's identity leaves it out.
+    """
+
+    __slots__ = ("op_sig", "events", "result", "op", "deps", "stamp")
+
+    def __init__(self, op_sig: tuple, events: tuple[Ev, ...], result, op: tuple, deps: int = 0):
+        self.op_sig = op_sig
+        self.events = events
+        self.result = result
+        self.op = op
+        # what it depends on: its events', and its operands' when it has no event (a failed STXR)
+        for e in events:
+            deps |= e.deps
+        self.deps = deps
+        self.stamp = 0  # when it was added to the graph (the search's clock): revisits delete what came later
+
+    def sig(self) -> tuple:
+        return (self.op_sig, tuple(e.sig() for e in self.events), self.result)
+
+
+class Forced:
+    """A slot to perform again with an outcome fixed: a revisited read reading from ``rf``, or a
+    store-exclusive whose ``status`` later operations depend on (it must succeed, or fail, again)."""
+
+    __slots__ = ("rf", "status")
+
+    def __init__(self, rf: int | None = None, status: int | None = None):
+        self.rf = rf
+        self.status = status
+
+    def sig(self) -> tuple:
+        return ("forced", self.rf, self.status)
+
+
+class Graph:
+    """Records per thread and the coherence order of each location (initial write left implicit)."""
+
+    __slots__ = ("threads", "co", "clock", "_key")
+
+    def __init__(self, threads: list[list], co: dict[int, tuple[int, ...]], clock: int = 0):
+        self.threads = threads
+        self.co = co
+        self.clock = clock  # the next record's stamp
+        self._key = None
+
+    def rec_of(self, e: int):
+        """The record holding event (or slot bit) ``e``, or None."""
+        t, slot, _ = where(e)
+        recs = self.threads[t]
+        return recs[slot] if slot < len(recs) else None
+
+    def key(self) -> tuple:
+        if self._key is None:
+            self._key = (tuple(tuple(None if r is None else r.sig() for r in t) for t in self.threads),
+                         tuple(sorted(self.co.items())))
+        return self._key
+
+    def events(self):
+        for t in self.threads:
+            for r in t:
+                if type(r) is Rec:
+                    yield from r.events
+
+    def event(self, e: int) -> Ev:
+        t, slot, part = where(e)
+        rec = self.threads[t][slot]
+        for ev in rec.events:
+            if ev.id == e:
+                return ev
+        raise KeyError(e)
+
+    def writes_to(self, loc: int) -> tuple[int, ...]:
+        return self.co.get(loc, ())
