@@ -46,6 +46,9 @@ BUGS: dict[str, tuple[str, str | None]] = {
 }
 
 
+ARCHES = ("x86", "arm64")
+
+
 def _power_of_two_minus_one(mask: int) -> bool:
     return mask >= 0 and (mask + 1) & mask == 0
 
@@ -60,6 +63,7 @@ class LockConfig:
     pv_prev_check_mask: int = 0xFF  # PV_PREV_CHECK_MASK
     max_nodes: int = 4  # MAX_NODES (4 since 4.20)
     bugs: frozenset[str] = frozenset()  # injected bugs by name (model checker's bug corpus)
+    arch: str = "x86"  # x86 or arm64: where the kernel's code differs by architecture (see qspinlock.py)
 
     def __post_init__(self) -> None:
         for knob in ("pending_loops", "spin_threshold"):
@@ -71,6 +75,8 @@ class LockConfig:
         # The tail's idx field is 2 bits wide: more than 4 nodes cannot be encoded.
         if not isinstance(self.max_nodes, int) or not 1 <= self.max_nodes <= 4:
             raise ValueError(f"max_nodes must be 1..4, got {self.max_nodes!r}")
+        if self.arch not in ARCHES:
+            raise ValueError(f"arch must be one of {', '.join(ARCHES)}, got {self.arch!r}")
         unknown = sorted(set(self.bugs) - BUGS.keys())
         if unknown:
             raise ValueError(f"unknown bug {unknown[0]!r} (known: {', '.join(sorted(BUGS))})")

@@ -18,6 +18,7 @@ from __future__ import annotations
 from functools import cache
 
 from ..machine.cpu import GuestCode
+from ..machine.deps import deps_of
 from ..machine.memory import CACHE_LINE, NULL, Layout, Memory, View
 from ..machine.ops import (
     READ_ONCE,
@@ -203,11 +204,12 @@ class QSpinlock:
     def virt_spin_lock(self, lock: View) -> GuestCode:
         """virt_spin_lock() (arch/x86/include/asm/qspinlock.h): test-and-set under a hypervisor without PV.
 
-        Returns False at once when ``virt_spin_lock_key`` is off.  Spins on a plain load
-        until the word reads 0 and only then tries the cmpxchg (43b3f02899f7), so waiters
-        do not bounce the line with locked operations.
+        Returns False at once when ``virt_spin_lock_key`` is off, and always on arm64,
+        whose kernel has only the generic stub.  Spins on a plain load until the word reads
+        0 and only then tries the cmpxchg (43b3f02899f7), so waiters do not bounce the line
+        with locked operations.
         """
-        if not self.virt_spin_lock_key:
+        if not self.virt_spin_lock_key or self.config.arch != "x86":
             return False
         while True:
             yield atomic_cond_read_relaxed(lock.val, _zero)  # (*,*,*) -> (0,0,0), seen by a load
@@ -246,12 +248,15 @@ class QSpinlock:
             old = seen
 
     def queued_fetch_set_pending_acquire(self, lock: View) -> GuestCode:
-        """x86 queued_fetch_set_pending_acquire(): ``lock btsl`` on the pending bit, then a plain read.
+        """queued_fetch_set_pending_acquire(): (*,*,*) -> (*,1,*), returning the word as it was.
 
-        x86 has no fetch-or returning the word, so the kernel (7aa54be29765) sets the bit
-        with ``btsl`` (its old value is all it learns) and reads the rest of the word
-        afterwards: (*,*,*) -> (*,1,*).
+        The generic form (kernel/locking/qspinlock.c, what arm64 runs) is one
+        ``atomic_fetch_or_acquire()``.  x86 has no fetch-or returning the word, so its
+        kernel (7aa54be29765) sets the bit with ``lock btsl`` (its old value is all it
+        learns) and reads the rest of the word afterwards.
         """
+        if self.config.arch != "x86":
+            return (yield atomic_fetch_or_acquire(lock.val, _Q_PENDING_VAL))
         old = yield atomic_fetch_or_acquire(lock.val, _Q_PENDING_VAL)
         val = yield atomic_read(lock.val)
         return (old & _Q_PENDING_VAL) | (val & ~self.q._Q_PENDING_MASK)
@@ -271,10 +276,15 @@ class QSpinlock:
             raise GuestBug(f"dereference of {addr:#x}, which points at no object") from None
 
     def qnode(self, cpu: int, idx: int) -> View:
-        """grab_mcs_node(): node ``idx`` of ``cpu``, by address arithmetic as in the kernel."""
+        """grab_mcs_node(): node ``idx`` of ``cpu``, by address arithmetic as in the kernel.
+
+        The arithmetic is what gives an access through the node an address dependency on
+        the reads ``cpu`` and ``idx`` came from (``decode_tail()`` of a loaded tail), which
+        indexing a Python list would lose: the view carries them (machine/deps.py).
+        """
         nodes = self.qnodes[cpu]
         if idx < len(nodes):
-            return nodes[idx]
+            return nodes[idx].depending(deps_of(cpu) | deps_of(idx))
         # Only an injected MAX_NODES overflow gets here; the kernel would scribble on whatever lies there.
         addr = nodes[0].addr + idx * self.qnode_layout.size
         try:

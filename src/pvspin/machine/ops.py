@@ -39,12 +39,16 @@ WARNING                 (WARNING, message)                                    No
 LOCAL_CLOCK             (LOCAL_CLOCK,)                                        driver's time
 LOAD_EX                 (LOAD_EX, ref, order)                                 value
 STORE_EX                (STORE_EX, ref, value, order)                         0 stored, 1 failed
+CMPXCHG_MASKED          (CMPXCHG_MASKED, ref, mask, expected, new, op, order) old value
 ======================  ====================================================  ==================
 
 ``order`` is one of RELAXED, ACQUIRE, RELEASE, FULL, and ACQUIRE_PC (ARMv8's ``LDAPR``).
 LOAD_EX and STORE_EX are ARMv8's exclusive pair (``LDXR``/``STXR``), which AArch64 litmus
 tests use and kernel code, compiled with LSE atomics, does not; only the execution-graph
-checker runs them.  A *footprint* (:func:`footprint`)
+checker runs them.  CMPXCHG_MASKED is an RMW of some bits of a word (those in ``mask``: they
+become ``new`` if ``expected`` is None or they equal it); it is what a sub-word access
+becomes when a checker runs a lock with whole-word accesses (:mod:`pvspin.check.wholeword`),
+and ``op`` is the access it stands for.  A *footprint* (:func:`footprint`)
 gives the location touched, the kind of access and the ordering; the timed simulator uses
 it for costs and the checker for partial-order reduction.
 
@@ -83,14 +87,15 @@ WARNING = 20  # the opcode; WARN() below is the kernel macro that yields it
 LOCAL_CLOCK = 21
 LOAD_EX = 22
 STORE_EX = 23
+CMPXCHG_MASKED = 24
 
 OPCODE_NAMES = (
     "LOAD STORE XCHG CMPXCHG TRY_CMPXCHG FETCH_ADD FETCH_OR FETCH_ANDNOT FENCE COND_LOAD "
     "CPU_RELAX WORK PV_WAIT PV_KICK VCPU_IS_PREEMPTED SMP_PROCESSOR_ID IN_NMI IRQS LOCKEVENT CS WARNING LOCAL_CLOCK "
-    "LOAD_EX STORE_EX"
+    "LOAD_EX STORE_EX CMPXCHG_MASKED"
 ).split()
 
-RMW_OPS = frozenset({XCHG, CMPXCHG, TRY_CMPXCHG, FETCH_ADD, FETCH_OR, FETCH_ANDNOT})
+RMW_OPS = frozenset({XCHG, CMPXCHG, TRY_CMPXCHG, FETCH_ADD, FETCH_OR, FETCH_ANDNOT, CMPXCHG_MASKED})
 MEMORY_OPS = frozenset({LOAD, STORE, COND_LOAD}) | RMW_OPS
 LOCAL_OPS = frozenset({SMP_PROCESSOR_ID, IN_NMI, IRQS, LOCKEVENT, CS, WARNING, LOCAL_CLOCK})
 
@@ -430,6 +435,11 @@ def rmw_result(code: int, old: int, op: tuple, mask: int) -> tuple[int | None, o
         return (old | op[2]) & mask, old
     if code == FETCH_ANDNOT:
         return old & ~op[2] & mask, old
+    if code == CMPXCHG_MASKED:
+        bits, expected, new = op[2], op[3], op[4]
+        if expected is not None and old & bits != expected:
+            return None, old
+        return ((old & ~bits) | new) & mask, old
     raise ValueError(f"not a read-modify-write: {OPCODE_NAMES[code]}")
 
 
@@ -463,6 +473,8 @@ def describe(op: tuple, name_of: Callable[[Ref], str] | None = None) -> str:
         loc = name_of(op[1]) if name_of else op[1].name
         if code == XCHG and op[-1] == STORE_MB:
             return f"smp_store_mb({loc}, {_arg(op[2])})"
+        if code == CMPXCHG_MASKED:
+            return f"{describe(op[5], name_of)} [an RMW of {loc}]"
         if code in RMW_OPS:
             order = op[-1]
             suffix = "" if order == FULL else "_" + ORDER_NAMES[order]

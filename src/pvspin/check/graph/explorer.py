@@ -6,9 +6,10 @@ never copied, as in the interleaving checker), takes the next operation of the
 lowest-numbered thread that can go on, compiles it into events with the model
 (:mod:`.models`), and branches:
 
-* a **read** over every write to its location (the model's consistency check discards
-  the incoherent ones); a spin-wait (``smp_cond_load_*``) over the writes its condition
-  accepts, plus staying *blocked*;
+* a **read** over the writes to its location that coherence lets it read (the model's
+  consistency check discards the rest); a spin-wait (``smp_cond_load_*``) likewise, and
+  when the location's last write in coherence order fails its condition it may also
+  *block*, reading that write;
 * a **write** over every position in its location's coherence order, and over every
   **backward revisit**: an existing read of the location that now reads from the new
   write.  The revisit deletes what depended on that read -- later events of its thread
@@ -23,11 +24,14 @@ lowest-numbered thread that can go on, compiles it into events with the model
 Graphs are remembered by their content, so one reached twice (through different
 revisits) is explored once.  A graph that is not consistent is not extended: the models
 only grow their relations when events are added, so no extension of it is consistent.
-When no thread can go on, the graph is complete (every thread finished: an execution,
-whose final state is checked) or *stuck*: a spin-wait is blocked while the last write to
-its location in coherence order fails its condition -- a liveness violation, the rule of
-VSync's await model checking (a blocked wait whose location ends with a value its
-condition accepts is not stuck, only not extended yet, and is dropped).
+A blocked spin-wait always reads the last write to its location in coherence order (the
+rule of VSync's await model checking and GenMC's spin-assume): a new write to the
+location makes it read that write instead, in place -- going on if its condition accepts
+the value, blocked again if not -- and the graph in which it kept reading the older
+write is dropped.  When no thread can go on, the graph is complete (every thread
+finished: an execution, whose final state is checked) or *stuck*: a blocked spin-wait
+reads the last write there will ever be to its location and it fails the condition -- a
+liveness violation (deadlock, or lost wake-up when the wait is a halted vCPU's).
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ class Finding:
 class GraphResult:
     verdict: str = "verified"  # verified | violation | incomplete
     executions: int = 0  # complete consistent graphs
-    blocked: int = 0  # stuck graphs that are not violations (a wait not extended yet)
+    blocked: int = 0  # kept for reports: always 0 now that a blocked wait reads the last write
     graphs: int = 0  # distinct graphs visited
     revisits: int = 0
     seconds: float = 0.0
@@ -101,6 +105,11 @@ class _Branches:
 # what a replay stops at
 _DONE, _FRONTIER, _BLOCKED, _CRASH = range(4)
 
+# operations with an outcome that is no read's value: its own slot bit carries it (see _taint)
+_CHOICE_OPS = frozenset({o.STORE_EX, o.VCPU_IS_PREEMPTED})
+_CHOICE = ("choice",)
+REPLAY_CACHE = 1 << 16  # thread replays remembered (children share the threads they do not change)
+
 
 def op_sig(op: tuple) -> tuple:
     """An operation as recorded: opcode, location, plain operands and ordering (a predicate by its code)."""
@@ -118,22 +127,26 @@ def op_sig(op: tuple) -> tuple:
 
 
 class Explorer:
-    def __init__(self, program: Program, model, *, max_graphs: int | None = None, progress=None):
+    def __init__(self, program: Program, model, *, max_graphs: int | None = None, progress=None, lower=None):
         self.program = program
+        self.lower = lower  # op -> (the operation run instead, its result -> the guest's), e.g. wholeword.Words
         self.model = model
         self.max_graphs = max_graphs
         self.progress = progress
         self._specs: dict = {}
+        self._replays: dict[int, tuple] = {}  # id(a thread's record list) -> (the list, its replay): lists are never changed
         self._sizes: dict[int, int] = {}  # location -> access size (mixed sizes are refused)
         self._init: dict[int, int] = {}
 
     # ----------------------------------------------------------------- the search
     def run(self) -> GraphResult:
+        """Explore depth first, each distinct graph once; an inconsistent one is not extended."""
         result = GraphResult()
         started = time.perf_counter()
         next_report = started + 1.0
         seen: set[int] = set()
         stack = [Graph([[] for _ in range(self.program.nthreads)], {})]
+        consistent = self.model.consistent
         try:
             while stack:
                 g = stack.pop()
@@ -142,29 +155,15 @@ class Explorer:
                     continue
                 seen.add(h)
                 result.graphs += 1
-                if not self.model.consistent(Execution(g)):
+                if not consistent(Execution(g)):
                     continue
                 step = self._next(g)
-                if step[0] == _CRASH:
-                    _, prop, detail = step
-                    result.verdict, result.finding = "violation", Finding(prop, detail, g)
-                    break
-                if step[0] == _DONE:
-                    stuck = self._stuck(g, step[1])
-                    if stuck is None:
-                        if step[1]:
-                            result.blocked += 1
-                            continue
-                        result.executions += 1
-                        problem = self._complete(g, step[2], result)
-                        if problem is not None:
-                            result.verdict, result.finding = "violation", Finding("final-state", problem, g)
-                            break
-                        continue
-                    result.verdict, result.finding = "violation", Finding(stuck[0], stuck[1], g)
-                    break
-                _, t, slot, op, specs, ctrl, forced = step
-                children, revisits = self._expand(g, t, slot, op, specs, ctrl, forced)
+                if step[0] != _FRONTIER:
+                    if self._end(g, step, result):
+                        break
+                    continue
+                _, t, slot, op, specs, ctrl, forced, post = step
+                children, revisits = self._expand(g, t, slot, op, specs, ctrl, forced, post)
                 result.revisits += revisits
                 stack.extend(reversed(children))
                 if self.max_graphs is not None and result.graphs >= self.max_graphs:
@@ -176,29 +175,70 @@ class Explorer:
                     self.progress(result)
         except KeyboardInterrupt:
             result.verdict, result.note = "incomplete", "interrupted"
+        return self._finish(result, started)
+
+    @staticmethod
+    def _finish(result: GraphResult, started: float) -> GraphResult:
         result.seconds = time.perf_counter() - started
         return result
 
+    def _end(self, g: Graph, step: tuple, result: GraphResult) -> bool:
+        """A consistent graph no thread can extend: count it, or record the violation it is (True: stop)."""
+        if step[0] == _CRASH:
+            _, prop, detail = step
+            result.verdict, result.finding = "violation", Finding(prop, detail, g)
+            return True
+        stuck = self._stuck(g, step[1])
+        if stuck is not None:
+            result.verdict, result.finding = "violation", Finding(stuck[0], stuck[1], g)
+            return True
+        if step[1]:
+            result.blocked += 1
+            return False
+        result.executions += 1
+        problem = self._complete(g, step[2], result)
+        if problem is not None:
+            result.verdict, result.finding = "violation", Finding("final-state", problem, g)
+            return True
+        return False
+
     # ----------------------------------------------------------------- replay
     def _next(self, g: Graph):
-        """The first thread that can go on and its next operation; or (DONE, blocked, returns); or a crash."""
+        """The first thread that can go on and its next operation; else a crash, or (DONE, blocked, returns).
+
+        A thread that crashed (a BUG, a WARN) stops there, but the others go on first: a
+        graph with holes left by a revisit is no execution yet, and the crash is reported
+        only once the graph is complete (and consistent) around it.
+        """
         blocked = []
         returns = []
+        crash = None
         for t in range(self.program.nthreads):
             step = self._replay(g, t)
             if step[0] == _FRONTIER:
                 return step
             if step[0] == _CRASH:
-                return step
-            if step[0] == _BLOCKED:
+                crash = crash or step
+                returns.append(None)
+            elif step[0] == _BLOCKED:
                 blocked.append(step[1])
                 returns.append(None)
             else:
                 returns.append(step[1])
-        return (_DONE, blocked, returns)
+        return crash or (_DONE, blocked, returns)
 
     def _replay(self, g: Graph, t: int):
         recs = g.threads[t]
+        known = self._replays.get(id(recs))
+        if known is not None and known[0] is recs:
+            return known[1]
+        step = self._run_thread(recs, t)
+        if len(self._replays) >= REPLAY_CACHE:
+            self._replays.clear()
+        self._replays[id(recs)] = (recs, step)
+        return step
+
+    def _run_thread(self, recs: list, t: int):
         program = self.program
         gen = program.thread(t)
         branches = _Branches()
@@ -225,22 +265,29 @@ class Explorer:
                 if code == o.CPU_RELAX or code == o.WORK:
                     result = None
                     continue
-                specs = self._compile(op)
+                post = None
+                if self.lower is not None:
+                    op, post = self.lower(op)
+                specs = _CHOICE if op[0] in _CHOICE_OPS and op[0] != o.STORE_EX else self._compile(op)
                 if not specs:
                     result = None
                     continue
                 rec = recs[slot] if slot < len(recs) else None
                 if type(rec) is not Rec:
-                    return (_FRONTIER, t, slot, op, specs, branches.ctrl, rec)
+                    return (_FRONTIER, t, slot, op, specs, branches.ctrl, rec, post)
                 if rec.op_sig != op_sig(op):
                     raise DependencyMiss(
                         f"cpu{program.cpu_of(t)} operation {slot + 1} was {o.describe(rec.op)} and is now "
                         f"{o.describe(op)} although nothing it depends on changed: a dependency the checker "
                         "could not follow (a value used as a Python index, or converted with int()?)")
                 read = rec.events[0] if rec.events else None
-                if read is not None and read.kind == R and read.rf is None:
+                if read is not None and read.tags & AWAIT and not rec.op[2](read.val):
                     return (_BLOCKED, (t, slot))
                 result = _taint(rec, eid(t, slot))
+                if op[0] == o.COND_LOAD:
+                    # one operation for a loop whose every iteration branches on its read: what
+                    # follows depends on the read that ended it (it exists only because it did)
+                    branches.ctrl |= 1 << eid(t, slot)
                 slot += 1
         finally:
             deps_mod.observer = saved
@@ -287,8 +334,13 @@ class Explorer:
     def value_of(self, g: Graph, loc: int, w: int) -> int:
         return self._init[loc] if w == INIT else g.event(w).val
 
-    def _expand(self, g: Graph, t: int, slot: int, op: tuple, specs: tuple, ctrl: int, forced: Forced | None):
+    def _expand(self, g: Graph, t: int, slot: int, op: tuple, specs: tuple, ctrl: int, forced: Forced | None,
+                post=None):
         code = op[0]
+        if specs is _CHOICE:  # vcpu_is_preempted(): the hypervisor's answer, either way
+            sig = op_sig(op)
+            answers = (False, True) if forced is None or forced.status is None else (forced.status,)
+            return [_with(g, t, slot, Rec(sig, (), answer, op, deps_of(op[1]) | ctrl)) for answer in answers], 0
         kinds = tuple(s[0] for s in specs)
         if kinds == (F,):
             return [_with(g, t, slot, Rec(op_sig(op), (Ev(eid(t, slot), F, fence=specs[0][2], tags=specs[0][1],
@@ -299,7 +351,7 @@ class Explorer:
         sig = op_sig(op)
         adeps = ref.deps
         if kinds == (R,):
-            return self._reads(g, t, slot, op, specs[0], loc, size, adeps, ctrl, forced, sig), 0
+            return self._reads(g, t, slot, op, specs[0], loc, size, adeps, ctrl, forced, sig, post), 0
         if kinds[0] == W:  # a store, a store-exclusive, or a store with a fence after it
             value = op[2]
             write = Ev(eid(t, slot), W, loc, size, int(value) & mask, tags=specs[0][1], addr_deps=adeps,
@@ -308,6 +360,7 @@ class Explorer:
             if len(specs) == 2:
                 extra = (Ev(eid(t, slot, 1), F, fence=specs[1][2], tags=specs[1][1], ctrl_deps=ctrl),)
             children = []
+            lo, _, hi = _coherence_bounds(g, t, slot, loc)
             placements = range(len(g.writes_to(loc)) + 1)
             result = None
             if code == o.STORE_EX:
@@ -324,20 +377,34 @@ class Explorer:
             revisits = 0
             for at in placements:
                 child = _with(g, t, slot, Rec(sig, (write, *extra), result, op), loc, at)
-                children.append(child)
+                released, stays = self._unblock(child, write)
+                if lo < at <= hi:  # elsewhere the write is incoherent here, but a revisit may delete why
+                    children.extend(released)
+                    if stays:
+                        children.append(child)
                 more = self._revisits(child, write)
                 revisits += len(more)
                 children.extend(more)
             return children, revisits
         # an RMW: a read, and a write placed right after the write it read
-        return self._rmw(g, t, slot, op, specs, loc, size, mask, adeps, ctrl, forced, sig)
+        return self._rmw(g, t, slot, op, specs, loc, size, mask, adeps, ctrl, forced, sig, post)
 
-    def _candidates(self, g: Graph, loc: int, forced: Forced | None) -> list[int]:
+    def _candidates(self, g: Graph, t: int, slot: int, loc: int, forced: Forced | None,
+                    everything: bool = False) -> list[int]:
+        """The writes a read at ``(t, slot)`` may read: those coherence allows given its thread's other
+        accesses (or, with ``everything``, every write to the location)."""
         if forced is not None and forced.rf is not None:
+            if forced.rf != INIT and g.event(forced.rf).loc != loc:
+                raise DependencyMiss(f"a revisited read came back as an access to {self.program.name_of(loc, 1)}, "
+                                     f"not to {self.program.name_of(g.event(forced.rf).loc, 1)}")
             return [forced.rf]
-        return [INIT, *g.writes_to(loc)]
+        order = g.writes_to(loc)
+        if everything:
+            return [INIT, *order]
+        lo, hi_read, _ = _coherence_bounds(g, t, slot, loc)
+        return [INIT if i < 0 else order[i] for i in range(max(lo, -1), min(hi_read, len(order) - 1) + 1)]
 
-    def _reads(self, g, t, slot, op, spec, loc, size, adeps, ctrl, forced, sig):
+    def _reads(self, g, t, slot, op, spec, loc, size, adeps, ctrl, forced, sig, post):
         code = op[0]
         tags = spec[1]
         cond = op[2] if code == o.COND_LOAD else None
@@ -347,18 +414,17 @@ class Explorer:
         if cond is not None and not bounded:
             tags |= AWAIT
         children = []
-        for w in self._candidates(g, loc, forced):
+        order = g.writes_to(loc)
+        latest = order[-1] if order else INIT
+        for w in self._candidates(g, t, slot, loc, forced):
             val = self.value_of(g, loc, w)
-            if cond is not None and not bounded and not cond(val):
-                continue
+            if tags & AWAIT and not cond(val) and w != latest:
+                continue  # a wait blocks only on the last write (see the module's docstring)
             ev = Ev(eid(t, slot), R, loc, size, val, w, tags, addr_deps=adeps, ctrl_deps=ctrl)
-            children.append(_with(g, t, slot, Rec(sig, (ev,), val, op)))
-        if cond is not None and not bounded and (forced is None or forced.rf is None):
-            blocked = Ev(eid(t, slot), R, loc, size, 0, None, tags, addr_deps=adeps, ctrl_deps=ctrl)
-            children.append(_with(g, t, slot, Rec(sig, (blocked,), None, op)))
+            children.append(_with(g, t, slot, Rec(sig, (ev,), val if post is None else post(val), op, post=post)))
         return children
 
-    def _rmw(self, g, t, slot, op, specs, loc, size, mask, adeps, ctrl, forced, sig):
+    def _rmw(self, g, t, slot, op, specs, loc, size, mask, adeps, ctrl, forced, sig, post):
         code = op[0]
         data = 0
         for v in op[2:-1]:
@@ -366,18 +432,27 @@ class Explorer:
         children = []
         revisits = 0
         order = g.writes_to(loc)
-        for w in self._candidates(g, loc, forced):
+        lo, hi_read, hi_write = _coherence_bounds(g, t, slot, loc)
+        coherent = set(self._candidates(g, t, slot, loc, forced))
+        for w in self._candidates(g, t, slot, loc, forced, everything=True):
             old = self.value_of(g, loc, w)
             new, result = o.rmw_result(code, old, op, mask)
+            if post is not None:
+                result = post(result)
             read = Ev(eid(t, slot), R, loc, size, old, w, specs[0][1], addr_deps=adeps, ctrl_deps=ctrl)
             if new is None:  # a failed cmpxchg: only the read
-                children.append(_with(g, t, slot, Rec(sig, (read,), result, op)))
+                if w in coherent:
+                    children.append(_with(g, t, slot, Rec(sig, (read,), result, op)))
                 continue
             at = 0 if w == INIT else order.index(w) + 1
-            write = Ev(eid(t, slot, 1), W, loc, size, new, tags=specs[1][1], addr_deps=adeps, data_deps=data,
+            write = Ev(eid(t, slot, 1), W, loc, size, int(new), tags=specs[1][1], addr_deps=adeps, data_deps=data,
                        ctrl_deps=ctrl, pair=read.id)
             child = _with(g, t, slot, Rec(sig, (read, write), result, op), loc, at)
-            children.append(child)
+            if w in coherent and at <= hi_write:  # else incoherent here, but a revisit from its write may not be
+                released, stays = self._unblock(child, write)
+                children.extend(released)
+                if stays:
+                    children.append(child)
             more = self._revisits(child, write)
             revisits += len(more)
             children.extend(more)
@@ -402,10 +477,36 @@ class Explorer:
                 read = rec.events[0] if rec.events else None
                 if read is None or read.kind != R or read.loc != write.loc or read.rf == write.id:
                     continue
-                if read.tags & AWAIT and not rec.op[2](write.val):
-                    continue  # a spin-wait only ever returns a value its condition accepts
+                if read.tags & AWAIT and not rec.op[2](read.val):
+                    continue  # a blocked wait: moved to the new write in place (_unblock)
                 out.append(_revisited(g, prefix, t, slot, rec.stamp, write.id))
         return out
+
+    def _unblock(self, g: Graph, write: Ev) -> tuple[list[Graph], bool]:
+        """The blocked spin-waits of the location, after ``write`` was placed in ``g``.
+
+        Returns the graphs in which some of them read ``write`` (going on if their condition
+        accepts it, blocked on it if it is the last write and does not), and whether ``g``
+        itself stays: not when ``write`` is the last write and a wait still reads an older one.
+        """
+        order = g.co[write.loc]
+        latest = order[-1] == write.id
+        waits = []
+        for t, recs in enumerate(g.threads):
+            for slot, rec in enumerate(recs):
+                if type(rec) is Rec and rec.events and rec.events[0].tags & AWAIT and rec.events[0].loc == write.loc \
+                        and not rec.op[2](rec.events[0].val):
+                    waits.append((t, slot, rec))
+        if not waits:
+            return [], True
+        accepts = [w for w in waits if w[2].op[2](write.val)]
+        if latest:  # every wait must read it: one graph
+            return [_reading(g, waits, write)], False
+        # not the last write: any non-empty set of the waits it releases may have seen it
+        out = []
+        for n in range(1, 1 << len(accepts)):
+            out.append(_reading(g, [w for i, w in enumerate(accepts) if n >> i & 1], write))
+        return out, True
 
     # ----------------------------------------------------------------- the end of an execution
     def final_memory(self, g: Graph) -> dict[int, int]:
@@ -416,19 +517,25 @@ class Explorer:
         return memory
 
     def _stuck(self, g: Graph, blocked: list[tuple[int, int]]):
-        """(prop, detail) when the blocked spin-waits can never be released, else None."""
+        """(prop, detail) of a graph no thread can extend in which spin-waits are blocked, else None.
+
+        A blocked wait reads its location's last write, which fails its condition: no write
+        will ever come to release it.  A halted vCPU's wait (on ``pv_unhalted``) is a lost
+        wake-up.
+        """
         if not blocked:
             return None
-        memory = self.final_memory(g)
         waits = []
+        lost = False
         for t, slot in blocked:
             rec = g.threads[t][slot]
             read = rec.events[0]
-            if rec.op[2](memory[read.loc]):
-                return None  # its location ends with a value it accepts: not stuck, only not extended yet
-            waits.append(f"cpu{self.program.cpu_of(t)} waits forever in {o.describe(rec.op, _namer(self.program))}, "
-                         f"whose location ends as {memory[read.loc]:#x}")
-        return "deadlock", "; ".join(waits)
+            name = self.program.name_of(read.loc, read.size)
+            lost = lost or name.startswith("pv_unhalted")
+            what = "halted in pv_wait with no kick to come" if name.startswith("pv_unhalted") else \
+                f"waits forever in {o.describe(rec.op, _namer(self.program))}"
+            waits.append(f"cpu{self.program.cpu_of(t)} {what}, {name} staying {read.val:#x}")
+        return ("lost-wakeup" if lost else "deadlock"), "; ".join(waits)
 
     def _complete(self, g: Graph, returns: list, result: GraphResult) -> str | None:
         memory = self.final_memory(g)
@@ -454,6 +561,55 @@ def _with(g: Graph, t: int, slot: int, rec, loc: int | None = None, at: int | No
         order = child.co.get(loc, ())
         child.co[loc] = order[:at] + (rec.events[-1].id if rec.events[-1].kind == W else rec.events[0].id,) + order[at:]
     return child
+
+
+def _reading(g: Graph, waits: list, write: Ev) -> Graph:
+    """``g`` with each blocked wait of ``waits`` reading ``write`` instead, in place (nothing depends on a blocked wait)."""
+    threads = list(g.threads)
+    copied = set()
+    for t, slot, rec in waits:
+        if t not in copied:
+            threads[t] = list(threads[t])
+            copied.add(t)
+        read = rec.events[0].with_rf(write.id, write.val)
+        new = Rec(rec.op_sig, (read,), write.val if rec.post is None else rec.post(write.val), rec.op, 0, rec.post)
+        new.deps, new.stamp = rec.deps, g.clock
+        threads[t][slot] = new
+    return Graph(threads, g.co, g.clock + 1)
+
+
+def _coherence_bounds(g: Graph, t: int, slot: int, loc: int) -> tuple[int, int, int]:
+    """What coherence per location (every model's ``internal`` axiom) allows an access at ``(t, slot)`` to ``loc``.
+
+    Positions in the location's coherence order, the initial write being -1: ``lo`` is the
+    newest write the thread's earlier accesses wrote or read; a read there may read from
+    ``lo`` up to ``hi_read``, and a write may take any position from ``lo + 1`` up to
+    ``hi_write``, so as to stay before what the thread's later accesses (kept across a
+    hole) wrote or read.
+    """
+    order = g.co.get(loc, ())
+    index = {w: i for i, w in enumerate(order)}
+    lo = -1
+    hi_read = hi_write = len(order)
+    for s, rec in enumerate(g.threads[t]):
+        if type(rec) is not Rec or s == slot:
+            continue
+        for ev in rec.events:
+            if ev.loc != loc or ev.kind == F:
+                continue
+            if ev.kind == W:
+                at = index.get(ev.id, -1)
+            else:
+                at = -1 if ev.rf == INIT else index.get(ev.rf, -1)
+            if s < slot:
+                lo = max(lo, at)
+            elif ev.kind == W:
+                hi_read = min(hi_read, at - 1)
+                hi_write = min(hi_write, at)
+            else:
+                hi_read = min(hi_read, at)
+                hi_write = min(hi_write, at)
+    return lo, hi_read, hi_write
 
 
 def _exclusive_partner(g: Graph, t: int, slot: int, loc: int) -> Ev | None:
@@ -491,7 +647,7 @@ def _prefix(g: Graph, t0: int, slot0: int) -> set:
             rec = g.threads[t][slot]
             if type(rec) is not Rec:
                 continue  # a store-exclusive already to be redone with its outcome fixed
-            if part and rec.op[0] == o.STORE_EX:
+            if part and rec.op[0] in _CHOICE_OPS:
                 continue
             keep.add((t, slot))
             work.append(rec)
@@ -508,64 +664,71 @@ def _revisited(g: Graph, prefix: set, t0: int, slot0: int, stamp: int, write: in
     with that status fixed, not forgotten.
     """
     threads = [list(recs) for recs in g.threads]
+    pending = threads[t0][slot0]
     dead_slots = set()
     for t, recs in enumerate(threads):
         for slot, rec in enumerate(recs):
-            if type(rec) is Rec and (rec.stamp > stamp or (t, slot) == (t0, slot0)) and (t, slot) not in prefix:
+            if rec is not None and (rec.stamp > stamp or (t, slot) == (t0, slot0)) and (t, slot) not in prefix:
                 dead_slots.add((t, slot))
     dead = 0  # events deleted (and slots being redone), for reads-from and value dependencies
-    status = 0  # statuses of deleted store-exclusives
+    status = 0  # statuses of deleted store-exclusives and hypervisor answers
     for t, slot in dead_slots:
-        if threads[t][slot].op[0] == o.STORE_EX:
-            dead |= 1 << eid(t, slot)
-            status |= 1 << eid(t, slot, 1)
-        else:
-            dead |= 3 << eid(t, slot)
+        dead, status = _kill(threads[t][slot], t, slot, dead, status)
     changed = True
     while changed:
         changed = False
         for t, recs in enumerate(threads):
             for slot, rec in enumerate(recs):
-                if type(rec) is not Rec or (t, slot) in dead_slots:
+                if rec is None or (t, slot) in dead_slots:
                     continue
                 sources = rec.deps
-                for ev in rec.events:
-                    if ev.kind == R and ev.rf is not None and ev.rf != INIT:
-                        sources |= 1 << ev.rf
+                if type(rec) is Forced:
+                    if rec.rf is not None and rec.rf != INIT:
+                        sources |= 1 << rec.rf
+                else:
+                    for ev in rec.events:
+                        if ev.kind == R and ev.rf is not None and ev.rf != INIT:
+                            sources |= 1 << ev.rf
                 if sources & dead:
                     dead_slots.add((t, slot))
-                    dead |= (1 << eid(t, slot)) if rec.op[0] == o.STORE_EX else (3 << eid(t, slot))
-                    if rec.op[0] == o.STORE_EX:
-                        status |= 1 << eid(t, slot, 1)
+                    dead, status = _kill(rec, t, slot, dead, status)
                     changed = True
     branched = 0  # statuses something kept depends on
     for t, recs in enumerate(threads):
         for slot, rec in enumerate(recs):
-            if type(rec) is Rec and (t, slot) not in dead_slots:
+            if rec is not None and (t, slot) not in dead_slots:
                 branched |= rec.deps & status
     for t, slot in dead_slots:
         rec = threads[t][slot]
-        threads[t][slot] = Forced(status=rec.result) if branched >> eid(t, slot, 1) & 1 else None
-    for recs in threads:  # a redo of a read whose write is gone reads anew
-        for slot, rec in enumerate(recs):
-            if type(rec) is Forced and rec.rf is not None and rec.rf != INIT and dead >> rec.rf & 1:
-                recs[slot] = None
-    threads[t0][slot0] = Forced(write)
+        if branched >> eid(t, slot, 1) & 1:  # something kept branched on its outcome: redo it with the same
+            outcome = rec.result if type(rec) is Rec else rec.status
+            threads[t][slot] = Forced(status=outcome, deps=rec.deps, stamp=rec.stamp)
+        else:
+            threads[t][slot] = None
+    threads[t0][slot0] = Forced(write, deps=pending.deps, stamp=pending.stamp)
     co = {loc: tuple(w for w in order if not dead >> w & 1) for loc, order in g.co.items()}
     return Graph(threads, co, g.clock)
+
+
+def _kill(rec, t: int, slot: int, dead: int, status: int) -> tuple[int, int]:
+    """Add a deleted slot's events (or, for an outcome that is no read, its write alone) to ``dead``, its status to ``status``."""
+    if (type(rec) is Rec and rec.op[0] in _CHOICE_OPS) or (type(rec) is Forced and rec.status is not None):
+        return dead | 1 << eid(t, slot), status | 1 << eid(t, slot, 1)
+    return dead | 3 << eid(t, slot), status
 
 
 def _taint(rec: Rec, slot_bit: int):
     """The result a replayed guest gets back, carrying the read it came from.
 
-    A store-exclusive's status depends on the store (it is no read, so no model relation
-    comes of it), so that a branch on it makes what follows go when the store is redone.
+    A store-exclusive's status and the hypervisor's answer to vcpu_is_preempted() carry
+    their slot's second number (they are no read, so no model relation comes of them), so
+    that what branches on them is redone, or kept with the outcome fixed, with them.
     """
     result = rec.result
-    if rec.op[0] == o.STORE_EX:
+    if rec.op[0] in _CHOICE_OPS:
         return Dep(result, 1 << (slot_bit + 1))
     read = rec.events[0] if rec.events else None
-    if read is None or read.kind != R:
+    if read is None or read.kind != R or result is None:
         return result
     bit = 1 << read.id
     if type(result) is tuple:  # try_cmpxchg: (succeeded, old)

@@ -100,13 +100,14 @@ class Rec:
     condition); the graph's identity leaves it out.
     """
 
-    __slots__ = ("op_sig", "events", "result", "op", "deps", "stamp")
+    __slots__ = ("op_sig", "events", "result", "op", "deps", "stamp", "post")
 
-    def __init__(self, op_sig: tuple, events: tuple[Ev, ...], result, op: tuple, deps: int = 0):
+    def __init__(self, op_sig: tuple, events: tuple[Ev, ...], result, op: tuple, deps: int = 0, post=None):
         self.op_sig = op_sig
         self.events = events
         self.result = result
         self.op = op
+        self.post = post  # a read's value -> the guest's result, where they differ (a lowered sub-word read)
         # what it depends on: its events', and its operands' when it has no event (a failed STXR)
         for e in events:
             deps |= e.deps
@@ -121,11 +122,13 @@ class Forced:
     """A slot to perform again with an outcome fixed: a revisited read reading from ``rf``, or a
     store-exclusive whose ``status`` later operations depend on (it must succeed, or fail, again)."""
 
-    __slots__ = ("rf", "status")
+    __slots__ = ("rf", "status", "deps", "stamp")
 
-    def __init__(self, rf: int | None = None, status: int | None = None):
+    def __init__(self, rf: int | None = None, status: int | None = None, deps: int = 0, stamp: int = 0):
         self.rf = rf
         self.status = status
+        self.deps = deps  # the operation's own dependencies: if one of them goes, so does this
+        self.stamp = stamp
 
     def sig(self) -> tuple:
         return ("forced", self.rf, self.status)

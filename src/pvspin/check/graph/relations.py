@@ -144,25 +144,27 @@ def find_cycle(r: list[int]) -> list[int] | None:
 
 
 def acyclic(r: list[int]) -> bool:
-    """Whether ``r`` has no cycle (Kahn's algorithm: repeatedly drop events with no incoming edge)."""
-    n = len(r)
-    indeg = [0] * n
-    for row in r:
-        while row:
-            low = row & -row
-            indeg[low.bit_length() - 1] += 1
-            row ^= low
-    ready = [i for i in range(n) if not indeg[i]]
-    seen = 0
-    while ready:
-        i = ready.pop()
-        seen += 1
-        row = r[i]
-        while row:
-            low = row & -row
-            j = low.bit_length() - 1
-            indeg[j] -= 1
-            if not indeg[j]:
-                ready.append(j)
-            row ^= low
-    return seen == n
+    """Whether ``r`` has no cycle: depth first, a node's unexplored successors and the current path as bit masks."""
+    done = 0
+    for start in range(len(r)):
+        if done >> start & 1:
+            continue
+        path = 1 << start
+        stack = [start]
+        rests = [r[start]]
+        while stack:
+            rest = rests[-1] & ~done
+            if rest & path:
+                return False
+            if not rest:
+                u = stack.pop()
+                rests.pop()
+                path ^= 1 << u
+                done |= 1 << u
+                continue
+            low = rest & -rest
+            rests[-1] = rest ^ low
+            stack.append(low.bit_length() - 1)
+            rests.append(r[low.bit_length() - 1])
+            path |= low
+    return True
