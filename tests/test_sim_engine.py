@@ -7,7 +7,8 @@ import pytest
 from pvspin.machine import ops as o
 from pvspin.machine.memory import CACHE_LINE, Memory
 from pvspin.sim.config import HostConfig, Scheduling
-from pvspin.sim.engine import T_SPIN, Simulator
+from pvspin.sim.engine import Simulator
+from pvspin.sim.vcpu import T_SPIN
 from simple_locks import WORD, locker, tas_lock, tas_unlock, ticket_lock, ticket_unlock
 
 

@@ -3,7 +3,8 @@
 from pvspin.machine import ops as o
 from pvspin.machine.memory import CACHE_LINE, Memory
 from pvspin.sim.config import HostConfig, Scheduling
-from pvspin.sim.engine import DONE, HALTED, T_HALT, T_SPIN, Simulator
+from pvspin.sim.engine import Simulator
+from pvspin.sim.vcpu import DONE, HALTED, T_HALT, T_SPIN
 from simple_locks import WORD, tas_lock, tas_unlock
 
 
@@ -109,7 +110,7 @@ def test_preempted_lock_holder_makes_the_waiter_burn_its_slice():
     sim, guest, waiter = preempted_holder_run(ple=False)
     assert guest.lock_holder_preemptions >= 1
     # with one pCPU the waiter can only spin while the holder is preempted: a whole slice
-    assert waiter.acct[T_SPIN] >= sim.min_granularity
+    assert waiter.acct[T_SPIN] >= sim.sched.min_granularity
 
 
 def test_pause_loop_exiting_hands_the_pcpu_back_to_the_preempted_holder():
@@ -117,7 +118,7 @@ def test_pause_loop_exiting_hands_the_pcpu_back_to_the_preempted_holder():
     sim_ple, _, waiter = preempted_holder_run(ple=True, waiter_first=SLICE + SLICE // 3)
     _, _, waiter_no_ple = preempted_holder_run(ple=False, waiter_first=SLICE + SLICE // 3)
     assert waiter.exits >= 1
-    assert waiter.acct[T_SPIN] < sim_ple.ple_window * 4
+    assert waiter.acct[T_SPIN] < sim_ple.hv.ple_window * 4
     assert waiter.acct[T_SPIN] * 100 < waiter_no_ple.acct[T_SPIN]
 
 
@@ -126,7 +127,7 @@ def test_cfs_refuses_a_yield_to_a_holder_that_had_its_share():
     until the waiter's vruntime is within a wake-up granularity of the holder's."""
     sim, _, waiter = preempted_holder_run(ple=True)
     assert waiter.ple_exits >= 5
-    assert waiter.acct[T_SPIN] >= SLICE - sim.wakeup_granularity
+    assert waiter.acct[T_SPIN] >= SLICE - sim.sched.wakeup_granularity
 
 
 def test_vcpu_is_preempted_reports_steal_time_state():
