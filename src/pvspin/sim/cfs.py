@@ -39,9 +39,8 @@ class CfsScheduler(HostScheduler):
     """The host scheduler of a KVM host (see the module docstring)."""
 
     def __init__(self, loop: EventLoop, pcpus: list[PCpu], sched: Scheduling, costs: Costs, exit_cost: int,
-                 tracer=None, bare_metal: bool = False):  # fmt: skip
-        super().__init__(loop, pcpus, 0 if bare_metal else costs.context_switch, exit_cost, tracer)
-        self.bare_metal = bare_metal  # one CPU per pCPU: no slices, no context switches
+                 tracer=None):  # fmt: skip
+        super().__init__(loop, pcpus, costs.context_switch, exit_cost, tracer)
         self.idle: list[PCpu] = []  # pCPUs with nothing to run, by id
         self.sched_latency = costs.us(sched.sched_latency_us)
         self.min_granularity = costs.us(sched.min_granularity_us)
@@ -102,10 +101,8 @@ class CfsScheduler(HostScheduler):
             pcpu.gen += 1
             self.loop.at(t + self.timeslice(pcpu), self.on_tick, pcpu, pcpu.gen)
 
-    def timeslice(self, pcpu: PCpu) -> int | None:
+    def timeslice(self, pcpu: PCpu) -> int:
         """``sched_slice()``: the latency shared among the tasks of this pCPU's queue."""
-        if self.bare_metal:
-            return None
         return max(self.min_granularity, self.sched_latency // max(1, _nr_running(pcpu)))
 
     def yield_to(self, v: VCpu, target: VCpu | None, t: int) -> bool:

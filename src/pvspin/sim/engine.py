@@ -6,8 +6,8 @@ The host is assembled from its parts, each in a module of its own:
 * :mod:`~pvspin.sim.guestcpu` — the guest CPUs: operations in time, spin waits, interrupts;
 * :mod:`~pvspin.sim.cache` — what each memory access costs (cache coherence);
 * :mod:`~pvspin.sim.hypervisor` — KVM: VM exits, PLE and directed yield, halt/kick, steal time;
-* :mod:`~pvspin.sim.hostsched` — the host's scheduler interface, with its policy
-  :mod:`~pvspin.sim.cfs`;
+* :mod:`~pvspin.sim.hostsched` — the host's scheduler interface, with its policies
+  :mod:`~pvspin.sim.cfs` (a KVM host) and :mod:`~pvspin.sim.pinned` (bare metal);
 * :mod:`~pvspin.sim.vcpu` — the vCPU and guest records they share, and the time accounts
   that :mod:`~pvspin.sim.metrics` reads.
 
@@ -30,6 +30,7 @@ from .events import EventLoop
 from .guestcpu import IRQ_LEVELS, GuestCpus
 from .hostsched import PCpu
 from .hypervisor import Hypervisor
+from .pinned import PinnedScheduler
 from .vcpu import DONE, Guest, SimulationError, VCpu, close_accounts
 
 
@@ -59,8 +60,10 @@ class Simulator:
         self.guests: list[Guest] = []
         self.vcpus: list[VCpu] = []
         self.bare_metal = host.hypervisor == "baremetal"
-        exit_cost = 0 if self.bare_metal else self.costs.vm_exit
-        self.sched = CfsScheduler(self.loop, self.pcpus, host.scheduling, self.costs, exit_cost, tracer, self.bare_metal)
+        if self.bare_metal:
+            self.sched = PinnedScheduler(self.loop, self.pcpus, tracer=tracer)
+        else:
+            self.sched = CfsScheduler(self.loop, self.pcpus, host.scheduling, self.costs, self.costs.vm_exit, tracer)
         self.hv = Hypervisor(self.loop, self.sched, host, tracer)
         self.guest_cpus = GuestCpus(self.loop, self.cache, self.hv, self.sched, self.scheduler, self.costs,
                                     recorder, tracer)  # fmt: skip

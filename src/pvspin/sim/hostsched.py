@@ -1,7 +1,8 @@
 """The host's scheduler: which vCPU thread each physical CPU runs, behind one small interface.
 
-A policy is one subclass of :class:`HostScheduler` in a file of its own, such as CFS with a run
-queue per pCPU (:mod:`~pvspin.sim.cfs`, what Linux/KVM hosts run).  The hypervisor calls the interface; the
+A policy is one subclass of :class:`HostScheduler` in a file of its own: CFS with a run queue
+per pCPU (:mod:`~pvspin.sim.cfs`, what Linux/KVM hosts run) and one vCPU pinned to each pCPU
+(:mod:`~pvspin.sim.pinned`, what bare metal is).  The hypervisor calls the interface; the
 base class keeps the mechanism every policy shares — switching a vCPU onto and off a pCPU
 (``context_switch()``), the state and time accounts that go with it, and the slice timer — so
 that a policy only decides.
