@@ -1,71 +1,145 @@
-"""Engine throughput: guest operations per host second, contended locktorture, 8 vCPUs on 4 pCPUs.
+"""Engine throughput: guest operations per CPU-second, contended locktorture, and how it scales.
 
-Run: ``.venv/bin/python benchmarks/bench_engine.py`` (``--profile`` for a cProfile of one lock).
-Target (issue 2): >= 300,000 guest operations per host second on this 2-core machine.
-All locks run side by side in one process, one after the other, same scenario and seed.
-Host time is this process's CPU time (``time.process_time``), the best of ``--repeats`` runs,
-so that other load on a shared machine inflates it less than wall-clock time would.
+    .venv/bin/python benchmarks/bench_engine.py                    # this tree
+    .venv/bin/python benchmarks/bench_engine.py --baseline 2ae79f4  # each point on both, side by side
+    .venv/bin/python benchmarks/bench_engine.py --profile pvqspinlock
+
+Two tables.  *Throughput*: every lock, 8 vCPUs on 4 pCPUs, ``--duration-ms`` simulated, and all
+of them together (their operations over their CPU time).  *Scaling*: every lock at 4 vCPUs on 2
+pCPUs and at 128 on 64 (the same 2x overcommit, the same simulated vCPU-time: 64 ms and 2 ms),
+as CPU microseconds per guest operation and the ratio of the two.
+
+Each point runs in a fresh process; host time is that process's CPU time
+(``time.process_time``), the best of ``--repeats`` runs, so that other load on a shared machine
+inflates it less than wall-clock time would.  ``--baseline REV`` checks REV out into a temporary
+git worktree and runs every point with that tree's ``src`` first, then with this one, so that
+both see the same machine load, and prints the ratios (this tree over REV's).
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import json
+import os
 import pstats
+import subprocess
+import sys
+import tempfile
 import time
-
-from pvspin.sim.config import HostConfig
-from pvspin.sim.scenario import GuestSpec, Run, Scenario
+from pathlib import Path
 
 LOCKS = ("ticket", "qspinlock", "virt-tas", "pvqspinlock", "pvqspinlock-4.2")
+SCALING = ((4, 2, 64.0), (128, 64, 2.0))  # (vCPUs, pCPUs, simulated ms): 256 vCPU-ms each
 
 
-def scenario(lock: str, duration_ms: float) -> Scenario:
-    host = "kvm-nopv" if lock == "virt-tas" else "kvm"
-    return Scenario(
-        host=HostConfig(pcpus=4, hypervisor=host),
-        guests=[GuestSpec(vcpus=8, lock=lock)],
-        duration_ms=duration_ms,
-        seed=1,
-    )
-
-
-def measure(lock: str, duration_ms: float, repeats: int = 1) -> tuple[int, int, float]:
+def measure(lock: str, vcpus: int, pcpus: int, duration_ms: float, repeats: int = 1) -> dict:
     """Guest operations, engine events and the best CPU time of ``repeats`` identical runs."""
+    from pvspin.sim.config import HostConfig
+    from pvspin.sim.scenario import GuestSpec, Run, Scenario
+
+    host = "kvm-nopv" if lock == "virt-tas" else "kvm"
+    scenario = Scenario(host=HostConfig(pcpus=pcpus, hypervisor=host), guests=[GuestSpec(vcpus=vcpus, lock=lock)],
+                        duration_ms=duration_ms, seed=1)  # fmt: skip
     best = None
     for _ in range(repeats):
-        run = Run(scenario(lock, duration_ms))
+        run = Run(scenario)
         start = time.process_time()  # CPU time of this process: robust to other load on the machine
         run.run(chunks=1)
         seconds = time.process_time() - start
         best = seconds if best is None else min(best, seconds)
-    ops = sum(v.ops for v in run.sim.vcpus)
-    return ops, run.sim.events, best
+    return {"ops": sum(v.ops for v in run.sim.vcpus), "events": run.sim.events, "seconds": best}
+
+
+def run_point(src: Path | None, lock: str, vcpus: int, pcpus: int, duration_ms: float, repeats: int) -> dict:
+    """:func:`measure` in a fresh process, importing pvspin from ``src`` (None: this tree's)."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
+    out = subprocess.run([sys.executable, __file__, "--one", lock, str(vcpus), str(pcpus), str(duration_ms),
+                          str(repeats)], capture_output=True, text=True, check=True, env=env)  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def ratio(new: float, old: float | None) -> str:
+    return f"{new / old:>6.2f}x" if old else ""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration-ms", type=float, default=30.0)
-    parser.add_argument("--repeats", type=int, default=3, help="runs per lock; the fastest counts (noisy hosts)")
-    parser.add_argument("--profile", choices=LOCKS)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per point; the fastest counts (noisy hosts)")
+    parser.add_argument("--baseline", metavar="REV", help="also run each point on this git revision, side by side")
+    parser.add_argument("--no-scaling", action="store_true", help="only the throughput table")
+    parser.add_argument("--profile", choices=LOCKS, help="a cProfile of one lock's throughput point")
+    parser.add_argument("--one", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        lock, vcpus, pcpus, ms, repeats = args.one
+        print(json.dumps(measure(lock, int(vcpus), int(pcpus), float(ms), int(repeats))))
+        return
     if args.profile:
         profiler = cProfile.Profile()
-        profiler.runcall(measure, args.profile, args.duration_ms)
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+        profiler.runcall(measure, args.profile, 8, 4, args.duration_ms)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         return
-    print(
-        f"{'lock':<16} {'guest ops':>10} {'events':>10} {'host s':>7} {'ops/s':>9}  (8 vCPUs on 4 pCPUs, {args.duration_ms} ms simulated)"
-    )
-    total_ops = total_s = 0.0
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        base = None
+        if args.baseline:
+            subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-q", tmp, args.baseline], check=True)
+            base = Path(tmp) / "src"
+        try:
+            both = lambda *point: (  # noqa: E731
+                run_point(base, *point, args.repeats) if base is not None else None,
+                run_point(None, *point, args.repeats),
+            )
+            throughput(both, args)
+            if not args.no_scaling:
+                scaling(both, args)
+        finally:
+            if base is not None:
+                subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", tmp], check=True)
+
+
+def throughput(both, args) -> None:
+    print(f"throughput: 8 vCPUs on 4 pCPUs, {args.duration_ms} ms simulated"
+          + (f"; ratios: this tree / {args.baseline}" if args.baseline else ""))  # fmt: skip
+    print(f"{'lock':<16} {'guest ops':>10} {'events':>10} {'CPU s':>7} {'ops/s':>10} {'baseline':>10} {'ratio':>7}")
+    totals = {"ops": 0, "seconds": 0.0, "base_ops": 0, "base_seconds": 0.0}
     for lock in LOCKS:
-        ops, events, seconds = measure(lock, args.duration_ms, args.repeats)
-        total_ops += ops
-        total_s += seconds
-        print(f"{lock:<16} {ops:>10,} {events:>10,} {seconds:>7.2f} {ops / seconds:>9,.0f}")
-    print(
-        f"{'all':<16} {int(total_ops):>10,} {'':>10} {total_s:>7.2f} {total_ops / total_s:>9,.0f}   target >= 300,000"
-    )
+        old, new = both(lock, 8, 4, args.duration_ms)
+        rate = new["ops"] / new["seconds"]
+        old_rate = old["ops"] / old["seconds"] if old else None
+        totals["ops"] += new["ops"]
+        totals["seconds"] += new["seconds"]
+        if old:
+            totals["base_ops"] += old["ops"]
+            totals["base_seconds"] += old["seconds"]
+        print(f"{lock:<16} {new['ops']:>10,} {new['events']:>10,} {new['seconds']:>7.2f} {rate:>10,.0f} "
+              f"{f'{old_rate:,.0f}' if old_rate else '':>10} {ratio(rate, old_rate)}", flush=True)  # fmt: skip
+    rate = totals["ops"] / totals["seconds"]
+    old_rate = totals["base_ops"] / totals["base_seconds"] if totals["base_seconds"] else None
+    print(f"{'all together':<16} {totals['ops']:>10,} {'':>10} {totals['seconds']:>7.2f} {rate:>10,.0f} "
+          f"{f'{old_rate:,.0f}' if old_rate else '':>10} {ratio(rate, old_rate)}")  # fmt: skip
+
+
+def scaling(both, args) -> None:
+    (small, small_p, small_ms), (large, large_p, large_ms) = SCALING
+    print(f"\nscaling: CPU us per guest operation, {small} vCPUs on {small_p} pCPUs ({small_ms:g} ms) "
+          f"and {large} on {large_p} ({large_ms:g} ms)")  # fmt: skip
+    head = f"{'lock':<16} {f'{small} vCPUs':>9} {f'{large} vCPUs':>10} {'growth':>7}"
+    print(head + (f" {'baseline':>9} {'':>10} {'growth':>7}" if args.baseline else ""))
+    for lock in LOCKS:
+        cells = []
+        old_small, new_small = both(lock, small, small_p, small_ms)
+        old_large, new_large = both(lock, large, large_p, large_ms)
+        for a, b in ((new_small, new_large), (old_small, old_large)):
+            if a is None:
+                continue
+            us_a, us_b = a["seconds"] / a["ops"] * 1e6, b["seconds"] / b["ops"] * 1e6
+            cells.append(f"{us_a:>9.2f} {us_b:>10.2f} {us_b / us_a:>6.1f}x")
+        print(f"{lock:<16} " + " ".join(cells), flush=True)
 
 
 if __name__ == "__main__":
