@@ -50,19 +50,6 @@ class EventLoop:
             ev[2](ev[3], ev[4], t)
         self.now = until
 
-    def pop_simultaneous(self, t: int, callback) -> list[tuple]:
-        """Take the events at the head of the queue that fire at ``t`` with ``callback``: ``(target, arg)`` each.
-
-        They are not fired (nor counted): the caller orders them and schedules again what it
-        does not handle now.
-        """
-        heap = self.heap
-        taken = []
-        while heap and heap[0][0] == t and heap[0][2] is callback:
-            ev = heappop(heap)
-            taken.append((ev[3], ev[4]))
-        return taken
-
 
 def poisson_arrival(now: int, rng: random.Random, rate_hz: float, freq_mhz: int) -> int:
     """The cycle of the next arrival of a Poisson process of ``rate_hz`` after ``now`` (at least one later)."""

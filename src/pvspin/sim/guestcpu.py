@@ -22,7 +22,8 @@ nesting does.  The host switches a vCPU in and out through :meth:`GuestCpus.sche
 
 from __future__ import annotations
 
-from heapq import heappush
+from heapq import heappop, heappush
+from operator import attrgetter
 
 from ..machine import ops as o
 from ..machine.cpu import HARDIRQ, NMI, SOFTIRQ
@@ -39,6 +40,7 @@ IRQ_LEVELS = {"softirq": SOFTIRQ, "hardirq": HARDIRQ, "nmi": NMI}
 _RMW = o.RMW_OPS
 _LOAD, _STORE, _COND, _WORK, _RELAX, _FENCE = o.LOAD, o.STORE, o.COND_LOAD, o.WORK, o.CPU_RELAX, o.FENCE
 _LOCAL = o.LOCAL_OPS
+_by_id = attrgetter("id")
 
 
 class GuestCpus:
@@ -59,6 +61,7 @@ class GuestCpus:
         self.ple = hv.ple
         self.kick_cost = hv.kick_cost
         self.on_step = self._step_event  # event callbacks: one bound method each
+        self.on_ties = self._ties_event
         self.on_timeout = self._timeout_event
         self.on_irq = self._irq_event
         hv.guest = self
@@ -69,24 +72,72 @@ class GuestCpus:
         if gen != v.gen:
             return
         heap = self.loop.heap
-        if heap and heap[0][0] == t and heap[0][2] is self.on_step:
-            v = self._tie_break(v, t)
+        if heap and heap[0][0] == t and (heap[0][2] is self.on_step or heap[0][2] is self.on_ties):
+            v = self._tie_break(v, t, ())
         self._complete(v, t)
 
-    def _tie_break(self, first: VCpu, t: int) -> VCpu:
-        """Several vCPUs complete at cycle ``t``: the scheduler picks who goes first."""
+    def _ties_event(self, block: list, _arg, t: int) -> None:
+        """The completions a tie-break deferred, in id order: one event standing for as many.
+
+        They fire as the events they stand for would, one after the other (nothing can come
+        between them): the event loop counted the first; each stale one is passed over and the
+        next counted in its turn, until one is current — which then ties with those behind it.
+        """
+        n = len(block)
+        i = 0
+        while True:
+            v, gen = block[i]
+            i += 1
+            if gen == v.gen:
+                break
+            if i == n:
+                return
+            self.loop.events += 1
+        if i < n:
+            v = self._tie_break(v, t, block[i:])
+        else:
+            heap = self.loop.heap
+            if heap and heap[0][0] == t and (heap[0][2] is self.on_step or heap[0][2] is self.on_ties):
+                v = self._tie_break(v, t, ())
+        self._complete(v, t)
+
+    def _tie_break(self, first: VCpu, t: int, ahead) -> VCpu:
+        """Several vCPUs complete at cycle ``t``: the scheduler picks who goes first.
+
+        The contenders are ``first``, the deferred completions ``ahead`` of the queue, and the
+        run of completions at ``t`` at the queue's head.  The others are deferred as one event
+        (a block, not one event each: with k contenders, k rounds of k heap operations each
+        were a third of the events at 64-128 vCPUs); they keep their place and their order.
+        """
         tied = [first]
-        for u, gen in self.loop.pop_simultaneous(t, self.on_step):
+        for u, gen in ahead:
             if gen == u.gen:
                 tied.append(u)
+        heap = self.loop.heap
+        on_step = self.on_step
+        on_ties = self.on_ties
+        while heap and heap[0][0] == t:
+            callback = heap[0][2]
+            if callback is on_step:
+                ev = heappop(heap)
+                if ev[4] == ev[3].gen:
+                    tied.append(ev[3])
+            elif callback is on_ties:
+                for u, gen in heappop(heap)[3]:
+                    if gen == u.gen:
+                        tied.append(u)
+            else:
+                break
         if len(tied) == 1:
             return first
-        tied.sort(key=lambda u: u.id)
-        chosen_id = self.scheduler.next_cpu(tuple(u.id for u in tied), None)
-        chosen = next(u for u in tied if u.id == chosen_id)
-        for u in tied:
-            if u is not chosen:
-                self.loop.at(t, self.on_step, u, u.gen)
+        tied.sort(key=_by_id)
+        ids = tuple([u.id for u in tied])
+        chosen = tied[ids.index(self.scheduler.next_cpu(ids, None))]
+        rest = [(u, u.gen) for u in tied if u is not chosen]
+        if len(rest) == 1:
+            self.loop.at(t, on_step, rest[0][0], rest[0][1])
+        else:
+            self.loop.at(t, on_ties, rest, None)
         return chosen
 
     def _timeout_event(self, v: VCpu, gen: int, t: int) -> None:
