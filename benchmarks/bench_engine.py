@@ -9,11 +9,11 @@ of them together (their operations over their CPU time).  *Scaling*: every lock 
 pCPUs and at 128 on 64 (the same 2x overcommit, the same simulated vCPU-time: 64 ms and 2 ms),
 as CPU microseconds per guest operation and the ratio of the two.
 
-Each point runs in a fresh process; host time is that process's CPU time
-(``time.process_time``), the best of ``--repeats`` runs, so that other load on a shared machine
-inflates it less than wall-clock time would.  ``--baseline REV`` checks REV out into a temporary
-git worktree and runs every point with that tree's ``src`` first, then with this one, so that
-both see the same machine load, and prints the ratios (this tree over REV's).
+Each run is a fresh process; host time is that process's CPU time (``time.process_time``), the
+best of ``--repeats`` runs, so that other load on a shared machine inflates it less than
+wall-clock time would.  ``--baseline REV`` checks REV out into a temporary git worktree and runs
+every point with that tree's ``src`` and with this one, alternating run by run, so that both see
+the same machine load, and prints the ratios (this tree over REV's).
 """
 
 from __future__ import annotations
@@ -61,6 +61,10 @@ def run_point(src: Path | None, lock: str, vcpus: int, pcpus: int, duration_ms: 
     return json.loads(out.stdout)
 
 
+def best(a: dict | None, b: dict) -> dict:
+    return b if a is None or b["seconds"] < a["seconds"] else a
+
+
 def ratio(new: float, old: float | None) -> str:
     return f"{new / old:>6.2f}x" if old else ""
 
@@ -90,10 +94,16 @@ def main() -> None:
             subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-q", tmp, args.baseline], check=True)
             base = Path(tmp) / "src"
         try:
-            both = lambda *point: (  # noqa: E731
-                run_point(base, *point, args.repeats) if base is not None else None,
-                run_point(None, *point, args.repeats),
-            )
+
+            def both(*point):
+                """The point on REV's tree and on this one, alternating, best of ``--repeats`` each."""
+                old = new = None
+                for _ in range(args.repeats):
+                    if base is not None:
+                        old = best(old, run_point(base, *point, 1))
+                    new = best(new, run_point(None, *point, 1))
+                return old, new
+
             throughput(both, args)
             if not args.no_scaling:
                 scaling(both, args)

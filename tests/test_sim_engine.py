@@ -101,16 +101,16 @@ def test_negative_duration_is_refused():
         sim.run(-5)
 
 
-class LoggingScheduler:
+class LoggingScheduler(RandomScheduler):
     """A seeded random scheduler that logs the questions it is asked."""
 
     def __init__(self, seed):
-        self.inner = RandomScheduler(seed)
+        super().__init__(seed)
         self.asked = []
 
     def next_cpu(self, runnable, current):
         self.asked.append(tuple(runnable))
-        return self.inner.next_cpu(runnable, current)
+        return super().next_cpu(runnable, current)
 
 
 def idle():
@@ -122,12 +122,13 @@ def simultaneous_completions(stale: tuple, behind: str, as_block: bool):
     since), then ``behind`` them: another completion, another deferred block, or an event of
     another kind.  Returns who completed in which order, what the scheduler was asked and how
     many events fired, with the three as one block event or as three events."""
-    sim = Simulator(HostConfig(pcpus=6), seed=0)
-    sim.add_guest("g0", Memory(), [idle() for _ in range(6)])
-    cpus, loop, vs = sim.guest_cpus, sim.loop, sim.vcpus
     completed = []
-    cpus._complete = lambda v, t: completed.append(v.id)  # completing does nothing else here
-    cpus.scheduler = LoggingScheduler(3)
+    scheduler = LoggingScheduler(3)
+    sim = Simulator(HostConfig(pcpus=6), seed=0, scheduler=scheduler,
+                    recorder=lambda t, vcpu, code, result: completed.append(vcpu))  # fmt: skip
+    sim.add_guest("g0", Memory(), [idle() for _ in range(6)])
+    sim.run(0)  # every vCPU on its pCPU, its one operation pending until 10**9
+    cpus, loop, vs = sim.guest_cpus, sim.loop, sim.vcpus
     deferred = [(v, v.gen - 1 if gone else v.gen) for v, gone in zip(vs[:3], stale, strict=True)]
     if as_block:
         loop.at(100, cpus.on_ties, deferred, None)
@@ -141,8 +142,9 @@ def simultaneous_completions(stale: tuple, behind: str, as_block: bool):
     else:
         loop.at(100, lambda *_: completed.append("other"), None, None)
         loop.at(100, cpus.on_step, vs[3], vs[3].gen)
-    loop.run(100)
-    return completed, cpus.scheduler.asked, loop.events
+    events = loop.events
+    sim.run(100)
+    return completed, scheduler.asked, loop.events - events
 
 
 @pytest.mark.parametrize("behind", ["completion", "block", "other event"])

@@ -103,7 +103,8 @@ class CfsScheduler(HostScheduler):
 
     def timeslice(self, pcpu: PCpu) -> int:
         """``sched_slice()``: the latency shared among the tasks of this pCPU's queue."""
-        return max(self.min_granularity, self.sched_latency // max(1, _nr_running(pcpu)))
+        nr_running = len(pcpu.rq) + (pcpu.vcpu is not None)  # _nr_running(), inlined: at every switch
+        return max(self.min_granularity, self.sched_latency // max(1, nr_running))
 
     def yield_to(self, v: VCpu, target: VCpu | None, t: int) -> bool:
         """``yield_to()``: ``target`` becomes the next buddy of *its own* run queue, whose pCPU
@@ -121,7 +122,7 @@ class CfsScheduler(HostScheduler):
                 if self._eligible(own, target, t):
                     switch_to = target
             else:  # resched_curr(): that pCPU picks again, the buddy if CFS lets it, else its leftmost
-                pick = target
+                pick: VCpu | None = target
                 if not self._eligible(there, target, t):
                     pick = _leftmost(there.rq)
                     if pick.vruntime >= _vruntime_now(there.vcpu, t):
@@ -150,9 +151,12 @@ class CfsScheduler(HostScheduler):
 
     def _eligible(self, pcpu: PCpu, u: VCpu, t: int) -> bool:
         """``wakeup_preempt_entity(u, left) < 1``: ``u`` is within a wake-up granularity of the leftmost."""
-        left = min(w.vruntime for w in pcpu.rq)
-        if pcpu.vcpu is not None:
-            left = min(left, _vruntime_now(pcpu.vcpu, t))
+        left = min([w.vruntime for w in pcpu.rq])
+        cur = pcpu.vcpu
+        if cur is not None:
+            now = cur.vruntime + max(0, t - cur.run_since)  # _vruntime_now(), inlined
+            if now < left:
+                left = now
         return u.vruntime - left <= self.wakeup_granularity
 
     def _check_wakeup_preempt(self, v: VCpu, pcpu: PCpu, t: int) -> None:

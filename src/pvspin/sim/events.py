@@ -23,7 +23,7 @@ class EventLoop:
 
     __slots__ = ("now", "until", "heap", "seq", "events")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.now = 0  # the cycle being simulated (handlers may move it forward within their event)
         self.until = 0  # the horizon of the current run()
         self.heap: list[tuple] = []

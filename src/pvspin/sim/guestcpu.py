@@ -224,11 +224,20 @@ class GuestCpus:
         gcpu = v.gcpu
         contexts = gcpu.contexts
         recorder = self.recorder
+        nxt: tuple | None
         while True:
             op = v.op
             code = op[0]
-            # ---- apply the operation's effect
-            if code == _LOAD:
+            # ---- apply the operation's effect (the most frequent kinds first)
+            if code == _STORE:
+                ref = op[1]
+                ref.fmt.pack_into(data, ref.addr, op[2] & ref.mask)
+                result = None
+                if line_base | ref.line in watchers:
+                    self._notify(line_base | ref.line, t)
+            elif code == _WORK:
+                result = None
+            elif code == _LOAD:
                 ref = op[1]
                 result = ref.fmt.unpack_from(data, ref.addr)[0]
             elif code == _COND:
@@ -239,12 +248,6 @@ class GuestCpus:
                     return
                 if v.spinning:
                     self._spin_stop(v, t)
-            elif code == _STORE:
-                ref = op[1]
-                ref.fmt.pack_into(data, ref.addr, op[2] & ref.mask)
-                result = None
-                if line_base | ref.line in watchers:
-                    self._notify(line_base | ref.line, t)
             elif code in _RMW:
                 ref = op[1]
                 new, result = o.rmw_result(code, ref.fmt.unpack_from(data, ref.addr)[0], op, ref.mask)
@@ -257,19 +260,20 @@ class GuestCpus:
                 if delay is None:
                     return
                 t += delay
+                loop.now = t
                 result = None
             elif code == o.PV_KICK:
                 self.hv.pv_kick(v, op[1], t)
                 result = None
             elif code == o.VCPU_IS_PREEMPTED:
                 result = self.hv.vcpu_is_preempted(v.guest.vcpus[op[1]])
-            else:  # WORK, CPU_RELAX, FENCE: time only
+            else:  # CPU_RELAX, FENCE: time only
                 result = None
             if recorder is not None:
                 recorder(t, v.id, code, result)
             # ---- send the result to the guest code, get its next operation (_advance and
-            # _issue, inlined: this loop is the hot path of every simulation)
-            loop.now = t
+            # _issue, inlined: this loop is the hot path of every simulation); the clock
+            # already stands at t (set by the event, the lane below, or a PV_WAIT's exit)
             v.gen += 1
             v.ops += 1
             interrupted = v.saved
@@ -366,6 +370,7 @@ class GuestCpus:
     def _settle(self, v: VCpu, op: tuple | None) -> tuple | None:
         """Answer local operations (no time, no scheduling point) until a shared one."""
         gcpu = v.gcpu
+        contexts = gcpu.contexts
         while op is not None and op[0] in _LOCAL:
             code = op[0]
             result = None
@@ -388,7 +393,12 @@ class GuestCpus:
                 v.guest.warnings.append(f"{v}: {op[1]}")
             elif code == o.LOCAL_CLOCK:
                 result = self.loop.now
-            op = gcpu.resume(result)
+            ctx = contexts[-1]  # GuestCpu.resume(), inlined
+            try:
+                op = ctx.gen.send(result)
+                ctx.op = op
+            except StopIteration:
+                op = gcpu.context_returned()
         return op
 
     def _cs(self, v: VCpu, lock_id, delta: int) -> None:
@@ -476,13 +486,17 @@ class GuestCpus:
         watchers = self.watchers[key]
         read = self.cache.read
         loop = self.loop
+        heap = loop.heap
+        on_step = self.on_step
         keep = []
         for w in watchers:
             done = read(w.pcpu, key, t)
-            ref = w.op[1]
-            if w.op[2](w.guest.mem.read(ref.addr, ref.size)):
+            op = w.op
+            ref = op[1]
+            if op[2](w.guest.mem.read(ref.addr, ref.size)):
                 w.step_at = done
-                loop.at(done, self.on_step, w, w.gen)
+                loop.seq += 1  # EventLoop.at(), inlined
+                heappush(heap, (done, loop.seq, on_step, w, w.gen))
             else:
                 keep.append(w)
         if keep:

@@ -36,6 +36,8 @@ Invariants a policy keeps (and may rely on):
 
 from __future__ import annotations
 
+from typing import Any
+
 from .events import EventLoop
 from .vcpu import RUNNABLE, RUNNING, STATE_NAMES, T_HALT, T_HOST, T_PREEMPT, T_RUN, VCpu
 
@@ -48,12 +50,12 @@ class PCpu:
     def __init__(self, pid: int, socket: int):
         self.id = pid
         self.socket = socket
-        self.vcpu: VCpu | None = None
+        self.vcpu: Any = None  # the VCpu it runs, or None
         self.rq: list[VCpu] = []  # runnable vCPUs waiting for this pCPU
         self.min_vruntime = 0  # cfs_rq->min_vruntime: monotonic, the base for sleepers and migrations
         self.gen = 0  # bumped at every switch: a pending slice timer goes stale
         self.busy = 0  # cycles spent running vCPUs (closed intervals)
-        self.last_vcpu: VCpu | None = None
+        self.last_vcpu: Any = None
 
 
 class HostScheduler:
@@ -65,8 +67,8 @@ class HostScheduler:
         self.context_switch = context_switch  # host switch between two vCPU threads on one pCPU
         self.exit_cost = exit_cost
         self.tracer = tracer
-        self.sched_in = None  # hooks, set by the hypervisor: sched_in(v, t), sched_out(v, t, upto, state)
-        self.sched_out = None
+        self.sched_in: Any = None  # hooks, set by the hypervisor: sched_in(v, t), sched_out(v, t, upto, state)
+        self.sched_out: Any = None
         self.on_tick = self._tick_event  # one bound method: the slice timer's callback
 
     # ------------------------------------------------------------- the interface (policies)

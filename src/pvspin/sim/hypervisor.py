@@ -23,6 +23,8 @@ It also keeps the kernel's qstat counters that need the host's clock (``pv_laten
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..machine.cpu import NMI
 from .config import HostConfig
 from .events import EventLoop, poisson_arrival
@@ -39,7 +41,7 @@ class Hypervisor:
         self.loop = loop
         self.sched = sched
         self.tracer = tracer
-        self.guest = None  # the guest CPUs (pvspin.sim.guestcpu.GuestCpus), set when assembled
+        self.guest: Any = None  # the guest CPUs (pvspin.sim.guestcpu.GuestCpus), set when assembled
         self.freq_mhz = c.freq_mhz
         self.vm_exit = 0 if bare_metal else c.vm_exit
         self.ple = host.scheduling.ple and not bare_metal

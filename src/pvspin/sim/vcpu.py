@@ -10,7 +10,7 @@ the others only read them.
 
 from __future__ import annotations
 
-import random
+from typing import Any
 
 from ..machine.cpu import GuestCpu
 from ..machine.memory import Memory
@@ -53,11 +53,11 @@ class VCpu:
         self.cpu = cpu  # the guest's own CPU number (smp_processor_id)
         self.gen = 0  # bumped whenever the vCPU's plans change: its pending events go stale
         self.acct = [0] * 7
-        self.rng: random.Random | None = None
+        self.rng: Any = None  # random.Random, given when the guest is added
         # host scheduler
         self.state = RUNNABLE
-        self.pcpu: int | None = None
-        self.home: int | None = None  # the pCPU whose run queue holds it (the host thread's CPU)
+        self.pcpu: Any = None  # the pCPU running it, or None
+        self.home: Any = None  # the pCPU whose run queue holds it (the host thread's CPU)
         self.vruntime = 0
         self.run_since = 0
         self.since = 0
@@ -68,18 +68,18 @@ class VCpu:
         self.preempted = False
         self.ple_window = 0
         self.ple_exits = 0
-        self.kick_time: int | None = None
+        self.kick_time: Any = None
         self.exits = 0
         self.kicks = 0
         self.halts = 0
         # guest CPU
         self.gcpu = GuestCpu(cpu)
-        self.op: tuple | None = None
+        self.op: Any = None  # the pending operation (a tuple), None when the program ended
         self.step_at = 0
-        self.remaining: int | None = None  # cycles left of an operation interrupted mid-flight
+        self.remaining: Any = None  # cycles left of an operation interrupted mid-flight
         self.spinning = False
-        self.spin_deadline: int | None = None
-        self.spin_budget: int | None = None
+        self.spin_deadline: Any = None
+        self.spin_budget: Any = None
         self.spin_since = 0
         self.cs_depth = 0
         self.cs_since = 0
