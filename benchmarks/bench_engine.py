@@ -3,11 +3,14 @@
     .venv/bin/python benchmarks/bench_engine.py                    # this tree
     .venv/bin/python benchmarks/bench_engine.py --baseline 2ae79f4  # each point on both, side by side
     .venv/bin/python benchmarks/bench_engine.py --profile pvqspinlock
+    make compile && .venv/bin/python benchmarks/bench_engine.py --baseline 2ae79f4   # the compiled engine
 
 Two tables.  *Throughput*: every lock, 8 vCPUs on 4 pCPUs, ``--duration-ms`` simulated, and all
-of them together (their operations over their CPU time).  *Scaling*: every lock at 4 vCPUs on 2
-pCPUs and at 128 on 64 (the same 2x overcommit, the same simulated vCPU-time: 64 ms and 2 ms),
-as CPU microseconds per guest operation and the ratio of the two.
+of them together (their operations over their CPU time).  *Scaling*: every lock at 4 vCPUs and at
+128, overcommitted 2x (as the throughput table) and one vCPU per pCPU, each pair over the same
+simulated vCPU-time, as CPU microseconds per guest operation and per engine event, and how much
+each grows.  Per event is the engine's own scaling; per operation also counts how many more
+events the model takes per operation with more vCPUs (yield storms under overcommit).
 
 Each run is a fresh process; host time is that process's CPU time (``time.process_time``), the
 best of ``--repeats`` runs, so that other load on a shared machine inflates it less than
@@ -30,7 +33,10 @@ import time
 from pathlib import Path
 
 LOCKS = ("ticket", "qspinlock", "virt-tas", "pvqspinlock", "pvqspinlock-4.2")
-SCALING = ((4, 2, 64.0), (128, 64, 2.0))  # (vCPUs, pCPUs, simulated ms): 256 vCPU-ms each
+SCALING = {  # shape: (vCPUs, pCPUs, simulated ms) at 4 and at 128 vCPUs, the same vCPU-time
+    "2x overcommit": ((4, 2, 64.0), (128, 64, 2.0)),
+    "1:1": ((4, 4, 16.0), (128, 128, 0.5)),
+}
 
 
 def measure(lock: str, vcpus: int, pcpus: int, duration_ms: float, repeats: int = 1) -> dict:
@@ -48,7 +54,12 @@ def measure(lock: str, vcpus: int, pcpus: int, duration_ms: float, repeats: int 
         run.run(chunks=1)
         seconds = time.process_time() - start
         best = seconds if best is None else min(best, seconds)
-    return {"ops": sum(v.ops for v in run.sim.vcpus), "events": run.sim.events, "seconds": best}
+    try:
+        from pvspin.sim._compiled import compiled
+    except ImportError:  # a tree from before the optional compiled engine
+        compiled = list
+    return {"ops": sum(v.ops for v in run.sim.vcpus), "events": run.sim.events, "seconds": best,
+            "engine": "compiled (mypyc)" if compiled() else "pure Python"}  # fmt: skip
 
 
 def run_point(src: Path | None, lock: str, vcpus: int, pcpus: int, duration_ms: float, repeats: int) -> dict:
@@ -117,8 +128,10 @@ def throughput(both, args) -> None:
           + (f"; ratios: this tree / {args.baseline}" if args.baseline else ""))  # fmt: skip
     print(f"{'lock':<16} {'guest ops':>10} {'events':>10} {'CPU s':>7} {'ops/s':>10} {'baseline':>10} {'ratio':>7}")
     totals = {"ops": 0, "seconds": 0.0, "base_ops": 0, "base_seconds": 0.0}
-    for lock in LOCKS:
+    for i, lock in enumerate(LOCKS):
         old, new = both(lock, 8, 4, args.duration_ms)
+        if i == 0:
+            print(f"(engine: {new['engine']}" + (f"; {args.baseline}: {old['engine']})" if old else ")"))
         rate = new["ops"] / new["seconds"]
         old_rate = old["ops"] / old["seconds"] if old else None
         totals["ops"] += new["ops"]
@@ -135,21 +148,24 @@ def throughput(both, args) -> None:
 
 
 def scaling(both, args) -> None:
-    (small, small_p, small_ms), (large, large_p, large_ms) = SCALING
-    print(f"\nscaling: CPU us per guest operation, {small} vCPUs on {small_p} pCPUs ({small_ms:g} ms) "
-          f"and {large} on {large_p} ({large_ms:g} ms)")  # fmt: skip
-    head = f"{'lock':<16} {f'{small} vCPUs':>9} {f'{large} vCPUs':>10} {'growth':>7}"
-    print(head + (f" {'baseline':>9} {'':>10} {'growth':>7}" if args.baseline else ""))
+    print("\nscaling: CPU us per guest operation and per engine event, 4 vCPUs against 128, the same simulated "
+          "vCPU-time" + (f"; in brackets, {args.baseline}'s" if args.baseline else ""))  # fmt: skip
+    print(f"{'lock':<16} {'shape':<13} {'us/op 4':>8} {'us/op 128':>10} {'growth':>15} "
+          f"{'us/ev 4':>8} {'us/ev 128':>10} {'growth':>15}")  # fmt: skip
     for lock in LOCKS:
-        cells = []
-        old_small, new_small = both(lock, small, small_p, small_ms)
-        old_large, new_large = both(lock, large, large_p, large_ms)
-        for a, b in ((new_small, new_large), (old_small, old_large)):
-            if a is None:
-                continue
-            us_a, us_b = a["seconds"] / a["ops"] * 1e6, b["seconds"] / b["ops"] * 1e6
-            cells.append(f"{us_a:>9.2f} {us_b:>10.2f} {us_b / us_a:>6.1f}x")
-        print(f"{lock:<16} " + " ".join(cells), flush=True)
+        for shape, (small, large) in SCALING.items():
+            (old_small, new_small), (old_large, new_large) = both(lock, *small), both(lock, *large)
+
+            def cost(run: dict, per: str) -> float:
+                return run["seconds"] / run[per] * 1e6
+
+            cells = []
+            for per in ("ops", "events"):
+                growth = f"{cost(new_large, per) / cost(new_small, per):.1f}x"
+                if old_small is not None:
+                    growth += f" [{cost(old_large, per) / cost(old_small, per):.1f}x]"
+                cells.append(f"{cost(new_small, per):>8.2f} {cost(new_large, per):>10.2f} {growth:>15}")
+            print(f"{lock:<16} {shape:<13} " + " ".join(cells), flush=True)
 
 
 if __name__ == "__main__":
