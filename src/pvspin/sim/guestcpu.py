@@ -72,9 +72,14 @@ class GuestCpus:
         if gen != v.gen:
             return
         heap = self.loop.heap
-        if heap and heap[0][0] == t and (heap[0][2] is self.on_step or heap[0][2] is self.on_ties):
+        if heap and heap[0][0] == t and (heap[0][2] is self.on_step or heap[0][2] is self.on_ties):  # _more_at()
             v = self._tie_break(v, t, ())
         self._complete(v, t)
+
+    def _more_at(self, t: int) -> bool:
+        """Another completion (or a block of them) heads the queue at cycle ``t``."""
+        heap = self.loop.heap
+        return bool(heap) and heap[0][0] == t and (heap[0][2] is self.on_step or heap[0][2] is self.on_ties)
 
     def _ties_event(self, block: list, _arg, t: int) -> None:
         """The completions a tie-break deferred, in id order: one event standing for as many.
@@ -95,10 +100,8 @@ class GuestCpus:
             self.loop.events += 1
         if i < n:
             v = self._tie_break(v, t, block[i:])
-        else:
-            heap = self.loop.heap
-            if heap and heap[0][0] == t and (heap[0][2] is self.on_step or heap[0][2] is self.on_ties):
-                v = self._tie_break(v, t, ())
+        elif self._more_at(t):
+            v = self._tie_break(v, t, ())
         self._complete(v, t)
 
     def _tie_break(self, first: VCpu, t: int, ahead) -> VCpu:
@@ -208,18 +211,12 @@ class GuestCpus:
         Fast lane: when the next operation completes strictly before any queued event, it
         is the next event anyway, so it runs here without a round trip through the heap.
         """
-        loop = self.loop
-        heap = loop.heap
-        until = loop.until
-        on_step = self.on_step
-        watchers = self.watchers
-        line_base = v.guest.line_base
-        data = v.guest.mem.data
+        loop = self.loop  # hoisted: what most operations need (a spin loop runs many here)
+        guest = v.guest
+        line_base = guest.line_base
+        data = guest.mem.data
         cache = self.cache
         sharers = cache.sharers
-        owner = cache.owner
-        hit_load = cache.hit_load
-        hit_store = cache.hit_store
         bit = 1 << v.pcpu
         gcpu = v.gcpu
         contexts = gcpu.contexts
@@ -233,7 +230,7 @@ class GuestCpus:
                 ref = op[1]
                 ref.fmt.pack_into(data, ref.addr, op[2] & ref.mask)
                 result = None
-                if line_base | ref.line in watchers:
+                if line_base | ref.line in self.watchers:
                     self._notify(line_base | ref.line, t)
             elif code == _WORK:
                 result = None
@@ -253,7 +250,7 @@ class GuestCpus:
                 new, result = o.rmw_result(code, ref.fmt.unpack_from(data, ref.addr)[0], op, ref.mask)
                 if new is not None:
                     ref.fmt.pack_into(data, ref.addr, new)
-                if line_base | ref.line in watchers:
+                if line_base | ref.line in self.watchers:
                     self._notify(line_base | ref.line, t)
             elif code == o.PV_WAIT:
                 delay = self.hv.pv_wait(v, op, t)
@@ -299,20 +296,24 @@ class GuestCpus:
                 done = t + nxt[1]
             elif code == _LOAD or code == _COND:
                 key = line_base | nxt[1].line
-                done = t + hit_load if sharers.get(key, 0) & bit else cache.read(v.pcpu, key, t)
+                if sharers.get(key, 0) & bit:
+                    done = t + cache.hit_load
+                else:
+                    done = cache.read(v.pcpu, key, t)
             elif code == _STORE:
                 key = line_base | nxt[1].line
                 if sharers.get(key, 0) == bit:
-                    owner[key] = v.pcpu
-                    done = t + hit_store
+                    cache.owner[key] = v.pcpu
+                    done = t + cache.hit_store
                 else:
                     done = cache.write(v.pcpu, key, t, False)
             else:
                 done = self._cost(v, nxt, t)
             v.step_at = done
-            if done > until or (heap and done >= heap[0][0]) or v.state != RUNNING:
+            heap = loop.heap
+            if done > loop.until or (heap and done >= heap[0][0]) or v.state != RUNNING:
                 loop.seq += 1  # EventLoop.at(), inlined
-                heappush(heap, (done, loop.seq, on_step, v, v.gen))
+                heappush(heap, (done, loop.seq, self.on_step, v, v.gen))
                 return
             t = loop.now = done
             loop.events += 1
