@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench lint clean
+.PHONY: demo test test-slow bench lint clean compile uncompile
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,19 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_unlock.py
 	$(BIN)/python benchmarks/bench_check.py --budget 120
 
+# Optional: the simulator's hot modules compiled with mypyc (needs a C compiler and Python headers;
+# see pvspin/sim/_compiled.py); the pure-Python engine gives the same results, byte for byte, and
+# is what runs without this.  The digest test checks the compiled engine against the recorded results.
+compile: $(STAMP) uncompile
+	$(BIN)/pip install --quiet 'mypy>=1.10' 'setuptools>=77'
+	$(BIN)/python -m pvspin.sim._compiled
+	$(BIN)/pytest -q -p no:cacheprovider tests/test_sim_digest.py
+
+uncompile:
+	rm -rf src/build src/*__mypyc*.so src/pvspin/sim/*.so src/pvspin/sim/.compiled
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
-clean:
+clean: uncompile
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

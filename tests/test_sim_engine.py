@@ -6,8 +6,10 @@ import pytest
 
 from pvspin.machine import ops as o
 from pvspin.machine.memory import CACHE_LINE, Memory
+from pvspin.machine.scheduler import RandomScheduler
 from pvspin.sim.config import HostConfig, Scheduling
-from pvspin.sim.engine import T_SPIN, Simulator
+from pvspin.sim.engine import Simulator
+from pvspin.sim.vcpu import T_SPIN
 from simple_locks import WORD, locker, tas_lock, tas_unlock, ticket_lock, ticket_unlock
 
 
@@ -97,3 +99,61 @@ def test_negative_duration_is_refused():
     sim = Simulator(HostConfig(pcpus=1))
     with pytest.raises(ValueError, match="negative"):
         sim.run(-5)
+
+
+class LoggingScheduler(RandomScheduler):
+    """A seeded random scheduler that logs the questions it is asked."""
+
+    def __init__(self, seed):
+        super().__init__(seed)
+        self.asked = []
+
+    def next_cpu(self, runnable, current):
+        self.asked.append(tuple(runnable))
+        return super().next_cpu(runnable, current)
+
+
+def idle():
+    yield o.work(10**9)
+
+
+def simultaneous_completions(stale: tuple, behind: str, as_block: bool):
+    """Completions at one cycle: three deferred by a tie-break (``stale`` says which went stale
+    since), then ``behind`` them: another completion, another deferred block, or an event of
+    another kind.  Returns who completed in which order, what the scheduler was asked and how
+    many events fired, with the three as one block event or as three events."""
+    completed = []
+    scheduler = LoggingScheduler(3)
+    sim = Simulator(HostConfig(pcpus=6), seed=0, scheduler=scheduler,
+                    recorder=lambda t, vcpu, code, result: completed.append(vcpu))  # fmt: skip
+    sim.add_guest("g0", Memory(), [idle() for _ in range(6)])
+    sim.run(0)  # every vCPU on its pCPU, its one operation pending until 10**9
+    cpus, loop, vs = sim.guest_cpus, sim.loop, sim.vcpus
+    deferred = [(v, v.gen - 1 if gone else v.gen) for v, gone in zip(vs[:3], stale, strict=True)]
+    if as_block:
+        loop.at(100, cpus.on_ties, deferred, None)
+    else:
+        for v, gen in deferred:
+            loop.at(100, cpus.on_step, v, gen)
+    if behind == "completion":
+        loop.at(100, cpus.on_step, vs[3], vs[3].gen)
+    elif behind == "block":
+        loop.at(100, cpus.on_ties, [(vs[4], vs[4].gen), (vs[5], vs[5].gen)], None)
+    else:
+        loop.at(100, lambda *_: completed.append("other"), None, None)
+        loop.at(100, cpus.on_step, vs[3], vs[3].gen)
+    events = loop.events
+    sim.run(100)
+    return completed, scheduler.asked, loop.events - events
+
+
+@pytest.mark.parametrize("behind", ["completion", "block", "other event"])
+@pytest.mark.parametrize("stale", [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+def test_deferred_tie_completions_fire_as_the_events_they_stand_for(stale, behind):
+    """A tie-break defers the losers as one event; it must fire exactly as the consecutive
+    events it stands for would: same completions in the same order, same questions to the
+    scheduler, same event count (stale ones are counted where they reach the head, not where a
+    tie-break sweeps them up)."""
+    as_events = simultaneous_completions(stale, behind, as_block=False)
+    assert simultaneous_completions(stale, behind, as_block=True) == as_events
+    assert len([c for c in as_events[0] if c != "other"]) == 3 - sum(stale) + (2 if behind == "block" else 1)

@@ -3,7 +3,8 @@
 from pvspin.machine import ops as o
 from pvspin.machine.memory import CACHE_LINE, Memory
 from pvspin.sim.config import HostConfig, Scheduling
-from pvspin.sim.engine import DONE, HALTED, T_HALT, T_SPIN, Simulator
+from pvspin.sim.engine import Simulator
+from pvspin.sim.vcpu import DONE, HALTED, T_HALT, T_HOST, T_PREEMPT, T_SPIN
 from simple_locks import WORD, tas_lock, tas_unlock
 
 
@@ -109,7 +110,7 @@ def test_preempted_lock_holder_makes_the_waiter_burn_its_slice():
     sim, guest, waiter = preempted_holder_run(ple=False)
     assert guest.lock_holder_preemptions >= 1
     # with one pCPU the waiter can only spin while the holder is preempted: a whole slice
-    assert waiter.acct[T_SPIN] >= sim.min_granularity
+    assert waiter.acct[T_SPIN] >= sim.sched.min_granularity
 
 
 def test_pause_loop_exiting_hands_the_pcpu_back_to_the_preempted_holder():
@@ -117,7 +118,7 @@ def test_pause_loop_exiting_hands_the_pcpu_back_to_the_preempted_holder():
     sim_ple, _, waiter = preempted_holder_run(ple=True, waiter_first=SLICE + SLICE // 3)
     _, _, waiter_no_ple = preempted_holder_run(ple=False, waiter_first=SLICE + SLICE // 3)
     assert waiter.exits >= 1
-    assert waiter.acct[T_SPIN] < sim_ple.ple_window * 4
+    assert waiter.acct[T_SPIN] < sim_ple.hv.ple_window * 4
     assert waiter.acct[T_SPIN] * 100 < waiter_no_ple.acct[T_SPIN]
 
 
@@ -126,7 +127,7 @@ def test_cfs_refuses_a_yield_to_a_holder_that_had_its_share():
     until the waiter's vruntime is within a wake-up granularity of the holder's."""
     sim, _, waiter = preempted_holder_run(ple=True)
     assert waiter.ple_exits >= 5
-    assert waiter.acct[T_SPIN] >= SLICE - sim.wakeup_granularity
+    assert waiter.acct[T_SPIN] >= SLICE - sim.sched.wakeup_granularity
 
 
 def test_vcpu_is_preempted_reports_steal_time_state():
@@ -272,3 +273,26 @@ def test_a_directed_yield_preempts_the_targets_pcpu():
     assert guest.lock_holder_preemptions >= 1
     # the holder came back on pCPU0 long before the hog's slice there ended (~9 ms later)
     assert spinner_vcpu.acct[T_SPIN] < SLICE // 30
+
+
+def test_bare_metal_runs_each_cpu_on_its_own_pcpu():
+    """Bare metal is the pinned policy: CPU k on pCPU k, no queueing, no switches; a halted CPU's
+    pCPU idles until it wakes there again."""
+    mem = Memory()
+    w = mem.alloc(WORD, "w", align=CACHE_LINE)
+
+    def sleeper():
+        yield o.pv_wait(w.locked, 0)
+        yield o.work(10_000)
+
+    def kicker():
+        yield o.work(100_000)
+        yield o.pv_kick(0)
+
+    sim = Simulator(HostConfig(pcpus=4, hypervisor="baremetal"), seed=0)
+    sim.add_guest("g0", mem, [sleeper(), kicker(), busy(50_000)])
+    sim.run(10**8)
+    assert [v.home for v in sim.vcpus] == [0, 1, 2]
+    assert all(v.state == DONE for v in sim.vcpus) and sim.vcpus[0].halts == 1
+    assert all(v.acct[T_HOST] == 0 and v.acct[T_PREEMPT] == 0 for v in sim.vcpus)
+    assert sim.pcpus[3].busy == 0 and sim.pcpus[3].last_vcpu is None

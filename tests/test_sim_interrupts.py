@@ -3,7 +3,8 @@
 from pvspin.machine import ops as o
 from pvspin.machine.memory import CACHE_LINE, Memory
 from pvspin.sim.config import HostConfig, Scheduling
-from pvspin.sim.engine import DONE, Simulator
+from pvspin.sim.engine import Simulator
+from pvspin.sim.vcpu import DONE
 from simple_locks import WORD, locker, tas_lock, tas_unlock
 
 

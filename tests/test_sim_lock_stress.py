@@ -12,7 +12,8 @@ import pytest
 from pvspin.kernel.build import boot_kernel
 from pvspin.machine.memory import Memory
 from pvspin.sim.config import HostConfig, Scheduling
-from pvspin.sim.engine import DONE, Simulator
+from pvspin.sim.engine import Simulator
+from pvspin.sim.vcpu import DONE
 from pvspin.sim.workload import Distribution, LockTorture, WorkloadConfig
 
 BUILDS = {  # lock -> (kernel, host)

@@ -3,7 +3,8 @@ where the pCPU time went, exits, kicks, halts and the kernel's lock-event counte
 
 from __future__ import annotations
 
-from .engine import T_CS, T_HALT, T_HOST, T_HV, T_PREEMPT, T_RUN, T_SPIN, Guest, Simulator
+from .engine import Simulator
+from .vcpu import T_CS, T_HALT, T_HOST, T_HV, T_PREEMPT, T_RUN, T_SPIN, Guest
 from .workload import LockTorture
 
 

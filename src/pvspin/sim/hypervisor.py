@@ -1,0 +1,184 @@
+"""The hypervisor: what KVM does for and to its vCPUs, between the guest and the host's scheduler.
+
+* **VM exits.**  Leaving guest mode costs ``vm_exit`` cycles (a round trip; 0 on bare metal,
+  where there is no guest mode to leave).  An exit handled in place (a kick hypercall, a PLE
+  exit that yields to nobody, a HLT that finds a kick latched) is charged to the vCPU's run
+  time (``T_HV``); one that ends with the vCPU off its pCPU to the host (``T_HOST``).
+* **Pause-loop exiting and directed yield** (``handle_pause`` → ``kvm_vcpu_on_spin``): a vCPU
+  PAUSE-looping past its window exits; KVM picks the next runnable sibling after the last one
+  boosted (``kvm->last_boosted_vcpu``, round robin) and asks the host scheduler to
+  ``yield_to()`` it.  Each exit widens the vCPU's window (``grow_ple_window``), and being
+  scheduled in resets it (``shrink_ple_window`` with KVM's default shrink of 0).
+* **Halt and kick** (``kvm_wait`` / ``kvm_kick_cpu``, ``KVM_HC_KICK_CPU``): ``pv_wait(ptr, val)``
+  halts if ``*ptr == val``; ``pv_kick(cpu)`` wakes a halted vCPU after the published kick
+  latency, or, if it is not halted yet, latches (``pv_unhalted``) so that its next HLT returns
+  at once: no kick is lost.  Spurious wake-ups (a host knob) end halts without a kick.
+* **Steal time**: ``vcpu_is_preempted(cpu)`` reads the ``preempted`` byte KVM sets when it
+  schedules out a vCPU that is still runnable (``kvm_sched_out`` → ``kvm_steal_time_set_preempted``)
+  and clears when it schedules it in.
+
+It also keeps the kernel's qstat counters that need the host's clock (``pv_latency_kick``,
+``pv_latency_wake``, ``pv_kick_wake``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..machine.cpu import NMI
+from .config import HostConfig
+from .events import EventLoop, poisson_arrival
+from .hostsched import HostScheduler
+from .vcpu import HALTED, RUNNABLE, RUNNING, T_HV, T_SPIN, Guest, SimulationError, VCpu
+
+
+class Hypervisor:
+    """KVM's halt/kick, PLE and directed yield, steal time; the host scheduler's preempt notifiers."""
+
+    def __init__(self, loop: EventLoop, sched: HostScheduler, host: HostConfig, tracer=None):
+        c = host.costs
+        bare_metal = host.hypervisor == "baremetal"
+        self.loop = loop
+        self.sched = sched
+        self.tracer = tracer
+        self.guest: Any = None  # the guest CPUs (pvspin.sim.guestcpu.GuestCpus), set when assembled
+        self.freq_mhz = c.freq_mhz
+        self.vm_exit = 0 if bare_metal else c.vm_exit
+        self.ple = host.scheduling.ple and not bare_metal
+        self.ple_window = host.scheduling.ple_window
+        self.ple_window_grow = host.scheduling.ple_window_grow
+        self.ple_window_max = host.scheduling.ple_window_max
+        self.kick_cost = c.ns(c.kick_hypercall_ns)
+        self.kick_wake = c.ns(c.kick_wake_ns)
+        self.spurious_hz = host.spurious_wakeup_hz
+        self.on_wake = self._wake_event  # event callbacks: one bound method each
+        self.on_ple = self._ple_event
+        sched.sched_in = self.sched_in
+        sched.sched_out = self.sched_out
+
+    # ------------------------------------------------------------- preempt notifiers
+    def sched_in(self, v: VCpu, t: int) -> None:
+        """``kvm_sched_in``: ``v`` is on a pCPU again, from ``t``; its guest code carries on."""
+        v.preempted = False
+        v.ple_window = self.ple_window  # shrink_ple_window() with KVM's default shrink of 0
+        self.guest.sched_in(v, t)
+
+    def sched_out(self, v: VCpu, t: int, upto: int, state: int) -> None:
+        """``kvm_sched_out``: ``v`` leaves its pCPU at ``t`` (it ran until ``upto``) into ``state``."""
+        v.preempted = state == RUNNABLE  # only a vCPU that still wants to run counts as preempted
+        self.guest.sched_out(v, t, upto, state)
+
+    def vcpu_is_preempted(self, v: VCpu) -> bool:
+        """``kvm_vcpu_is_preempted``: the steal-time ``preempted`` byte of ``v``."""
+        return v.state == RUNNABLE and v.preempted
+
+    # ------------------------------------------------------------- halt and kick
+    def pv_wait(self, v: VCpu, op: tuple, t: int) -> int | None:
+        """``kvm_wait``: halt if ``*ptr == val``.
+
+        Returns None when ``v`` halted (it left its pCPU), else the cycles the call took
+        beyond its read: 0 when the value already differs, a VM exit for a HLT that finds
+        a latched kick (KVM's ``pv_unhalted``) and returns at once.
+        """
+        v.kick_time = None  # pv_wait() entry clears this CPU's kick time stamp
+        if v.gcpu.level == NMI:
+            return 0  # pv_wait is a no-op in NMI context
+        ref = op[1]
+        if v.guest.mem.read(ref.addr, ref.size) != op[2]:
+            return 0
+        v.exits += 1
+        if v.kick_latched:
+            v.kick_latched = False
+            v.acct[T_HV] += self.vm_exit
+            return self.vm_exit
+        v.halts += 1
+        if self.tracer is not None:
+            self.tracer.instant(t, v, "pv_wait: halt", {"on": v.op[1].name})
+        self.sched.dequeue(v, t, HALTED)
+        if self.spurious_hz > 0:
+            self.loop.at(poisson_arrival(self.loop.now, v.rng, self.spurious_hz, self.freq_mhz), self.on_wake, v, v.gen)
+        return None
+
+    def pv_kick(self, v: VCpu, cpu: int, t: int) -> None:
+        """``kvm_kick_cpu``: wake ``cpu`` of ``v``'s guest, or latch the kick if it is not halted."""
+        guest = v.guest
+        if not 0 <= cpu < len(guest.vcpus):
+            raise SimulationError(f"{v} kicked cpu{cpu}, which does not exist")
+        target = guest.vcpus[cpu]
+        v.kicks += 1
+        # the kernel's qstat bookkeeping around pv_kick(): the hypercall's latency, and the
+        # kick time stamped on the target so its pv_wait() can measure the wake-up latency
+        kick_start = t - self.kick_cost
+        target.kick_time = kick_start
+        self.lockevent_add(guest, "pv_latency_kick", self.kick_cost)
+        if self.tracer is not None:
+            self.tracer.instant(t, v, "pv_kick", {"target": f"cpu{cpu}"})
+        if target.state == HALTED:
+            if not target.waking:
+                target.waking = True
+                self.loop.at(t - self.kick_cost + self.kick_wake, self.on_wake, target, target.gen)
+        else:
+            target.kick_latched = True
+
+    def pv_wait_returns(self, v: VCpu, t: int) -> None:
+        """A halted ``v`` runs again at ``t``: if a kick woke it, the kernel's pv_wait() counts the latency."""
+        if v.kick_time is not None:  # woken by a kick: pv_latency_wake, pv_kick_wake
+            self.lockevent_add(v.guest, "pv_latency_wake", t - v.kick_time)
+            v.guest.lock_events["pv_kick_wake"] = v.guest.lock_events.get("pv_kick_wake", 0) + 1
+
+    def lockevent_add(self, guest: Guest, name: str, cycles: int) -> None:
+        """Add a latency, in nanoseconds as sched_clock() counts them, to a qstat counter."""
+        guest.lock_events[name] = guest.lock_events.get(name, 0) + cycles * 1000 // self.freq_mhz
+
+    def _wake_event(self, v: VCpu, gen: int, t: int) -> None:
+        if gen == v.gen and v.state == HALTED:
+            self.wake(v, t)
+
+    def wake(self, v: VCpu, t: int) -> None:
+        """A halted vCPU becomes runnable (kicked, spuriously, or by an interrupt): ``kvm_vcpu_kick``."""
+        v.waking = False
+        v.kick_latched = False
+        v.preempted = False
+        v.woken = True  # its pv_wait returns once it runs again
+        self.sched.enqueue(v, t)
+
+    # ------------------------------------------------------------- pause-loop exiting
+    def arm_ple(self, v: VCpu, t: int) -> None:
+        """``v`` starts PAUSE-looping at ``t``: it exits when its window runs out (if still spinning)."""
+        self.loop.at(t + v.ple_window, self.on_ple, v, v.gen)
+
+    def _ple_event(self, v: VCpu, gen: int, t: int) -> None:
+        if gen == v.gen and v.spinning and v.state == RUNNING:
+            self.ple_exit(v, t)
+
+    def ple_exit(self, v: VCpu, t: int) -> None:
+        """Pause-loop exit: the spinner traps and KVM tries a directed yield (``kvm_vcpu_on_spin``).
+
+        The candidate is the next runnable sibling after the last one boosted, round robin
+        (KVM's ``last_boosted_vcpu``); a halted sibling is skipped.  Whether anybody runs
+        instead of the spinner is the host scheduler's answer to ``yield_to()``.
+        """
+        v.exits += 1
+        v.ple_exits += 1
+        # grow_ple_window(): every exit widens this vCPU's window, so a spinner that has
+        # nobody to yield to soon stops exiting; shrink_ple_window() resets it at sched-in
+        v.ple_window = min(v.ple_window * self.ple_window_grow, self.ple_window_max)
+        if self.tracer is not None:
+            self.tracer.instant(t, v, "PLE exit")
+        guest = v.guest
+        siblings = guest.vcpus
+        n = len(siblings)
+        target = None
+        for k in range(1, n + 1):
+            u = siblings[(guest.last_boosted + k) % n]
+            if u.state == RUNNABLE:
+                target = u
+                break
+        if target is not None:
+            guest.last_boosted = target.cpu
+        if self.sched.yield_to(v, target, t):
+            return
+        # back to spinning after the exit: that time was not spent spinning
+        v.acct[T_HV] += self.vm_exit
+        v.acct[T_SPIN] -= self.vm_exit
+        self.loop.at(t + self.vm_exit + v.ple_window, self.on_ple, v, v.gen)
