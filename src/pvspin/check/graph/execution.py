@@ -12,7 +12,9 @@ from __future__ import annotations
 from functools import cached_property
 
 from . import relations as rel
-from .graph import ACQ, ACQ_PC, AMO, EXCL, HV, INIT, REL, F, Graph, R, W, where
+from .graph import ACQ, ACQ_PC, AMO, AWAIT, EXCL, HV, INIT, REL, STRIDE, F, Graph, R, W
+
+_TAGS = (ACQ, ACQ_PC, REL, EXCL, AMO, AWAIT, HV)
 
 
 class Execution:
@@ -26,73 +28,71 @@ class Execution:
         base = len(locs)
         self.n = base + len(evs)
         self.index = {e.id: base + i for i, e in enumerate(evs)}
-        self.thread = [-1] * base + [where(e.id)[0] for e in evs]
+        # one pass for the sets: kinds, tags, fence kinds, and the members of each thread and location
+        kinds = {R: 0, W: (1 << base) - 1, F: 0}
+        tags: dict[int, int] = {}
+        fences: dict[str, int] = {}
+        threads: dict[int, int] = {}
+        at_loc = {loc: 1 << i for i, loc in enumerate(locs)}
+        thread = [-1] * base
+        for i, e in enumerate(evs):
+            bit = 1 << (base + i)
+            kinds[e.kind] |= bit
+            t = e.id // STRIDE
+            thread.append(t)
+            threads[t] = threads.get(t, 0) | bit
+            if e.tags:
+                for tag in _TAGS:
+                    if e.tags & tag:
+                        tags[tag] = tags.get(tag, 0) | bit
+            if e.kind == F:
+                fences[e.fence] = fences.get(e.fence, 0) | bit
+            else:
+                at_loc[e.loc] |= bit
+        self.thread = thread
         self.loc_of = list(locs) + [e.loc for e in evs]
+        self.R, self.W, self.F = kinds[R], kinds[W], kinds[F]
+        self.IW = (1 << base) - 1
+        self.M = self.R | self.W
+        self._tags = tags
+        self._fences = fences
+        self._threads = threads
+        self._at_loc = at_loc
 
     # ----------------------------------------------------------------- sets
-    def _mask(self, test) -> int:
-        out = 0
-        base = len(self.locs)
-        for i, e in enumerate(self.events):
-            if test(e):
-                out |= 1 << (base + i)
-        return out
-
-    @cached_property
-    def IW(self) -> int:
-        return (1 << len(self.locs)) - 1
-
-    @cached_property
-    def R(self) -> int:
-        return self._mask(lambda e: e.kind == R)
-
-    @cached_property
-    def W(self) -> int:
-        return self._mask(lambda e: e.kind == W) | self.IW
-
-    @cached_property
-    def F(self) -> int:
-        return self._mask(lambda e: e.kind == F)
-
-    @cached_property
-    def M(self) -> int:
-        return self.R | self.W
-
     def tagged(self, tag: int) -> int:
-        return self._mask(lambda e: e.tags & tag)
+        return self._tags.get(tag, 0)
 
-    @cached_property
+    @property
     def A(self) -> int:
-        return self.tagged(ACQ)
+        return self._tags.get(ACQ, 0)
 
-    @cached_property
+    @property
     def Q(self) -> int:
-        return self.tagged(ACQ_PC)
+        return self._tags.get(ACQ_PC, 0)
 
-    @cached_property
+    @property
     def L(self) -> int:
-        return self.tagged(REL)
+        return self._tags.get(REL, 0)
 
-    @cached_property
+    @property
     def HV(self) -> int:
-        return self.tagged(HV)
+        return self._tags.get(HV, 0)
 
     def fences(self, *kinds: str) -> int:
-        return self._mask(lambda e: e.kind == F and e.fence in kinds)
+        out = 0
+        for k in kinds:
+            out |= self._fences.get(k, 0)
+        return out
 
     # ----------------------------------------------------------------- relations
     @cached_property
     def po(self) -> list[int]:
-        """Program order: within a thread, by slot (an RMW's read before its write)."""
+        """Program order: within a thread, by slot (an RMW's read before its write); events are listed in that order."""
         out = [0] * self.n
-        base = len(self.locs)
-        by_thread: dict[int, list[int]] = {}
-        for i in range(len(self.events)):
-            by_thread.setdefault(self.thread[base + i], []).append(base + i)
-        for members in by_thread.values():
-            members.sort(key=lambda i: self.events[i - base].id)
+        for members in self._threads.values():
             later = 0
-            for i in reversed(members):
+            for i in reversed(list(rel.bits(members))):
                 out[i] = later
                 later |= 1 << i
         return out
@@ -135,29 +135,23 @@ class Execution:
     @cached_property
     def loc(self) -> list[int]:
         """Same location (memory events only)."""
-        groups: dict[int, int] = {}
-        mem = self.M
-        for i in rel.bits(mem):
-            groups[self.loc_of[i]] = groups.get(self.loc_of[i], 0) | 1 << i
         out = [0] * self.n
-        for i in rel.bits(mem):
-            out[i] = groups[self.loc_of[i]]
+        for members in self._at_loc.values():
+            for i in rel.bits(members):
+                out[i] = members
         return out
 
     @cached_property
     def ext(self) -> list[int]:
         """Different threads; an initial write is external to every event."""
-        groups: dict[int, int] = {}
-        for i, t in enumerate(self.thread):
-            if t >= 0:
-                groups[t] = groups.get(t, 0) | 1 << i
         everyone = (1 << self.n) - 1
-        return [everyone & ~groups[t] if t >= 0 else everyone & ~(1 << i) for i, t in enumerate(self.thread)]
+        own = self._threads
+        return [everyone & ~own[t] if t >= 0 else everyone & ~(1 << i) for i, t in enumerate(self.thread)]
 
     @cached_property
     def int(self) -> list[int]:
-        return [~row & ((1 << self.n) - 1) & ~(1 << i) if self.thread[i] >= 0 else 0
-                for i, row in enumerate(self.ext)]
+        own = self._threads
+        return [own[t] & ~(1 << i) if t >= 0 else 0 for i, t in enumerate(self.thread)]
 
     @cached_property
     def rmw(self) -> list[int]:
@@ -176,31 +170,37 @@ class Execution:
     def lxsx(self) -> list[int]:
         return rel.restrict(self.tagged(EXCL), self.rmw, self.tagged(EXCL))
 
-    def _deps(self, field: str) -> list[int]:
-        """Dependencies from reads: a store-exclusive's status also carries one (see explorer), but it is no read."""
-        out = [0] * self.n
+    @cached_property
+    def _dependencies(self) -> tuple[list[int], list[int], list[int]]:
+        """addr, data and ctrl, in one pass; from reads only: a store-exclusive's status also carries
+        one (see explorer), but it is no read."""
+        n = self.n
+        out = ([0] * n, [0] * n, [0] * n)
         base = len(self.locs)
+        index = self.index
         reads = self.R
         for i, e in enumerate(self.events):
-            mask = getattr(e, field)
-            if mask:
-                for src in rel.bits(mask):
-                    j = self.index.get(src)
+            bit = 1 << (base + i)
+            for rows, mask in zip(out, (e.addr_deps, e.data_deps, e.ctrl_deps), strict=True):
+                while mask:
+                    low = mask & -mask
+                    mask ^= low
+                    j = index.get(low.bit_length() - 1)
                     if j is not None and reads >> j & 1:
-                        out[j] |= 1 << (base + i)
+                        rows[j] |= bit
         return out
 
-    @cached_property
+    @property
     def addr(self) -> list[int]:
-        return self._deps("addr_deps")
+        return self._dependencies[0]
 
-    @cached_property
+    @property
     def data(self) -> list[int]:
-        return self._deps("data_deps")
+        return self._dependencies[1]
 
-    @cached_property
+    @property
     def ctrl(self) -> list[int]:
-        return self._deps("ctrl_deps")
+        return self._dependencies[2]
 
     @cached_property
     def po_loc(self) -> list[int]:

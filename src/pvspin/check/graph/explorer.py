@@ -45,7 +45,7 @@ from ...machine import ops as o
 from ...machine.deps import Dep, deps_of
 from ...machine.memory import MASKS
 from .execution import Execution
-from .graph import AWAIT, EXCL, INIT, Ev, F, Forced, Graph, R, Rec, W, eid, where
+from .graph import AMO, AWAIT, EXCL, INIT, MAX_SLOTS, Ev, F, Forced, Graph, R, Rec, W, eid, where
 
 
 class Unsupported(Exception):
@@ -162,8 +162,7 @@ class Explorer:
                     if self._end(g, step, result):
                         break
                     continue
-                _, t, slot, op, specs, ctrl, forced, post = step
-                children, revisits = self._expand(g, t, slot, op, specs, ctrl, forced, post)
+                children, revisits = self.children(g, step)
                 result.revisits += revisits
                 stack.extend(reversed(children))
                 if self.max_graphs is not None and result.graphs >= self.max_graphs:
@@ -176,6 +175,30 @@ class Explorer:
         except KeyboardInterrupt:
             result.verdict, result.note = "incomplete", "interrupted"
         return self._finish(result, started)
+
+    def children(self, g: Graph, step: tuple) -> tuple[list[Graph], int]:
+        """The graphs one step extends ``g`` into (``step`` is its :meth:`_next`), each knowing its parent."""
+        _, t, slot, op, specs, ctrl, forced, post, where = step
+        children, revisits = self._expand(g, t, slot, op, specs, ctrl, forced, post)
+        for i, child in enumerate(children):
+            child.parent, child.choice = g, i
+            recs = child.threads[t]
+            if slot < len(recs) and type(recs[slot]) is Rec and recs[slot].stamp == g.clock:
+                recs[slot].where = where
+        return children, revisits
+
+    def replay(self, path: list[int]) -> Graph:
+        """The graph a :meth:`Graph.path` leads to, rebuilt from the empty one; ValueError if it does not fit."""
+        g = Graph([[] for _ in range(self.program.nthreads)], {})
+        for i, choice in enumerate(path):
+            step = self._next(g)
+            if step[0] != _FRONTIER:
+                raise ValueError(f"the token goes on past the end of an execution, at step {i + 1}")
+            children, _ = self.children(g, step)
+            if not 0 <= choice < len(children):
+                raise ValueError(f"step {i + 1} of the token chooses {choice} of {len(children)}")
+            g = children[choice]
+        return g
 
     @staticmethod
     def _finish(result: GraphResult, started: float) -> GraphResult:
@@ -272,9 +295,14 @@ class Explorer:
                 if not specs:
                     result = None
                     continue
+                if slot >= MAX_SLOTS:
+                    raise Unsupported(f"cpu{program.cpu_of(t)} performed more than {MAX_SLOTS} memory operations in "
+                                      "one execution: a spin loop written out as plain reads? The graph checker "
+                                      "needs each wait to be one smp_cond_load_*() (the interleaving checker takes "
+                                      "both)")
                 rec = recs[slot] if slot < len(recs) else None
                 if type(rec) is not Rec:
-                    return (_FRONTIER, t, slot, op, specs, branches.ctrl, rec, post)
+                    return (_FRONTIER, t, slot, op, specs, branches.ctrl, rec, post, _source(gen))
                 if rec.op_sig != op_sig(op):
                     raise DependencyMiss(
                         f"cpu{program.cpu_of(t)} operation {slot + 1} was {o.describe(rec.op)} and is now "
@@ -375,6 +403,7 @@ class Explorer:
                 placements = range(start, len(g.writes_to(loc)) + 1)
                 result = 0
             revisits = 0
+            prefix = None  # the same in every placement: coherence is no dependency
             for at in placements:
                 child = _with(g, t, slot, Rec(sig, (write, *extra), result, op), loc, at)
                 released, stays = self._unblock(child, write)
@@ -382,7 +411,9 @@ class Explorer:
                     children.extend(released)
                     if stays:
                         children.append(child)
-                more = self._revisits(child, write)
+                if prefix is None:
+                    prefix = _prefix(child, t, slot)
+                more = self._revisits(child, write, prefix)
                 revisits += len(more)
                 children.extend(more)
             return children, revisits
@@ -434,6 +465,7 @@ class Explorer:
         order = g.writes_to(loc)
         lo, hi_read, hi_write = _coherence_bounds(g, t, slot, loc)
         coherent = set(self._candidates(g, t, slot, loc, forced))
+        taken = _consumed(g, loc)
         for w in self._candidates(g, t, slot, loc, forced, everything=True):
             old = self.value_of(g, loc, w)
             new, result = o.rmw_result(code, old, op, mask)
@@ -448,7 +480,9 @@ class Explorer:
             write = Ev(eid(t, slot, 1), W, loc, size, int(new), tags=specs[1][1], addr_deps=adeps, data_deps=data,
                        ctrl_deps=ctrl, pair=read.id)
             child = _with(g, t, slot, Rec(sig, (read, write), result, op), loc, at)
-            if w in coherent and at <= hi_write:  # else incoherent here, but a revisit from its write may not be
+            # else incoherent here, or breaking the atomicity of the RMW that read w already, but a
+            # revisit from this write may delete what makes it so
+            if w in coherent and at <= hi_write and w not in taken:
                 released, stays = self._unblock(child, write)
                 children.extend(released)
                 if stays:
@@ -458,7 +492,7 @@ class Explorer:
             children.extend(more)
         return children, revisits
 
-    def _revisits(self, g: Graph, write: Ev) -> list[Graph]:
+    def _revisits(self, g: Graph, write: Ev, prefix: set | None = None) -> list[Graph]:
         """Graphs in which an existing read of the location reads from ``write`` instead.
 
         As in TruSt (Kokologiannakis et al., POPL 2022), the revisit keeps what was added
@@ -469,7 +503,8 @@ class Explorer:
         """
         out = []
         wt, wslot, _ = where(write.id)
-        prefix = _prefix(g, wt, wslot)
+        if prefix is None:
+            prefix = _prefix(g, wt, wslot)
         for t, recs in enumerate(g.threads):
             for slot, rec in enumerate(recs):
                 if type(rec) is not Rec or (t, slot) in prefix:
@@ -479,7 +514,11 @@ class Explorer:
                     continue
                 if read.tags & AWAIT and not rec.op[2](read.val):
                     continue  # a blocked wait: moved to the new write in place (_unblock)
-                out.append(_revisited(g, prefix, t, slot, rec.stamp, write.id))
+                revisited = _revisited(g, prefix, t, slot, rec.stamp, write.id)
+                lo, hi_read, _ = _coherence_bounds(revisited, t, slot, write.loc)
+                at = revisited.co[write.loc].index(write.id)
+                if lo <= at <= hi_read:  # else incoherent with what its thread keeps: no need to look
+                    out.append(revisited)
         return out
 
     def _unblock(self, g: Graph, write: Ev) -> tuple[list[Graph], bool]:
@@ -561,6 +600,20 @@ def _with(g: Graph, t: int, slot: int, rec, loc: int | None = None, at: int | No
         order = child.co.get(loc, ())
         child.co[loc] = order[:at] + (rec.events[-1].id if rec.events[-1].kind == W else rec.events[0].id,) + order[at:]
     return child
+
+
+def _consumed(g: Graph, loc: int) -> set:
+    """Writes to ``loc`` (the initial one too) that an RMW's write immediately follows, having read them."""
+    order = g.co.get(loc, ())
+    out = set()
+    for i, w in enumerate(order):
+        ev = g.event(w)
+        if ev.pair is not None and ev.tags & AMO:
+            read = g.event(ev.pair) if g.rec_of(ev.pair) is not None and type(g.rec_of(ev.pair)) is Rec else None
+            before = order[i - 1] if i else INIT
+            if read is not None and read.rf == before:
+                out.add(before)
+    return out
 
 
 def _reading(g: Graph, waits: list, write: Ev) -> Graph:
@@ -734,6 +787,22 @@ def _taint(rec: Rec, slot_bit: int):
     if type(result) is tuple:  # try_cmpxchg: (succeeded, old)
         return (Dep(int(result[0]), bit), Dep(result[1], bit))
     return Dep(result, bit)
+
+
+def _source(gen) -> tuple[str, str]:
+    """(function, file:line) of the innermost frame of a thread's generators, through run_hypercalls's ``gen``."""
+    frame = None
+    while gen is not None and gen.gi_frame is not None:
+        frame = gen.gi_frame
+        inner = gen.gi_yieldfrom
+        if inner is None:
+            inner = frame.f_locals.get("gen")
+            if not hasattr(inner, "gi_frame"):
+                inner = None
+        gen = inner
+    if frame is None:
+        return "-", ""
+    return frame.f_code.co_name, f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}"
 
 
 def _namer(program: Program):

@@ -100,7 +100,7 @@ class Rec:
     condition); the graph's identity leaves it out.
     """
 
-    __slots__ = ("op_sig", "events", "result", "op", "deps", "stamp", "post")
+    __slots__ = ("op_sig", "events", "result", "op", "deps", "stamp", "post", "where")
 
     def __init__(self, op_sig: tuple, events: tuple[Ev, ...], result, op: tuple, deps: int = 0, post=None):
         self.op_sig = op_sig
@@ -108,6 +108,7 @@ class Rec:
         self.result = result
         self.op = op
         self.post = post  # a read's value -> the guest's result, where they differ (a lowered sub-word read)
+        self.where = ("-", "")  # (kernel function, file:line) that performed it, for reports
         # what it depends on: its events', and its operands' when it has no event (a failed STXR)
         for e in events:
             deps |= e.deps
@@ -137,13 +138,24 @@ class Forced:
 class Graph:
     """Records per thread and the coherence order of each location (initial write left implicit)."""
 
-    __slots__ = ("threads", "co", "clock", "_key")
+    __slots__ = ("threads", "co", "clock", "_key", "parent", "choice")
 
     def __init__(self, threads: list[list], co: dict[int, tuple[int, ...]], clock: int = 0):
         self.threads = threads
         self.co = co
         self.clock = clock  # the next record's stamp
         self._key = None
+        self.parent = None  # the graph it was made from, and which of its children it is: a replay path
+        self.choice = 0
+
+    def path(self) -> list[int]:
+        """The children chosen from the empty graph to this one (a replay token's content)."""
+        out = []
+        g = self
+        while g.parent is not None:
+            out.append(g.choice)
+            g = g.parent
+        return out[::-1]
 
     def rec_of(self, e: int):
         """The record holding event (or slot bit) ``e``, or None."""
