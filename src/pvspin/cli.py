@@ -78,11 +78,11 @@ def check(
     lock: str = typer.Option("qspinlock", help="qspinlock, qspinlock-16k, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, or path/to/file.py:NAME"),
     cpus: str = typer.Option("2", help="CPUs, each taking the lock --acquisitions times"),
     acquisitions: str = typer.Option("1", help="acquisitions per CPU"),
-    memory_model: str = typer.Option("sc", help="sc or tso (x86-TSO with store buffers)"),
+    memory_model: str = typer.Option("sc", help="sc, tso (x86-TSO with store buffers) or armv8 (execution graphs)"),
     bug: list[str] | None = typer.Option(None, help="inject a bug from the corpus (repeatable; see --list-bugs)"),  # noqa: B008
     list_bugs: bool = typer.Option(False, "--list-bugs", help="list the bug corpus and exit"),
     replay: str = typer.Option(None, help="re-run the interleaving of a printed replay token"),
-    strategy: str = typer.Option("exhaustive", help="exhaustive, random, pct or bounded (every execution with at most --preemptions preemptions)"),
+    strategy: str = typer.Option("exhaustive", help="exhaustive, random, pct, bounded (every execution with at most --preemptions preemptions), or graph (the execution-graph checker; armv8 always uses it)"),
     runs: str = typer.Option("1000", help="runs for random/pct"),
     seed: str = typer.Option("0", help="seed for random/pct"),
     preemptions: str = typer.Option("2", help="preemption bound of the bounded strategy"),
@@ -92,8 +92,9 @@ def check(
     knob: list[str] | None = typer.Option(None, help="LockConfig knob NAME=VALUE, e.g. max_nodes=1 (repeatable)"),  # noqa: B008
     symmetry: str = typer.Option("auto", help="full (states equal up to renaming CPUs are one), start (CPUs start in CPU order), none, or auto: full from 3 CPUs running the same code, else start"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+    graph: str = typer.Option(None, help="execution-graph checker: draw the counterexample to FILE.dot (or .svg with graphviz)"),
 ) -> None:
-    """Model-check a lock: every interleaving (or a sample), under SC or x86-TSO."""
+    """Model-check a lock: every interleaving (or a sample) under SC or x86-TSO, or every execution graph (ARMv8)."""
     from .check import command
 
     if list_bugs:
@@ -110,7 +111,7 @@ def check(
     except command.BadInput as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(command.EXIT_BAD_INPUT) from None
-    raise typer.Exit(command.main(opts, json_out))
+    raise typer.Exit(command.main(opts, json_out, graph))
 
 
 @app.command()

@@ -13,7 +13,7 @@ from .cycles import cycle_steps
 from .harness import BadInput
 from .report import format_steps
 from .result import BOUNDED, VIOLATION
-from .runner import CheckOptions, Report, run
+from .runner import CheckOptions, Report, run, uses_graphs
 
 EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -96,7 +96,7 @@ def render(report: Report) -> str:
     return "\n".join(lines)
 
 
-def main(opts: CheckOptions, as_json: bool) -> int:
+def main(opts: CheckOptions, as_json: bool, graph_out: str | None = None) -> int:
     console = Console(stderr=True)
     progress = None
     if not as_json and console.is_terminal:
@@ -108,14 +108,70 @@ def main(opts: CheckOptions, as_json: bool) -> int:
             console.print(f"[dim]{r.states} states, {r.executions} executions, {rate:,.0f} transitions/s, "
                           f"{elapsed:.0f} s elapsed (Ctrl-C prints what was explored)[/dim]", end="\r")
     try:
-        report = run(opts, progress=progress)
+        if graph_out is not None:
+            _check_graph_path(opts, graph_out)
+        if uses_graphs(opts):
+            from .graph import runner as graphs
+
+            report = graphs.run(opts, progress=_graph_progress(progress))
+        else:
+            report = run(opts, progress=progress)
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if progress is not None:
         console.print(" " * 100, end="\r")
+    if uses_graphs(opts):
+        if graph_out:
+            _write_graph(report, graph_out)
+        print(json.dumps(graphs.as_dict(report), indent=2) if as_json else graphs.render(report, command_line))
+        return EXIT_VIOLATION if report.result.verdict == VIOLATION else EXIT_OK
     if as_json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print(render(report))
     return EXIT_VIOLATION if report.result.verdict == VIOLATION else EXIT_OK
+
+
+def _graph_progress(progress):
+    if progress is None:
+        return None
+
+    class _Shown:  # what the interleaving progress line reads
+        def __init__(self, r):
+            self.states, self.executions, self.transitions = r.graphs, r.executions, r.graphs
+
+    return lambda r: progress(_Shown(r))
+
+
+def _check_graph_path(opts: CheckOptions, path: str) -> None:
+    """``--graph`` is refused before the search when it cannot be honoured."""
+    import os
+
+    if not uses_graphs(opts):
+        raise BadInput(f"--graph {path}: drawings are of execution graphs (--memory-model armv8 or --strategy graph)")
+    if not path.endswith((".dot", ".svg")):
+        raise BadInput(f"--graph {path!r}: the file must end in .dot or .svg")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK) or os.path.isdir(path):
+        raise BadInput(f"--graph {path}: cannot write there")
+
+
+def _write_graph(report, path: str) -> None:
+    """``--graph FILE.dot`` (or ``.svg``, through graphviz's ``dot`` when installed)."""
+    import shutil
+    import subprocess
+
+    if report.dot is None:
+        print(f"--graph {path}: no counterexample to draw", file=sys.stderr)
+        return
+    if path.endswith(".svg"):
+        dot = shutil.which("dot")
+        if dot is None:
+            print(f"--graph {path}: SVG needs graphviz's dot, which is not installed; write a .dot file instead",
+                  file=sys.stderr)
+            return
+        subprocess.run([dot, "-Tsvg", "-o", path], input=report.dot.encode(), check=True)
+    else:
+        with open(path, "w") as f:
+            f.write(report.dot)

@@ -15,7 +15,8 @@ from .result import VIOLATION, CheckResult
 from .symmetry import SymmetryError
 from .world import MEMORY_MODELS, SYMMETRIES, Violation, World
 
-STRATEGIES = ("exhaustive", "random", "pct", "bounded")
+STRATEGIES = ("exhaustive", "random", "pct", "bounded", "graph")
+CHECK_MODELS = (*MEMORY_MODELS, "armv8")  # armv8 runs on the execution-graph checker only
 
 
 @dataclass
@@ -76,8 +77,8 @@ class Report:
 
 
 def validate(opts: CheckOptions) -> None:
-    if opts.memory_model not in MEMORY_MODELS:
-        raise BadInput(f"--memory-model {opts.memory_model!r}: choose from {', '.join(MEMORY_MODELS)}")
+    if opts.memory_model not in CHECK_MODELS:
+        raise BadInput(f"--memory-model {opts.memory_model!r}: choose from {', '.join(CHECK_MODELS)}")
     if opts.strategy not in STRATEGIES:
         raise BadInput(f"--strategy {opts.strategy!r}: choose from {', '.join(STRATEGIES)}")
     if opts.preemptions < 0:
@@ -108,6 +109,11 @@ def build_world(opts: CheckOptions) -> World:
                        {**CHECK_KNOBS, **opts.overrides}, opts.workload)
     return World(setup, opts.memory_model, opts.spurious_wakeups, opts.interrupts,
                  kick_latch="pv-wait-no-latch" not in hv_bugs, symmetry=opts.symmetry)
+
+
+def uses_graphs(opts: CheckOptions) -> bool:
+    """Whether the execution-graph checker runs this: ARMv8 always, SC and TSO with ``--strategy graph``."""
+    return opts.memory_model == "armv8" or opts.strategy == "graph"
 
 
 def run(opts: CheckOptions, progress=None) -> Report:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..harness import BadInput, make_setup
-from .explorer import DependencyMiss, Explorer, GraphResult, Program, Unsupported
+from .explorer import _FRONTIER, DependencyMiss, Explorer, GraphResult, Program, Unsupported
 from .hypervisor import latches, run_hypercalls
 from .models import MODELS
 from .wholeword import Unlowerable, Words
@@ -29,6 +29,10 @@ class GraphReport:
     lowered: list[str] = field(default_factory=list)
     program: Program | None = None
     explorer: Explorer | None = None
+    lines: list = field(default_factory=list)  # the counterexample (report.Line), when there is one
+    why: str | None = None
+    replay: str | None = None
+    dot: str | None = None
 
 
 def validate(opts) -> None:
@@ -41,7 +45,6 @@ def validate(opts) -> None:
     refusals = {
         "interrupts": "--interrupts: interrupts are not modelled by the execution-graph checker",
         "spurious_wakeups": "--spurious-wakeups: spurious wake-ups are not modelled by the execution-graph checker",
-        "replay": "--replay: replay tokens are the interleaving checker's",
     }
     for name, message in refusals.items():
         if getattr(opts, name):
@@ -102,14 +105,91 @@ def build(opts) -> tuple[Program, Words]:
 
 
 def run(opts, progress=None) -> GraphReport:
+    from .. import token
+
     validate(opts)
     program, words = build(opts)
     model = MODELS[opts.memory_model]
     name_of = program.name_of
     explorer = Explorer(program, model, max_graphs=opts.max_states, progress=progress,
                         lower=lambda op: words.lower(op, name_of))
+    fingerprint = {**opts.fingerprint(), "engine": "graph"}
     try:
-        result = explorer.run()
+        if opts.replay is not None:
+            result = _replay(opts, explorer, token.decode(fingerprint, opts.replay))
+        else:
+            result = explorer.run()
+    except token.BadToken as exc:
+        raise BadInput(str(exc)) from None
     except (Unsupported, Unlowerable, DependencyMiss) as exc:
         raise BadInput(f"--memory-model {opts.memory_model}: {exc}") from None
-    return GraphReport(opts, result, sorted(words.lowered), program, explorer)
+    report = GraphReport(opts, result, sorted(words.lowered), program, explorer)
+    finding = result.finding
+    if finding is not None:
+        from .report import explain, stale_overwrite, to_dot
+
+        report.lines = explain(finding.graph, opts.memory_model, name_of)
+        report.why = stale_overwrite(finding.graph, name_of, None)
+        report.replay = token.encode(fingerprint, finding.graph.path())
+        report.dot = to_dot(finding.graph, opts.memory_model, name_of,
+                            f"{opts.lock} {opts.memory_model}: {finding.prop}")
+    return report
+
+
+def _replay(opts, explorer: Explorer, path: list[int]) -> GraphResult:
+    """The violation a token's graph is: rebuilt, checked as the search checks it."""
+    from .execution import Execution
+
+    try:
+        g = explorer.replay(path)
+    except ValueError as exc:
+        raise BadInput(f"--replay: the token does not fit this configuration ({exc})") from None
+    result = GraphResult(verdict="verified", graphs=len(path))
+    step = explorer._next(g)
+    if step[0] == _FRONTIER or not explorer.model.consistent(Execution(g)) or not explorer._end(g, step, result):
+        raise BadInput("--replay: the token does not lead to a violation (not a complete counterexample)")
+    return result
+
+
+def render(report: GraphReport, command_line) -> str:
+    """The text report: what was checked, the verdict, and the counterexample with why it happened."""
+    opts, r = report.options, report.result
+    head = (f"pvspin check: {opts.lock}, {opts.cpus} CPU(s) x {opts.acquisitions} acquisition(s), "
+            f"{opts.memory_model.upper()}, execution graphs")
+    if opts.bugs:
+        head += f", bug {', '.join(opts.bugs)}"
+    lines = [head]
+    if report.lowered:
+        lines.append("checked: the lock with its sub-word accesses as whole-word RMWs (check/graph/wholeword.py): "
+                     + ", ".join(report.lowered))
+    stats = (f"{r.executions} executions (consistent graphs), {r.graphs} graphs explored, {r.revisits} revisits "
+             f"in {r.seconds:.2f} s")
+    if r.verdict != "violation":
+        lines.append(f"{r.verdict.upper()}: {stats}" + (f" ({r.note})" if r.note else ""))
+        return "\n".join(lines)
+    f = r.finding
+    lines.append(f"VIOLATION of {f.prop}: {stats}")
+    lines.append(f"counterexample: an execution of {len(report.lines)} events, in an order "
+                 f"{opts.memory_model.upper()} allows")
+    for line in report.lines:
+        where = f"{line.function} {line.line}".strip()
+        lines.append(f"{line.n:4d}  cpu{line.cpu:<3} {where:<44} {line.action}")
+        lines.extend(f"{'':10}- {note}" for note in line.notes)
+    lines.append(f"  !!  {f.prop}: {f.detail}")
+    if report.why:
+        lines.append(f"  why: {report.why}")
+    lines.append(f"replay: {command_line(opts)} --replay {report.replay}")
+    return "\n".join(lines)
+
+
+def as_dict(report: GraphReport) -> dict:
+    opts, r = report.options, report.result
+    f = r.finding
+    return {
+        "verdict": r.verdict, "property": f.prop if f else None, "detail": f.detail if f else "",
+        "strategy": "graph", "engine": "graph", "lock": opts.lock, "cpus": opts.cpus,
+        "acquisitions": opts.acquisitions, "memory_model": opts.memory_model, "bugs": list(opts.bugs),
+        "executions": r.executions, "graphs": r.graphs, "revisits": r.revisits, "seconds": round(r.seconds, 3),
+        "note": r.note, "lowered": report.lowered, "replay": report.replay, "why": report.why,
+        "steps": [line.as_dict() for line in report.lines],
+    }
