@@ -1,6 +1,7 @@
 """Model checker throughput: native qspinlock, exhaustive, the issue's calibration points.
 
-Each configuration runs in a fresh process (so peak memory is its own) with a time budget;
+The ARMv8 points run on the execution-graph checker (graphs explored in the states column,
+executions in the transitions column).  Each configuration runs in a fresh process (so peak memory is its own) with a time budget;
 a run that hits the budget reports how far it got (verdict incomplete).
 
     .venv/bin/python benchmarks/bench_check.py            # the issue's points
@@ -32,12 +33,40 @@ POINTS = [  # (lock, cpus, acquisitions, memory model, target seconds or None)
     ("pvqspinlock", 3, 1, "sc", None),
     ("qspinlock", 3, 2, "tso", None),
     ("qspinlock", 4, 2, "sc", None),  # Spin exhausts 24 GB on it: how far in the budget
+    # ARMv8, on the execution-graph checker: "states" are graphs explored, "transitions" the
+    # executions (complete consistent graphs; GenMC counts 6 for qspinlock with 2 threads)
+    ("qspinlock", 2, 1, "armv8", None),
+    ("pvqspinlock", 2, 1, "armv8", None),
+    ("qspinlock", 2, 2, "armv8", None),
+    ("qspinlock", 3, 1, "armv8", 30),
+    ("qspinlock", 4, 1, "armv8", 600),
 ]
+
+
+def one_graph(lock: str, cpus: int, acq: int, model: str, budget: float) -> dict:
+    from pvspin.check.graph import runner as graphs
+    from pvspin.check.runner import CheckOptions
+
+    deadline = time.perf_counter() + budget
+
+    def stop_at_deadline(_result):
+        if time.perf_counter() > deadline:
+            raise KeyboardInterrupt  # the explorer ends with an incomplete verdict
+
+    r = graphs.run(CheckOptions(lock=lock, cpus=cpus, acquisitions=acq, memory_model=model),
+                   progress=stop_at_deadline).result
+    return {"lock": lock, "cpus": cpus, "acquisitions": acq, "model": model, "verdict": r.verdict,
+            "states": r.graphs, "transitions": r.executions, "executions": r.executions,
+            "seconds": round(r.seconds, 2), "states_per_s": round(r.graphs / r.seconds) if r.seconds else None,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
 def one(lock: str, cpus: int, acq: int, model: str, budget: float, symmetry: str | None) -> dict:
     from pvspin.check.exhaustive import explore
     from pvspin.check.runner import CheckOptions, build_world
+
+    if model == "armv8":
+        return one_graph(lock, cpus, acq, model, budget)
 
     mode = {} if symmetry is None else {"symmetry": symmetry}  # None: the tree's default (a baseline may predate it)
     world = build_world(CheckOptions(lock=lock, cpus=cpus, acquisitions=acq, memory_model=model, **mode))
@@ -80,7 +109,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:
         lock, cpus, acq, model = args.one
-        print(json.dumps(one(lock, int(cpus), int(acq), model, args.budget, args.one_symmetry)))
+        symmetry = None if model == "armv8" else args.one_symmetry  # graphs are not reduced by symmetry
+        print(json.dumps(one(lock, int(cpus), int(acq), model, args.budget, symmetry)))
         return
     modes = args.symmetry.split(",") if args.symmetry else [None]
     print(f"{'configuration':<36} {'verdict':<10} {'states':>9} {'transitions':>11} {'seconds':>8} "
@@ -95,7 +125,7 @@ def main() -> None:
             for point in POINTS:
                 lock, cpus, acq, model, target = point
                 name = f"{lock} N={cpus} K={acq} {model.upper()}"
-                for mode in modes:
+                for mode in modes if model != "armv8" else [None]:
                     label = name if mode is None else f"{name} {mode}"
                     if base is not None:
                         print_row(f"{label} ({args.baseline})", run_point(point, args.budget, base, mode), target)

@@ -76,6 +76,7 @@ def test_json_names_the_engine_and_the_steps(cli):
     (("--memory-model", "armv8", "--graph", "x.png"), "must end in .dot or .svg"),
     (("--memory-model", "armv8", "--graph", "/nonexistent/x.dot"), "cannot write there"),
     (("--memory-model", "armv8", "--interrupts", "1"), "interrupts are not modelled"),
+    (("--lock", "virt-tas", "--memory-model", "armv8"), "virt_spin_lock() is x86's"),
 ])
 def test_what_the_graph_checker_cannot_do_is_refused_in_one_line(cli, args, message):
     out = cli("--lock", ORDERED, *args)

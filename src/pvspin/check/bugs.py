@@ -67,6 +67,10 @@ EXPOSURES = {
                                       overrides={"max_nodes": 1}),
     "unbounded-pending-wait": Exposure("qspinlock", 3, 1, "sc", ("starvation",), workload="forever"),
     "pv-wait-no-latch": Exposure("pvqspinlock", 2, 1, "sc", ("lost-wakeup",)),
+    # A waiter linked behind a predecessor needs two queued CPUs behind an owner and a pending
+    # CPU: 4 CPUs x 1.  Its node->locked = 0 becomes visible after the link, overwriting the
+    # predecessor's hand-over; it waits for good.  Correct under SC and TSO.
+    "xchg-tail-release": Exposure("qspinlock", 4, 1, "armv8", ("deadlock",)),
 }
 
 
@@ -77,9 +81,16 @@ def corpus() -> dict[str, tuple[str, str | None]]:
     return {**BUGS, **HYPERVISOR_BUGS}
 
 
+def fixes() -> dict[str, tuple[str, str]]:
+    """Historical fixes that are not today's code (``--bug`` combines them with the bug they fixed)."""
+    from ..kernel.config import FIXES
+
+    return FIXES
+
+
 def split(bugs) -> tuple[frozenset, frozenset]:
-    """(kernel bugs, hypervisor bugs); raises ValueError naming an unknown one."""
-    known = corpus()
+    """(kernel bugs and fixes, hypervisor bugs); raises ValueError naming an unknown one."""
+    known = {**corpus(), **fixes()}
     for name in bugs:
         if name not in known:
             raise ValueError(f"--bug {name!r}: unknown bug (see --list-bugs)")

@@ -8,7 +8,7 @@ import time
 
 from rich.console import Console
 
-from .bugs import EXPOSURES, corpus
+from .bugs import EXPOSURES, corpus, fixes
 from .cycles import cycle_steps
 from .harness import BadInput
 from .report import format_steps
@@ -44,6 +44,9 @@ def list_bugs() -> str:
         lines.append(f"{name}  (fixed by {fix or 'no upstream commit: injected variant'})")
         lines.append(f"   {description}")
         lines.append(f"   found by: {command_line(EXPOSURES[name].options(name), search=True)}")
+    for name, (description, commit) in fixes().items():
+        lines.append(f"{name}  (a historical fix, {commit}: give it with the bug it fixed)")
+        lines.append(f"   {description}")
     return "\n".join(lines)
 
 

@@ -32,19 +32,28 @@ def _varint(n: int, out: bytearray) -> None:
             return
 
 
-def encode(config: dict, moves: list[int]) -> str:
+def encode(config: dict, moves: list[int], packed: bool = False) -> str:
+    """``packed`` deflates the moves: a graph search's path is long and mostly zeros."""
     out = bytearray()
     _varint(fingerprint(config), out)
+    body = bytearray()
     for m in moves:
-        _varint(m, out)
+        _varint(m, body)
+    out += zlib.compress(bytes(body), 9) if packed else body
     return base64.urlsafe_b64encode(bytes(out)).decode().rstrip("=")
 
 
-def decode(config: dict, token: str) -> list[int]:
+def decode(config: dict, token: str, packed: bool = False) -> list[int]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
         raise BadToken(f"--replay {token!r}: not a replay token") from None
+    if packed:
+        head = next((i for i, byte in enumerate(raw) if not byte & 0x80), len(raw)) + 1
+        try:
+            raw = raw[:head] + zlib.decompress(raw[head:])
+        except zlib.error:
+            raise BadToken(f"--replay {token!r}: not a replay token of the execution-graph checker") from None
     values = []
     n = shift = 0
     for byte in raw:

@@ -43,6 +43,20 @@ BUGS: dict[str, tuple[str, str | None]] = {
         "the native slowpath waits for the (0,1,0) pending->locked hand-over without bound, as 4.2 did",
         "6512276d97b1",
     ),
+    "xchg-tail-release": (
+        "xchg_tail() is xchg_release() with no smp_wmb() before it, and prev->next is linked with WRITE_ONCE() "
+        "(v4.5, 64d816cba06c): on arm64 the node's initialisation may become visible after the link, and the "
+        "late node->locked = 0 overwrites the predecessor's hand-over",
+        "95bcade33a8a",
+    ),
+}
+
+# Historical fixes that are not today's code, to combine with a bug of BUGS: name -> (what, commit).
+FIXES: dict[str, tuple[str, str]] = {
+    "link-release": (
+        "prev->next is linked with smp_store_release(): with xchg-tail-release, the first fix of 64d816cba06c",
+        "95bcade33a8a",
+    ),
 }
 
 
@@ -77,7 +91,7 @@ class LockConfig:
             raise ValueError(f"max_nodes must be 1..4, got {self.max_nodes!r}")
         if self.arch not in ARCHES:
             raise ValueError(f"arch must be one of {', '.join(ARCHES)}, got {self.arch!r}")
-        unknown = sorted(set(self.bugs) - BUGS.keys())
+        unknown = sorted(set(self.bugs) - BUGS.keys() - FIXES.keys())
         if unknown:
             raise ValueError(f"unknown bug {unknown[0]!r} (known: {', '.join(sorted(BUGS))})")
         object.__setattr__(self, "bugs", frozenset(self.bugs))

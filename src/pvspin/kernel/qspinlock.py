@@ -41,6 +41,7 @@ from ..machine.ops import (
     smp_store_release,
     smp_wmb,
     xchg_relaxed,
+    xchg_release,
 )
 from .config import DEFAULT_CONFIG, LockConfig
 from .lockevents import LOCK_NO_NODE, LOCK_PENDING, LOCK_SLOWPATH, LOCK_USE_NODE
@@ -139,6 +140,8 @@ class QSpinlock:
         self._pending_after_tail = "pending-after-tail" in bugs
         self._count_after_init = "count-after-init" in bugs
         self._no_max_nodes_fallback = "no-max-nodes-fallback" in bugs
+        self._xchg_tail_release = "xchg-tail-release" in bugs
+        self._link_release = "link-release" in bugs
         lpm = q._Q_LOCKED_PENDING_MASK
         self._no_locked_pending = lambda v: not v & lpm
         # Call sites (see class docstring).
@@ -237,7 +240,8 @@ class QSpinlock:
         """xchg_tail(): (p,*,*) -> (n,*,*); returns the previous word (only its tail is exact for < 16K)."""
         q = self.q
         if not q.nr_cpus_16k:
-            old = yield xchg_relaxed(lock.tail, tail >> q._Q_TAIL_OFFSET)
+            xchg = xchg_release if self._xchg_tail_release else xchg_relaxed  # injected: v4.5's release
+            old = yield xchg(lock.tail, tail >> q._Q_TAIL_OFFSET)
             return old << q._Q_TAIL_OFFSET
         lpm = q._Q_LOCKED_PENDING_MASK
         old = yield atomic_read(lock.val)
@@ -372,13 +376,15 @@ class QSpinlock:
             # We touched a cold per-CPU line: try once more before queueing.
             if not (yield from trylock(lock)):
                 # Node initialisation is visible before the node is published.
-                yield smp_wmb()
+                if not self._xchg_tail_release:  # injected: v4.5 relied on the release xchg_tail instead
+                    yield smp_wmb()
                 # Publish the new tail: (p,*,*) -> (n,*,*).
                 old = yield from self.xchg_tail(lock, tail)
                 next_addr = NULL
                 if old & q._Q_TAIL_MASK:
                     prev = self.decode_tail(old)
-                    yield WRITE_ONCE(prev.next, node.addr)  # link into the queue
+                    link = smp_store_release if self._link_release else WRITE_ONCE  # the fix 95bcade33a8a
+                    yield link(prev.next, node.addr)  # link into the queue
                     if pv:
                         yield from self.pv_wait_node(node, prev)
                     yield smp_cond_load_acquire(node.locked, _nonzero)  # arch_mcs_spin_lock_contended()

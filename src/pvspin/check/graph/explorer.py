@@ -52,6 +52,18 @@ class Unsupported(Exception):
     """The guest code does something this engine or model does not handle; the message says what."""
 
 
+def _endless(cpu: int, recs: list) -> str:
+    """Why a thread ran past :data:`MAX_SLOTS`, naming the loop its last operations are in."""
+    from collections import Counter
+
+    recent = Counter(rec.where for rec in recs[-64:] if type(rec) is Rec and rec.where[0] != "-")
+    places = ", ".join(f"{function} ({line})" for (function, line), _ in recent.most_common(3))
+    return (f"cpu{cpu} performed more than {MAX_SLOTS} memory operations in one execution, looping in {places}: "
+            "the graph checker explores executions, not states, so a loop that may run forever must wait in one "
+            "smp_cond_load_*() (a loop of plain reads, or one whose iterations write, is unbounded here; the "
+            "interleaving checker, --memory-model sc/tso, takes both)")
+
+
 class DependencyMiss(Exception):
     """A kept operation came out different on replay: a dependency the values did not carry."""
 
@@ -296,10 +308,7 @@ class Explorer:
                     result = None
                     continue
                 if slot >= MAX_SLOTS:
-                    raise Unsupported(f"cpu{program.cpu_of(t)} performed more than {MAX_SLOTS} memory operations in "
-                                      "one execution: a spin loop written out as plain reads? The graph checker "
-                                      "needs each wait to be one smp_cond_load_*() (the interleaving checker takes "
-                                      "both)")
+                    raise Unsupported(_endless(program.cpu_of(t), recs))
                 rec = recs[slot] if slot < len(recs) else None
                 if type(rec) is not Rec:
                     return (_FRONTIER, t, slot, op, specs, branches.ctrl, rec, post, _source(gen))

@@ -52,6 +52,10 @@ def validate(opts) -> None:
     if opts.workload == "forever":
         raise BadInput("--workload forever: the execution-graph checker needs executions that end "
                        "(take --acquisitions K instead)")
+    if opts.memory_model == "armv8" and opts.lock == "virt-tas":
+        raise BadInput("--lock virt-tas --memory-model armv8: virt_spin_lock() is x86's "
+                       "(arch/x86/include/asm/qspinlock.h); an arm64 kernel has no test-and-set fallback and "
+                       "would run plain qspinlock")
     if opts.symmetry not in ("auto", "none"):
         raise BadInput(f"--symmetry {opts.symmetry}: the execution-graph checker does not reduce by symmetry")
 
@@ -116,7 +120,7 @@ def run(opts, progress=None) -> GraphReport:
     fingerprint = {**opts.fingerprint(), "engine": "graph"}
     try:
         if opts.replay is not None:
-            result = _replay(opts, explorer, token.decode(fingerprint, opts.replay))
+            result = _replay(opts, explorer, token.decode(fingerprint, opts.replay, packed=True))
         else:
             result = explorer.run()
     except token.BadToken as exc:
@@ -130,7 +134,7 @@ def run(opts, progress=None) -> GraphReport:
 
         report.lines = explain(finding.graph, opts.memory_model, name_of)
         report.why = stale_overwrite(finding.graph, name_of, None)
-        report.replay = token.encode(fingerprint, finding.graph.path())
+        report.replay = token.encode(fingerprint, finding.graph.path(), packed=True)
         report.dot = to_dot(finding.graph, opts.memory_model, name_of,
                             f"{opts.lock} {opts.memory_model}: {finding.prop}")
     return report
