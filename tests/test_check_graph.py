@@ -113,13 +113,47 @@ def test_a_dependency_hidden_by_int_is_caught_not_trusted():
         outcomes([lambda x, y: thread(x, y), lambda x, y: thread(y, x)], "armv8")
 
 
-def test_a_spin_written_out_is_refused_not_unrolled_forever():
-    def spinner(x, y):
-        while not (yield o.READ_ONCE(x)):
-            pass
+def _spin_program(threads):
+    mem = Memory()
+    x, y = mem.alloc(VAR, "x", align=64).v, mem.alloc(VAR, "y", align=64).v
+    return Program(len(threads), lambda t: threads[t](x, y), mem.read, mem.name_of)
 
+
+def spinner(x, y):
+    while not (yield o.READ_ONCE(x)):
+        pass
+
+
+def setter(x, y):
+    yield o.WRITE_ONCE(x, 1)
+
+
+def test_a_spin_written_out_is_cut_at_the_loop_bound_and_never_verified():
+    result = Explorer(_spin_program([spinner, setter]), MODELS["armv8"]).run()
+    assert result.verdict == "bounded" and result.cut > 0
+    assert result.executions > 0  # the spins that saw the 1 within the bound ended
+
+
+def test_without_a_loop_bound_a_spin_written_out_is_refused_not_unrolled_forever():
     with pytest.raises(Unsupported, match=r"looping in spinner .*must wait in one smp_cond_load"):
-        outcomes([spinner], "armv8")
+        Explorer(_spin_program([spinner]), MODELS["armv8"], loop_bound=None).run()
+
+
+@pytest.mark.parametrize("model, verdict", [("sc", "bounded"), ("armv8", "violation")])
+def test_what_follows_a_spin_written_out_is_still_checked(model, verdict):
+    def reader(x, y):  # message passing with a hand-written spin on the flag, no barriers
+        yield from spinner(y, x)
+        if (yield o.READ_ONCE(x)) == 0:
+            yield o.WARN("the flag came before the data")
+
+    def writer(x, y):
+        yield o.WRITE_ONCE(x, 1)
+        yield o.WRITE_ONCE(y, 1)
+
+    result = Explorer(_spin_program([reader, writer]), MODELS[model]).run()
+    assert result.verdict == verdict
+    if verdict == "violation":
+        assert result.finding.prop == "guest-warning"
 
 
 def test_a_wait_that_nothing_releases_is_a_deadlock():

@@ -203,7 +203,7 @@ def graph_engine(memory_model: str) -> Engine:
 
         program = Program(len(threads), lambda t: threads[t].program(), mem.read, mem.name_of, outcome=outcome)
         try:
-            result = Explorer(program, model).run()
+            result = Explorer(program, model, loop_bound=None).run()  # no loops, and one source line for all
         except (LitmusFault, GraphUnsupported, DependencyMiss) as fault:
             raise Unsupported(f"unsupported: {fault}") from None
         if result.note == "interrupted":

@@ -96,6 +96,7 @@ class GraphResult:
     blocked: int = 0  # kept for reports: always 0 now that a blocked wait reads the last write
     graphs: int = 0  # distinct graphs visited
     revisits: int = 0
+    cut: int = 0  # graphs ended where a thread repeated a loop iteration past the loop bound
     seconds: float = 0.0
     finding: Finding | None = None
     note: str = ""
@@ -115,7 +116,9 @@ class _Branches:
 
 
 # what a replay stops at
-_DONE, _FRONTIER, _BLOCKED, _CRASH = range(4)
+_DONE, _FRONTIER, _BLOCKED, _CRASH, _CUT = range(5)
+LOOP_BOUND = 2  # identical loop iterations in a row a thread may perform (see Explorer._repeats)
+LONGEST_ITERATION = 24  # memory operations, for that check
 
 # operations with an outcome that is no read's value: its own slot bit carries it (see _taint)
 _CHOICE_OPS = frozenset({o.STORE_EX, o.VCPU_IS_PREEMPTED})
@@ -139,8 +142,10 @@ def op_sig(op: tuple) -> tuple:
 
 
 class Explorer:
-    def __init__(self, program: Program, model, *, max_graphs: int | None = None, progress=None, lower=None):
+    def __init__(self, program: Program, model, *, max_graphs: int | None = None, progress=None, lower=None,
+                 loop_bound: int | None = LOOP_BOUND):
         self.program = program
+        self.loop_bound = loop_bound
         self.lower = lower  # op -> (the operation run instead, its result -> the guest's), e.g. wholeword.Words
         self.model = model
         self.max_graphs = max_graphs
@@ -215,6 +220,10 @@ class Explorer:
     @staticmethod
     def _finish(result: GraphResult, started: float) -> GraphResult:
         result.seconds = time.perf_counter() - started
+        if result.cut and result.verdict == "verified":
+            result.verdict = "bounded"
+            result.note = (f"{result.cut} graphs cut where a CPU repeated a loop iteration, identical, more than "
+                           "the loop bound allows: no violation in the executions within it")
         return result
 
     def _end(self, g: Graph, step: tuple, result: GraphResult) -> bool:
@@ -223,6 +232,9 @@ class Explorer:
             _, prop, detail = step
             result.verdict, result.finding = "violation", Finding(prop, detail, g)
             return True
+        if step[0] == _CUT:  # a thread went round a loop once too often: neither an execution nor a finding
+            result.cut += 1
+            return False
         stuck = self._stuck(g, step[1])
         if stuck is not None:
             result.verdict, result.finding = "violation", Finding(stuck[0], stuck[1], g)
@@ -248,6 +260,7 @@ class Explorer:
         blocked = []
         returns = []
         crash = None
+        cut = False
         for t in range(self.program.nthreads):
             step = self._replay(g, t)
             if step[0] == _FRONTIER:
@@ -258,9 +271,12 @@ class Explorer:
             elif step[0] == _BLOCKED:
                 blocked.append(step[1])
                 returns.append(None)
+            elif step[0] == _CUT:
+                cut = True
+                returns.append(None)
             else:
                 returns.append(step[1])
-        return crash or (_DONE, blocked, returns)
+        return crash or ((_CUT,) if cut else (_DONE, blocked, returns))
 
     def _replay(self, g: Graph, t: int):
         recs = g.threads[t]
@@ -311,6 +327,8 @@ class Explorer:
                     raise Unsupported(_endless(program.cpu_of(t), recs))
                 rec = recs[slot] if slot < len(recs) else None
                 if type(rec) is not Rec:
+                    if rec is None and slot == len(recs) and self._repeats(recs):
+                        return (_CUT, t)
                     return (_FRONTIER, t, slot, op, specs, branches.ctrl, rec, post, _source(gen))
                 if rec.op_sig != op_sig(op):
                     raise DependencyMiss(
@@ -328,6 +346,30 @@ class Explorer:
                 slot += 1
         finally:
             deps_mod.observer = saved
+
+    def _repeats(self, recs: list) -> bool:
+        """Whether the thread's last operations are ``loop_bound + 1`` identical iterations of a loop.
+
+        Identical: the same operations from the same source lines with the same results.  A
+        loop whose iterations write (pv_wait_head_or_lock() spinning while the lock is stolen)
+        or re-read with plain loads has an execution graph for every number of iterations;
+        the search cuts each thread there, and a run that cut any is BOUNDED, never VERIFIED.
+        What it finds is still real: every graph it judges is a whole execution.
+        """
+        if self.loop_bound is None:  # code without loops (litmus tests: forward branches only)
+            return False
+        n = len(recs)
+        reps = self.loop_bound + 1
+        for length in range(1, min(LONGEST_ITERATION, n // reps) + 1):
+            last = recs[n - length:]
+            if any(type(r) is not Rec for r in last):
+                return False
+            keys = [(r.op_sig, r.result, r.where) for r in last]
+            if all([(r.op_sig, r.result, r.where) for r in recs[n - (k + 1) * length:n - k * length]] == keys
+                   and all(type(r) is Rec for r in recs[n - (k + 1) * length:n - k * length])
+                   for k in range(1, reps)):
+                return True
+        return False
 
     def _local(self, t: int, op: tuple):
         code = op[0]
