@@ -45,7 +45,7 @@ def list_bugs() -> str:
         lines.append(f"   {description}")
         lines.append(f"   found by: {command_line(EXPOSURES[name].options(name), search=True)}")
     for name, (description, commit) in fixes().items():
-        lines.append(f"{name}  (a historical fix, {commit}: give it with the bug it fixed)")
+        lines.append(f"{name}  (a fix that is not today's code, from {commit})")
         lines.append(f"   {description}")
     return "\n".join(lines)
 

@@ -39,8 +39,13 @@ class LockSpec:
 
 
 def _qspinlock(mem, ncpus, config):
+    from ..kernel.config import LKMM_CHANGES
     from ..kernel.qspinlock import QSpinlock
 
+    if config.bugs & LKMM_CHANGES.keys():
+        from ..kernel.qspinlock_lkmm import QSpinlockLkmmOrdered
+
+        return QSpinlockLkmmOrdered(mem, ncpus, config)
     return QSpinlock(mem, ncpus, config)
 
 
@@ -208,6 +213,12 @@ def make_setup(lock: str, ncpus: int, acquisitions: int, interrupts: int = 0, bu
     if interrupts < 0:
         raise BadInput(f"--interrupts {interrupts}: must not be negative")
     spec = lock_spec(lock)
+    from ..kernel.config import LKMM_CHANGES
+
+    changes = sorted(set(bugs) & LKMM_CHANGES.keys())
+    if changes and lock != "qspinlock-16k":
+        raise BadInput(f"--bug {changes[0]}: an ordering change to the whole-word build of qspinlock "
+                       "(the LKMM has no mixed-size accesses): use --lock qspinlock-16k")
     config = None
     if spec.word is not None:
         from ..kernel.config import LockConfig

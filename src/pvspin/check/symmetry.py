@@ -75,6 +75,7 @@ LOCAL_KINDS = {
     "QSpinlock.native_queued_spin_lock_slowpath": {"val": _W, "contended": _W},
     "QSpinlock.queue": {"cpu": _C, "idx": _N, "tail": _W, "old": _W, "next_addr": _P, "val": _W, "_": _W,
                         "count": _N},
+    "QSpinlockLkmmOrdered.queued_fetch_set_pending_acquire": {"old": _W},
     "PvQSpinlock.pv_wait": {"val": _N},  # the expected node state or locked byte
     "PvQSpinlock.pv_kick": {"cpu": _C},
     "PvQSpinlock.pv_hash": {"hopcnt": _N, "old": _P},

@@ -51,12 +51,24 @@ BUGS: dict[str, tuple[str, str | None]] = {
     ),
 }
 
-# Historical fixes that are not today's code, to combine with a bug of BUGS: name -> (what, commit).
+# The four ordering changes with which Dartagnan verified qspinlock under the LKMM of 2021
+# (huawei-drc/cna-verification, lkmm-fixes.patch): to the whole-word build, see qspinlock_lkmm.py.
+_CNA = "huawei-drc/cna-verification's lkmm-fixes.patch"
+LKMM_CHANGES: dict[str, tuple[str, str]] = {
+    "lkmm-xchg-tail-release": ("xchg_tail()'s cmpxchg loop is _release", _CNA),
+    "lkmm-set-locked-release": ("clear_pending_set_locked() is atomic_fetch_add_release()", _CNA),
+    "lkmm-pending-release-mb": ("the pending atomic_fetch_or_acquire() is atomic_fetch_or_release(), then smp_mb()",
+                                _CNA),
+    "lkmm-clear-pending-release": ("clear_pending() is atomic_fetch_andnot_release()", _CNA),
+}
+
+# Fixes that are not today's code, to give with --bug: name -> (what, where it comes from).
 FIXES: dict[str, tuple[str, str]] = {
     "link-release": (
         "prev->next is linked with smp_store_release(): with xchg-tail-release, the first fix of 64d816cba06c",
         "95bcade33a8a",
     ),
+    **LKMM_CHANGES,
 }
 
 

@@ -236,6 +236,9 @@ class QSpinlock:
         else:
             yield WRITE_ONCE(lock.locked_pending, _Q_LOCKED_VAL)
 
+    # the whole-word xchg_tail()'s cmpxchg: relaxed, as the kernel's (a variant may order it)
+    tail_cmpxchg = staticmethod(atomic_try_cmpxchg_relaxed)
+
     def xchg_tail(self, lock: View, tail: int) -> GuestCode:
         """xchg_tail(): (p,*,*) -> (n,*,*); returns the previous word (only its tail is exact for < 16K)."""
         q = self.q
@@ -246,7 +249,7 @@ class QSpinlock:
         lpm = q._Q_LOCKED_PENDING_MASK
         old = yield atomic_read(lock.val)
         while True:
-            ok, seen = yield atomic_try_cmpxchg_relaxed(lock.val, old, (old & lpm) | tail)
+            ok, seen = yield self.tail_cmpxchg(lock.val, old, (old & lpm) | tail)
             if ok:
                 return old
             old = seen
