@@ -14,9 +14,17 @@ own threads:
   spin-wait on ``pv_unhalted[cpu]``, then consume it).  A kick sent before the halt is
   therefore not lost, and two kicks before one wake-up wake it once, as in KVM.
 
-A VM exit is modelled as a full barrier on arm64 too (exception entry and the
-hypervisor's own barriers); no spurious wake-ups.  ``vcpu_is_preempted()`` stays an
-operation: the explorer answers it both ways.
+Why full barriers.  On x86 a VM exit is serializing: everything the guest did is
+globally visible before the host runs.  On arm64 taking an exception (``HVC``, a trapped
+``WFI``) is only a context synchronization event, which orders no memory accesses; the
+order comes from the host code that then runs *on the same CPU*: the kick path
+(``kvm_vcpu_kick()`` -> ``rcuwait_wake_up()``) and the blocking path
+(``kvm_vcpu_block()`` -> ``set_current_state()``) each execute ``smp_mb()``, a
+``DMB ISH`` in program order after the guest's accesses and before the host's.  So the
+model is the same on both, with the barrier standing for the host's.  (Mainline arm64
+has no PV spinlocks; this is the generic PV code run under ARMv8, as the LKMM would.)
+No spurious wake-ups.  ``vcpu_is_preempted()`` stays an operation: the explorer answers
+it both ways.
 """
 
 from __future__ import annotations
