@@ -171,3 +171,31 @@ def test_a_wait_that_nothing_releases_is_a_deadlock():
     result = Explorer(program, MODELS["sc"]).run()
     assert result.verdict == "violation" and result.finding.prop == "deadlock"
     assert "x.v staying 0x2" in result.finding.detail
+
+
+def test_a_failed_cmpxchg_depends_on_its_operands():
+    """Load buffering through a cmpxchg that fails: whether it fails is computed from the value read
+    (the compare), so the store after the branch on it is ordered after that read -- and redoing the
+    read redoes the cmpxchg, though it failed both times."""
+
+    def t0(x, y, z):
+        a = yield o.READ_ONCE(x)
+        ok, _ = yield o.try_cmpxchg_relaxed(y, a + 7, 5)  # y stays 0: fails whatever a is
+        if not ok:
+            yield o.WRITE_ONCE(z, 1)
+        return int(a)
+
+    def t1(x, y, z):
+        b = yield o.READ_ONCE(z)
+        if b:
+            yield o.WRITE_ONCE(x, 1)
+        return int(b)
+
+    mem = Memory()
+    x, y, z = (mem.alloc(VAR, n, align=64).v for n in "xyz")
+    threads = [t0, t1]
+    program = Program(2, lambda t: threads[t](x, y, z), mem.read, mem.name_of,
+                      outcome=lambda memory, returns: tuple(returns))
+    result = Explorer(program, MODELS["armv8"]).run()
+    assert result.verdict == "verified"
+    assert set(result.outcomes) == {(0, 0), (0, 1)}  # never (1, 1): a dependency cycle

@@ -523,9 +523,9 @@ class Explorer:
             if post is not None:
                 result = post(result)
             read = Ev(eid(t, slot), R, loc, size, old, w, specs[0][1], addr_deps=adeps, ctrl_deps=ctrl)
-            if new is None:  # a failed cmpxchg: only the read
-                if w in coherent:
-                    children.append(_with(g, t, slot, Rec(sig, (read,), result, op)))
+            if new is None:  # a failed cmpxchg: only the read, but its operands are still its own (a redone
+                if w in coherent:  # read they came from redoes it: HMC's prefix must see them)
+                    children.append(_with(g, t, slot, Rec(sig, (read,), result, op, data)))
                 continue
             at = 0 if w == INIT else order.index(w) + 1
             write = Ev(eid(t, slot, 1), W, loc, size, int(new), tags=specs[1][1], addr_deps=adeps, data_deps=data,
@@ -835,8 +835,8 @@ def _taint(rec: Rec, slot_bit: int):
     if read is None or read.kind != R or result is None:
         return result
     bit = 1 << read.id
-    if type(result) is tuple:  # try_cmpxchg: (succeeded, old)
-        return (Dep(int(result[0]), bit), Dep(result[1], bit))
+    if type(result) is tuple:  # try_cmpxchg: (succeeded, old); success is the compare with its operands
+        return (Dep(int(result[0]), bit | rec.deps), Dep(result[1], bit))
     return Dep(result, bit)
 
 
