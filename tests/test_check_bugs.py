@@ -150,3 +150,10 @@ def test_xchg_tail_release_counterexample_is_the_late_node_initialisation():
                 and ".next, " in act and act.startswith("WRITE_ONCE("))
     assert link < handover < init  # linked, handed over, then the initialisation lands
     assert "overwrote it" in found.why
+
+
+@pytest.mark.slow
+def test_pv_kick_node_without_its_barrier_loses_a_wakeup_under_armv8_too():
+    """The store-buffering pair of pv_wait_node() and pv_kick_node() is as weak on arm64 (about 30 s)."""
+    found = check(exposure_options("pv-kick-node-no-barrier", memory_model="armv8"))
+    assert found.verdict == "violation" and found.prop == "lost-wakeup", found.detail
