@@ -117,15 +117,16 @@ def check(
 @app.command()
 def litmus(
     paths: list[str] = typer.Argument(..., help="litmus files, or directories searched recursively for *.litmus"),
-    memory_model: str = typer.Option("sc", help="sc, tso (x86-TSO) or armv8"),
+    memory_model: str = typer.Option("sc", help="sc, tso (x86-TSO), armv8 or lkmm (C tests)"),
     expect: str = typer.Option(None, help="CSV of recorded verdicts (path,0|1; paths relative to the CSV's folder)"),
-    engine: str = typer.Option(None, help="interleaving or graph [default: interleaving for sc and tso, graph for armv8]"),
+    engine: str = typer.Option(None, help="interleaving or graph [default: interleaving for sc and tso, graph for armv8 and lkmm]"),
+    lkmm_version: str = typer.Option(None, help="with --memory-model lkmm: v00, v01 or current [default: current]"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
-    """Run X86 and AArch64 litmus tests: reachable final states and herd7's Observation line per test."""
+    """Run X86, AArch64 and C litmus tests: reachable final states and herd7's Observation line per test."""
     from .litmus import command
 
-    raise typer.Exit(command.main(paths, memory_model, expect, json_out, engine))
+    raise typer.Exit(command.main(paths, memory_model, expect, json_out, engine, lkmm_version))
 
 
 @app.command()

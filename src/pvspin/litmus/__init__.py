@@ -1,8 +1,8 @@
-"""Litmus-test front ends: herd's X86 and AArch64 assembly tests as pvspin guest code.
+"""Litmus-test front ends: herd's X86 and AArch64 assembly tests and C tests as pvspin guest code.
 
 A litmus file is read in two steps: :mod:`.source` cuts it into the parts every herd
 test has (header, initial state, program table, final condition), and the front end of
-its architecture (:mod:`.x86`, :mod:`.aarch64`) compiles each column into a thread whose
+its architecture (:mod:`.x86`, :mod:`.aarch64`; :mod:`.c` for C tests, which cuts the file itself) compiles each column into a thread whose
 ``program()`` yields the operations of :mod:`pvspin.machine.ops`.  :mod:`.cond` is the
 final-condition language, :mod:`.run` the engines that run a test under a memory model
 and herd's verdict, :mod:`.command` the ``pvspin litmus`` command.
@@ -29,9 +29,13 @@ def load(path: Path) -> LitmusTest:
     path = Path(path)
     text = read_text(path)
     arch, line = header(text)
+    if arch == "C":  # the C front end cuts the file itself: its threads are functions, not columns
+        from . import c
+
+        return c.parse_text(path, text)
     parse = _front_ends().get(arch)
     if parse is None and arch:
-        raise Unsupported(f"unsupported: {arch} litmus tests (front ends: X86, AArch64) at line {line}")
+        raise Unsupported(f"unsupported: {arch} litmus tests (front ends: X86, AArch64, C) at line {line}")
     src = split(path, text)  # an empty file is malformed
     return parse(src)
 

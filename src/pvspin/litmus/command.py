@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import load
-from .run import ENGINE_NAMES, ENGINES_BY_NAME, MEMORY_MODELS, judge, outcomes
+from .run import ARCHES, ENGINE_NAMES, ENGINES_BY_NAME, LKMM_VERSIONS, MEMORY_MODELS, judge, outcomes
 from .source import Malformed, Unsupported
 from .test import LitmusTest, format_state
 
@@ -115,22 +115,33 @@ def _test_id(path: Path, base: Path | None) -> str:
     return path.as_posix()
 
 
-def check_model(memory_model: str, engine: str | None) -> None:
+def check_model(memory_model: str, engine: str | None, lkmm_version: str | None = None) -> None:
     if memory_model not in MEMORY_MODELS:
         raise BadInput(f"--memory-model {memory_model!r}: expected one of {', '.join(MEMORY_MODELS)}")
+    if lkmm_version is not None and memory_model != "lkmm":
+        raise BadInput(f"--lkmm-version {lkmm_version}: only with --memory-model lkmm, not {memory_model}")
+    if lkmm_version is not None and lkmm_version not in LKMM_VERSIONS:
+        raise BadInput(f"--lkmm-version {lkmm_version!r}: expected one of {', '.join(LKMM_VERSIONS)}")
     if engine is not None and engine not in ENGINE_NAMES:
         raise BadInput(f"--engine {engine!r}: expected one of {', '.join(ENGINE_NAMES)}")
     if engine is not None and (memory_model, engine) not in ENGINES_BY_NAME:
         raise BadInput(f"--engine {engine}: there is no {engine} engine for --memory-model {memory_model} "
-                       "(ARMv8 is not a store-buffer machine: only the execution-graph checker runs it)")
+                       f"({'ARMv8 is' if memory_model == 'armv8' else 'LKMM is'} not a store-buffer machine: "
+                       "only the execution-graph checker runs it)")
 
 
-def execute(paths: list[str], memory_model: str, expect: str | None, engine: str | None = None) -> Summary:
-    """Parse every test first (a malformed one stops everything), then run the supported ones."""
-    check_model(memory_model, engine)
+def execute(paths: list[str], memory_model: str, expect: str | None, engine: str | None = None,
+            lkmm_version: str | None = None) -> Summary:
+    """Parse every test first (a malformed one stops everything), then run the supported ones.
+
+    A test whose front end has no memory model here (a C test under armv8, an AArch64 test
+    under lkmm) is bad input: the model cannot say anything about it.
+    """
+    check_model(memory_model, engine, lkmm_version)
+    version = (lkmm_version or "current") if memory_model == "lkmm" else None
     files = collect(paths)
     base, verdicts = read_expectations(expect) if expect else (None, {})
-    summary = Summary(memory_model, expect)
+    summary = Summary(f"{memory_model} {version}" if version else memory_model, expect)
     for path in files:
         item = Outcome(_test_id(path, base), expected=verdicts.get(path.resolve()))
         try:
@@ -139,12 +150,15 @@ def execute(paths: list[str], memory_model: str, expect: str | None, engine: str
             raise BadInput(str(exc)) from None
         except Unsupported as exc:
             item.reason = exc.reason
+        if item.test is not None and item.test.arch not in ARCHES[memory_model]:
+            raise BadInput(f"{path}: {item.test.arch} litmus tests do not run under --memory-model {memory_model} "
+                           f"(it takes {', '.join(ARCHES[memory_model])} tests)")
         summary.outcomes.append(item)
     for item in summary.outcomes:
         if item.test is None:
             continue
         try:
-            item.result = judge(item.test, outcomes(item.test, memory_model, engine))
+            item.result = judge(item.test, outcomes(item.test, memory_model, engine, version))
         except Unsupported as exc:
             item.reason = exc.reason
     return summary
@@ -211,9 +225,10 @@ def as_dict(summary: Summary) -> dict:
     }
 
 
-def main(paths: list[str], memory_model: str, expect: str | None, as_json: bool, engine: str | None = None) -> int:
+def main(paths: list[str], memory_model: str, expect: str | None, as_json: bool, engine: str | None = None,
+         lkmm_version: str | None = None) -> int:
     try:
-        summary = execute(paths, memory_model, expect, engine)
+        summary = execute(paths, memory_model, expect, engine, lkmm_version)
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -72,7 +72,7 @@ def _natural(name: str) -> tuple:
 # --------------------------------------------------------------------------- propositions
 @dataclass(frozen=True)
 class Atom:
-    """``var = value`` (or ``!=``); ``value`` an int, or a location name standing for its address."""
+    """``var = value`` (or ``!=``); ``value`` an int, a location name standing for its address, or a register (a Var)."""
 
     var: Var
     value: int | str
@@ -160,14 +160,20 @@ def _atoms(prop):
 
 
 def _vars(prop):
-    return {a.var for a in _atoms(prop)}
+    out = set()
+    for a in _atoms(prop):
+        out.add(a.var)
+        if isinstance(a.value, Var):  # 0:r1=1:r2 (C tests compare registers)
+            out.add(a.value)
+    return out
 
 
 # --------------------------------------------------------------------------- evaluation
 def holds(prop, state: Mapping[Var, int], address: Callable[[str], int]) -> bool:
     """Whether ``prop`` holds in a final state (``address(name)``: where location ``name`` lives)."""
     if isinstance(prop, Atom):
-        want = address(prop.value) if isinstance(prop.value, str) else prop.value
+        value = prop.value
+        want = address(value) if isinstance(value, str) else state[value] if isinstance(value, Var) else value
         same = (state[prop.var] & MASK64) == (want & MASK64)
         return same if prop.equal else not same
     if isinstance(prop, Not):
@@ -319,6 +325,9 @@ def _unary(toks: _Tokens):
     kind, value, line = toks.take()
     if kind == "num":
         return Atom(var, number(value), op != "!=")
+    if kind == "reg":
+        thread, name = value.split(":")
+        return Atom(var, Var.register(int(thread.lstrip("P")), name), op != "!=")
     if kind == "name":
         return Atom(var, value, op != "!=")
     raise Malformed(toks.path, line, f"expected a value after {var}{op} in the condition, got {value or 'the end'!r}")

@@ -106,7 +106,10 @@ RELEASE = 2
 FULL = 3
 ACQUIRE_PC = 4  # ARMv8.3 LDAPR: acquire, but not ordered after an earlier STLR (RCpc)
 STORE_MB = 5  # an XCHG that is smp_store_mb(): a locked xchg on x86, WRITE_ONCE then smp_mb() on arm64
-ORDER_NAMES = ("relaxed", "acquire", "release", "full", "acquire_pc", "store_mb")
+NORETURN = 6  # an RMW whose result the caller discards (atomic_add, atomic_or, ...): relaxed, and LKMM's Noreturn
+LOCK = 7  # LKMM's abstract spinlock (litmus tests' spin_lock): its read (LKR/LF/RL/RU) and its LKW
+UNLOCK = 8  # LKMM's spin_unlock (UL): a release store of 0 to the lock
+ORDER_NAMES = ("relaxed", "acquire", "release", "full", "acquire_pc", "store_mb", "noreturn", "lock", "unlock")
 
 # fences
 MB = 0
@@ -115,7 +118,10 @@ WMB = 2
 MB_BEFORE_ATOMIC = 3  # the full-barrier guarantee rides on the locked RMW that follows (x86)
 MB_AFTER_ATOMIC = 4
 ISB = 5  # ARMv8 instruction barrier: with a control dependency, orders later reads
-FENCE_NAMES = ("smp_mb", "smp_rmb", "smp_wmb", "smp_mb__before_atomic", "smp_mb__after_atomic", "isb")
+MB_AFTER_SPINLOCK = 6  # smp_mb__after_spinlock(): full ordering after the spin_lock() before it
+MB_AFTER_UNLOCK_LOCK = 7  # smp_mb__after_unlock_lock(): an UNLOCK+LOCK pair before it becomes a full barrier
+FENCE_NAMES = ("smp_mb", "smp_rmb", "smp_wmb", "smp_mb__before_atomic", "smp_mb__after_atomic", "isb",
+               "smp_mb__after_spinlock", "smp_mb__after_unlock_lock")
 
 # footprint access kinds
 READ = "R"
@@ -187,6 +193,16 @@ def smp_mb__before_atomic():
 def smp_mb__after_atomic():
     """Full ordering after the preceding atomic RMW: a compiler barrier on x86, as above."""
     return (FENCE, MB_AFTER_ATOMIC)
+
+
+def smp_mb__after_spinlock():
+    """Full ordering after the lock acquisition before it (``smp_mb()`` on arm64, nothing on x86)."""
+    return (FENCE, MB_AFTER_SPINLOCK)
+
+
+def smp_mb__after_unlock_lock():
+    """An UNLOCK followed by a LOCK, then this: a full barrier (``smp_mb()`` on powerpc only, else nothing)."""
+    return (FENCE, MB_AFTER_UNLOCK_LOCK)
 
 
 # --------------------------------------------------------------------------- xchg / cmpxchg
@@ -261,20 +277,25 @@ def atomic_set_release(p: Ref, value: int):
 
 
 def atomic_add(delta: int, p: Ref):
-    """``atomic_add(i, v)`` (kernel argument order); a locked ``add`` on x86."""
-    return (FETCH_ADD, p, delta, RELAXED)
+    """``atomic_add(i, v)`` (kernel argument order); a locked ``add`` on x86.
+
+    The atomics that return nothing are relaxed; their order NORETURN tells LKMM, whose
+    ``smp_rmb()`` does not order their reads (``R4rmb = R \\ Noreturn``), from the relaxed
+    value-returning ones.
+    """
+    return (FETCH_ADD, p, delta, NORETURN)
 
 
 def atomic_sub(delta: int, p: Ref):
-    return (FETCH_ADD, p, -delta, RELAXED)
+    return (FETCH_ADD, p, -delta, NORETURN)
 
 
 def atomic_or(mask: int, p: Ref):
-    return (FETCH_OR, p, mask, RELAXED)
+    return (FETCH_OR, p, mask, NORETURN)
 
 
 def atomic_andnot(mask: int, p: Ref):
-    return (FETCH_ANDNOT, p, mask, RELAXED)
+    return (FETCH_ANDNOT, p, mask, NORETURN)
 
 
 # --------------------------------------------------------------------------- ARMv8 exclusives
@@ -451,6 +472,9 @@ _KERNEL_NAMES = {
     (STORE, RELEASE): "smp_store_release",
     (COND_LOAD, RELAXED): "smp_cond_load_relaxed",
     (COND_LOAD, ACQUIRE): "smp_cond_load_acquire",
+    (COND_LOAD, LOCK): "spin_lock",
+    (LOAD, LOCK): "spin_is_locked",
+    (STORE, UNLOCK): "spin_unlock",
 }
 _RMW_NAMES = {
     XCHG: "xchg",
@@ -460,6 +484,9 @@ _RMW_NAMES = {
     FETCH_OR: "atomic_fetch_or",
     FETCH_ANDNOT: "atomic_fetch_andnot",
 }
+
+
+_NORETURN_NAMES = {FETCH_ADD: "atomic_add", FETCH_OR: "atomic_or", FETCH_ANDNOT: "atomic_andnot"}
 
 
 def _arg(value) -> str:
@@ -475,6 +502,8 @@ def describe(op: tuple, name_of: Callable[[Ref], str] | None = None) -> str:
             return f"smp_store_mb({loc}, {_arg(op[2])})"
         if code == CMPXCHG_MASKED:
             return f"{describe(op[5], name_of)} [an RMW of {loc}]"
+        if code in RMW_OPS and op[-1] == NORETURN and code in _NORETURN_NAMES:
+            return f"{_NORETURN_NAMES[code]}({_arg(op[2])}, {loc})"
         if code in RMW_OPS:
             order = op[-1]
             suffix = "" if order == FULL else "_" + ORDER_NAMES[order]
@@ -492,6 +521,8 @@ def describe(op: tuple, name_of: Callable[[Ref], str] | None = None) -> str:
     if code in (LOAD_EX, STORE_EX):
         loc = name_of(op[1]) if name_of else op[1].name
         order = op[-1]
+        if order == LOCK:  # LKMM's abstract lock: spin_trylock()'s read, a lock's LKW
+            return f"{'spin_trylock' if code == LOAD_EX else 'spin_lock [LKW]'}({loc})"
         insn = ("ldaxr" if order == ACQUIRE else "ldxr") if code == LOAD_EX else ("stlxr" if order == RELEASE else "stxr")
         return f"{insn}({', '.join([loc, *map(_arg, op[2:-1])])})"
     if code == WORK:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from functools import cached_property
 
 from . import relations as rel
-from .graph import ACQ, ACQ_PC, AMO, AWAIT, EXCL, HV, INIT, REL, STRIDE, F, Graph, R, W
+from .graph import ACQ, ACQ_PC, AMO, AWAIT, EXCL, HV, INIT, LOCK, MB, NORET, REL, STRIDE, UNLOCK, F, Graph, R, W
 
-_TAGS = (ACQ, ACQ_PC, REL, EXCL, AMO, AWAIT, HV)
+_TAGS = (ACQ, ACQ_PC, REL, EXCL, AMO, AWAIT, HV, MB, NORET, LOCK, UNLOCK)
 
 
 class Execution:

@@ -80,6 +80,7 @@ class Program:
     final_problems: Callable = lambda memory, returns: []  # noqa: E731
     warn_ok: bool = False
     outcome: Callable | None = None  # (final memory, returns) -> what GraphResult.outcomes counts (litmus tests)
+    discard_stuck: bool = False  # a stuck graph is no execution, not a violation (herd: a lock never taken)
 
 
 @dataclass
@@ -93,7 +94,7 @@ class Finding:
 class GraphResult:
     verdict: str = "verified"  # verified | violation | incomplete
     executions: int = 0  # complete consistent graphs
-    blocked: int = 0  # kept for reports: always 0 now that a blocked wait reads the last write
+    blocked: int = 0  # stuck graphs dropped because Program.discard_stuck (litmus tests' locks), else 0
     graphs: int = 0  # distinct graphs visited
     revisits: int = 0
     cut: int = 0  # graphs ended where a thread repeated a loop iteration past the loop bound
@@ -236,6 +237,9 @@ class Explorer:
             result.cut += 1
             return False
         stuck = self._stuck(g, step[1])
+        if stuck is not None and self.program.discard_stuck:
+            result.blocked += 1
+            return False
         if stuck is not None:
             result.verdict, result.finding = "violation", Finding(stuck[0], stuck[1], g)
             return True
@@ -391,7 +395,7 @@ class Explorer:
         if specs is False:
             specs = self.model.compile(op)
             if specs is None:
-                raise Unsupported(f"{o.describe(op)} has no {self.model.name} compilation")
+                raise Unsupported(f"{o.describe(op)} has no {getattr(self.model, 'NAME', '?')} compilation")
             self._specs[key] = specs
         return specs
 
@@ -445,7 +449,7 @@ class Explorer:
             if code == o.STORE_EX:
                 pair = _exclusive_partner(g, t, slot, loc)
                 status = forced.status if forced is not None else None
-                if status != 0:
+                if status != 0 and op[3] != o.LOCK:  # LKMM's lock write (LKW) never fails: it waited for 0
                     children.append(_with(g, t, slot, Rec(sig, (), 1, op, adeps | deps_of(value) | ctrl)))
                 if pair is None or status == 1:
                     return children, 0

@@ -34,9 +34,14 @@ EXCL = 8  # an exclusive (LDXR / STXR): the pair is an rmw
 AMO = 16  # the two halves of a single-instruction RMW (SWP, CAS, LDADD, ...; a locked x86 instruction)
 AWAIT = 32  # the read of a spin-wait (smp_cond_load_*): only values its condition accepts
 HV = 64  # a hypervisor event (pv_wait's halt, pv_kick): a VM exit, ordered like a full barrier
+MB = 128  # LKMM Mb: the two halves of a fully ordered RMW (xchg(), cmpxchg(), atomic_add_return(), ...)
+NORET = 256  # LKMM Noreturn: the read of an RMW that returns no value (atomic_add(), atomic_inc(), ...)
+LOCK = 512  # LKMM's abstract spinlock: a lock read (LKR, LF, RL or RU) or a lock write (LKW)
+UNLOCK = 1024  # LKMM UL: spin_unlock()'s write
 
 TAG_NAMES = ((ACQ, "acquire"), (ACQ_PC, "acquire_pc"), (REL, "release"), (EXCL, "exclusive"), (AMO, "amo"),
-             (AWAIT, "await"), (HV, "hypercall"))
+             (AWAIT, "await"), (HV, "hypercall"), (MB, "mb"), (NORET, "noreturn"), (LOCK, "lock"),
+             (UNLOCK, "unlock"))
 
 
 def eid(thread: int, slot: int, part: int = 0) -> int:

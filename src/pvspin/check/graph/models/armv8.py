@@ -36,6 +36,7 @@ kernel operation                                        ARMv8
 ``atomic_fetch_or*``                                    ``LDSET`` (same suffixes)
 ``atomic_fetch_andnot*``, ``atomic_andnot``             ``LDCLR`` (same suffixes)
 ``smp_mb``, ``smp_mb__before_atomic``, ``__after_atomic``  ``DMB ISH``
+``smp_mb__after_spinlock``                              ``DMB ISH`` (``smp_mb__after_unlock_lock``: nothing)
 ``smp_rmb``                                             ``DMB ISHLD``
 ``smp_wmb``                                             ``DMB ISHST``
 ``smp_cond_load_relaxed``                               an ``LDR`` loop (``__cmpwait``: ``LDXR`` + ``WFE``)
@@ -60,9 +61,10 @@ from . import common
 NAME = "armv8"
 
 _READ_TAGS = {o.RELAXED: 0, o.ACQUIRE: ACQ, o.ACQUIRE_PC: ACQ_PC}
-_RMW_TAGS = {o.RELAXED: (0, 0), o.ACQUIRE: (ACQ, 0), o.RELEASE: (0, REL), o.FULL: (ACQ, REL)}
+_RMW_TAGS = {o.RELAXED: (0, 0), o.NORETURN: (0, 0), o.ACQUIRE: (ACQ, 0), o.RELEASE: (0, REL), o.FULL: (ACQ, REL)}
 _FENCES = {o.MB: "dmb.full", o.MB_BEFORE_ATOMIC: "dmb.full", o.MB_AFTER_ATOMIC: "dmb.full", o.RMB: "dmb.ld",
-           o.WMB: "dmb.st", o.ISB: "isb"}
+           o.WMB: "dmb.st", o.ISB: "isb", o.MB_AFTER_SPINLOCK: "dmb.full"}
+_STORE_ORDERS = (o.RELAXED, o.RELEASE)
 
 
 def compile(op: tuple):
@@ -71,19 +73,24 @@ def compile(op: tuple):
         tags = _READ_TAGS.get(op[2])
         return None if tags is None else ((R, tags, None),)
     if code == o.COND_LOAD:
-        return ((R, _READ_TAGS[op[3]], None),)
+        tags = _READ_TAGS.get(op[3])
+        return None if tags is None else ((R, tags, None),)
     if code == o.STORE:
-        return ((W, REL if op[3] == o.RELEASE else 0, None),)
+        return ((W, REL if op[3] == o.RELEASE else 0, None),) if op[3] in _STORE_ORDERS else None
     if code in o.RMW_OPS:
         if code == o.XCHG and op[-1] == o.STORE_MB:
             return ((W, 0, None), (F, 0, "dmb.full"))
+        if op[-1] not in _RMW_TAGS:
+            return None
         read, write = _RMW_TAGS[op[-1]]
         return ((R, read | AMO, None), (W, write | AMO, None))
-    if code == o.LOAD_EX:
+    if code == o.LOAD_EX and op[2] in (o.RELAXED, o.ACQUIRE):
         return ((R, (ACQ if op[2] == o.ACQUIRE else 0) | EXCL, None),)
-    if code == o.STORE_EX:
+    if code == o.STORE_EX and op[3] in _STORE_ORDERS:
         return ((W, (REL if op[3] == o.RELEASE else 0) | EXCL, None),)
     if code == o.FENCE:
+        if op[1] == o.MB_AFTER_UNLOCK_LOCK:
+            return ()  # smp_mb() on powerpc only; on arm64 nothing
         return ((F, 0, _FENCES[op[1]]),)
     return None
 
