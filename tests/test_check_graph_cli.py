@@ -82,3 +82,11 @@ def test_what_the_graph_checker_cannot_do_is_refused_in_one_line(cli, args, mess
     out = cli("--lock", ORDERED, *args)
     assert out.exit_code == 2
     assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_replay_line_of_the_graph_strategy_names_the_engine(cli):
+    first = cli("--lock", "examples/user_lock.py:BrokenTasLock", "--strategy", "graph")
+    line = next(ln for ln in first.stdout.splitlines() if ln.startswith("replay: "))
+    assert "--strategy graph" in line
+    again = cli(*line.split()[3:])
+    assert again.exit_code == 1 and "VIOLATION" in again.stdout, again.output

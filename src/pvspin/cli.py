@@ -78,7 +78,7 @@ def check(
     lock: str = typer.Option("qspinlock", help="qspinlock, qspinlock-16k, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, or path/to/file.py:NAME"),
     cpus: str = typer.Option("2", help="CPUs, each taking the lock --acquisitions times"),
     acquisitions: str = typer.Option("1", help="acquisitions per CPU"),
-    memory_model: str = typer.Option("sc", help="sc, tso (x86-TSO with store buffers) or armv8 (execution graphs)"),
+    memory_model: str = typer.Option("sc", help="sc, tso (x86-TSO with store buffers), armv8 or lkmm (the Linux-kernel memory model; these two on execution graphs)"),
     bug: list[str] | None = typer.Option(None, help="inject a bug from the corpus (repeatable; see --list-bugs)"),  # noqa: B008
     list_bugs: bool = typer.Option(False, "--list-bugs", help="list the bug corpus and exit"),
     replay: str = typer.Option(None, help="re-run the interleaving of a printed replay token"),
@@ -93,8 +93,9 @@ def check(
     symmetry: str = typer.Option("auto", help="full (states equal up to renaming CPUs are one), start (CPUs start in CPU order), none, or auto: full from 3 CPUs running the same code, else start"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
     graph: str = typer.Option(None, help="execution-graph checker: draw the counterexample to FILE.dot (or .svg with graphviz)"),
+    lkmm_version: str = typer.Option(None, help="with --memory-model lkmm: v00 (before rmw-sequences), v01 or current [default: current]"),
 ) -> None:
-    """Model-check a lock: every interleaving (or a sample) under SC or x86-TSO, or every execution graph (ARMv8)."""
+    """Model-check a lock: every interleaving (or a sample) under SC or x86-TSO, or every execution graph (ARMv8, LKMM)."""
     from .check import command
 
     if list_bugs:
@@ -107,7 +108,7 @@ def check(
             seed=command.parse_int("--seed", seed), preemptions=command.parse_int("--preemptions", preemptions),
             spurious_wakeups=command.parse_int("--spurious-wakeups", spurious_wakeups),
             interrupts=command.parse_int("--interrupts", interrupts), workload=workload,
-            overrides=command.parse_knobs(knob or ()), replay=replay, symmetry=symmetry)
+            overrides=command.parse_knobs(knob or ()), replay=replay, symmetry=symmetry, lkmm_version=lkmm_version)
     except command.BadInput as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(command.EXIT_BAD_INPUT) from None

@@ -54,8 +54,12 @@ def command_line(opts: CheckOptions, search: bool = False) -> str:
     """The ``pvspin check`` options of a configuration; with ``search``, the strategy's too (a replay needs none)."""
     parts = [f"pvspin check --lock {opts.lock} --cpus {opts.cpus} --acquisitions {opts.acquisitions}",
              f"--memory-model {opts.memory_model}"]
+    if opts.lkmm_version is not None:
+        parts.append(f"--lkmm-version {opts.lkmm_version}")
     parts += [f"--bug {b}" for b in opts.bugs]
-    if search and opts.strategy == "bounded":
+    if opts.strategy == "graph":  # the engine, which a replay needs too
+        parts.append("--strategy graph")
+    elif search and opts.strategy == "bounded":
         parts.append(f"--strategy bounded --preemptions {opts.preemptions}")
     elif search and opts.strategy != "exhaustive":
         parts.append(f"--strategy {opts.strategy} --runs {opts.runs} --seed {opts.seed}")

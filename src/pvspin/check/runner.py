@@ -16,7 +16,8 @@ from .symmetry import SymmetryError
 from .world import MEMORY_MODELS, SYMMETRIES, Violation, World
 
 STRATEGIES = ("exhaustive", "random", "pct", "bounded", "graph")
-CHECK_MODELS = (*MEMORY_MODELS, "armv8")  # armv8 runs on the execution-graph checker only
+CHECK_MODELS = (*MEMORY_MODELS, "armv8", "lkmm")  # armv8 and lkmm run on the execution-graph checker only
+GRAPH_ONLY = ("armv8", "lkmm")
 
 
 @dataclass
@@ -37,6 +38,7 @@ class CheckOptions:
     max_states: int | None = None
     symmetry: str = "auto"  # auto, full, start or none: reduction over CPUs running the same code (see World)
     overrides: dict = field(default_factory=dict)  # LockConfig knobs
+    lkmm_version: str | None = None  # with memory_model "lkmm": v00, v01 or current (None: current)
 
     def fingerprint(self) -> dict:
         return {
@@ -45,6 +47,7 @@ class CheckOptions:
             "spurious": self.spurious_wakeups, "interrupts": self.interrupts, "workload": self.workload,
             "overrides": ",".join(f"{k}={v}" for k, v in sorted(self.overrides.items())),
             **({} if self.symmetry == "auto" else {"symmetry": self.symmetry}),
+            **({} if self.lkmm_version is None else {"lkmm_version": self.lkmm_version}),
         }
 
 
@@ -79,6 +82,8 @@ class Report:
 def validate(opts: CheckOptions) -> None:
     if opts.memory_model not in CHECK_MODELS:
         raise BadInput(f"--memory-model {opts.memory_model!r}: choose from {', '.join(CHECK_MODELS)}")
+    if opts.lkmm_version is not None and opts.memory_model != "lkmm":
+        raise BadInput(f"--lkmm-version {opts.lkmm_version}: only with --memory-model lkmm")
     if opts.strategy not in STRATEGIES:
         raise BadInput(f"--strategy {opts.strategy!r}: choose from {', '.join(STRATEGIES)}")
     if opts.preemptions < 0:
@@ -112,8 +117,8 @@ def build_world(opts: CheckOptions) -> World:
 
 
 def uses_graphs(opts: CheckOptions) -> bool:
-    """Whether the execution-graph checker runs this: ARMv8 always, SC and TSO with ``--strategy graph``."""
-    return opts.memory_model == "armv8" or opts.strategy == "graph"
+    """Whether the execution-graph checker runs this: ARMv8 and the LKMM always, SC and TSO with ``--strategy graph``."""
+    return opts.memory_model in GRAPH_ONLY or opts.strategy == "graph"
 
 
 def run(opts: CheckOptions, progress=None) -> Report:

@@ -17,6 +17,7 @@ from ..harness import BadInput, make_setup
 from .explorer import _FRONTIER, DependencyMiss, Explorer, GraphResult, Program, Unsupported
 from .hypervisor import latches, run_hypercalls
 from .models import MODELS
+from .models import get as get_model
 from .wholeword import Unlowerable, Words
 
 GRAPH_MODELS = tuple(MODELS)
@@ -52,10 +53,17 @@ def validate(opts) -> None:
     if opts.workload == "forever":
         raise BadInput("--workload forever: the execution-graph checker needs executions that end "
                        "(take --acquisitions K instead)")
-    if opts.memory_model == "armv8" and opts.lock == "virt-tas":
-        raise BadInput("--lock virt-tas --memory-model armv8: virt_spin_lock() is x86's "
-                       "(arch/x86/include/asm/qspinlock.h); an arm64 kernel has no test-and-set fallback and "
-                       "would run plain qspinlock")
+    if opts.lkmm_version is not None:
+        from .models.lkmm import VERSIONS
+
+        if opts.memory_model != "lkmm":
+            raise BadInput(f"--lkmm-version {opts.lkmm_version}: only with --memory-model lkmm")
+        if opts.lkmm_version not in VERSIONS:
+            raise BadInput(f"--lkmm-version {opts.lkmm_version!r}: choose from {', '.join(VERSIONS)}")
+    if opts.memory_model in ("armv8", "lkmm") and opts.lock == "virt-tas":
+        raise BadInput(f"--lock virt-tas --memory-model {opts.memory_model}: virt_spin_lock() is x86's "
+                       "(arch/x86/include/asm/qspinlock.h); the generic and arm64 code has no test-and-set fallback "
+                       "and would run plain qspinlock")
     if opts.symmetry not in ("auto", "none"):
         raise BadInput(f"--symmetry {opts.symmetry}: the execution-graph checker does not reduce by symmetry")
 
@@ -69,8 +77,8 @@ def build(opts) -> tuple[Program, Words]:
         raise BadInput(f"--bug {sorted(hv_bugs)[0]}: a hypervisor bug, which the execution-graph checker's "
                        "hypervisor (check/graph/hypervisor.py) does not model")
     knobs = {**CHECK_KNOBS, **opts.overrides}
-    if opts.memory_model == "armv8":
-        knobs["arch"] = "arm64"
+    if opts.memory_model in ("armv8", "lkmm"):
+        knobs["arch"] = "arm64"  # the generic C code (queued_fetch_set_pending_acquire's fetch_or), as arm64 builds it
     setup = make_setup(opts.lock, opts.cpus, opts.acquisitions, 0, kernel_bugs, knobs, opts.workload)
     mem = setup.mem
     flags = latches(mem, setup.ncpus)
@@ -113,7 +121,7 @@ def run(opts, progress=None) -> GraphReport:
 
     validate(opts)
     program, words = build(opts)
-    model = MODELS[opts.memory_model]
+    model = get_model(opts.memory_model, opts.lkmm_version)
     name_of = program.name_of
     explorer = Explorer(program, model, max_graphs=opts.max_states, progress=progress,
                         lower=lambda op: words.lower(op, name_of))
@@ -158,8 +166,9 @@ def _replay(opts, explorer: Explorer, path: list[int]) -> GraphResult:
 def render(report: GraphReport, command_line) -> str:
     """The text report: what was checked, the verdict, and the counterexample with why it happened."""
     opts, r = report.options, report.result
+    model = opts.memory_model.upper() + (f" {opts.lkmm_version or 'current'}" if opts.memory_model == "lkmm" else "")
     head = (f"pvspin check: {opts.lock}, {opts.cpus} CPU(s) x {opts.acquisitions} acquisition(s), "
-            f"{opts.memory_model.upper()}, execution graphs")
+            f"{model}, execution graphs")
     if opts.bugs:
         head += f", bug {', '.join(opts.bugs)}"
     lines = [head]
