@@ -53,3 +53,13 @@ def test_bad_versions_and_combinations_are_refused_in_one_line(cli, args, messag
     out = cli(*args)
     assert out.exit_code == 2
     assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_the_unmodified_lock_loses_mutual_exclusion_under_the_lkmm_before_rmw_sequences():
+    """v00: the unlock's release reaches the next owner's acquire only through another CPU's relaxed
+    xchg_tail RMW, which carried no ordering before rmw-sequences; the critical sections overlap."""
+    report = graphs.run(CheckOptions(lock="qspinlock-16k", cpus=3, memory_model="lkmm", lkmm_version="v00"))
+    assert report.result.verdict == "violation" and report.result.finding.prop == "final-state"
+    assert "lost update" in report.result.finding.detail
+    functions = {line.function for line in report.lines}
+    assert "xchg_tail" in functions
