@@ -160,7 +160,8 @@ class Sweep:
         try:
             return Scenario.model_validate(data)
         except ValidationError as err:
-            raise BadInput(describe_validation_error(err)) from None
+            names = {p.path or "guests.0.vcpus": f"--param {p.name}" for p in self.params}
+            raise BadInput(describe_validation_error(err, names)) from None
 
     @property
     def columns(self) -> list[str]:
@@ -240,9 +241,13 @@ def build_sweep(
     seeds: int,
     scenario_file: str | None = None,
     overrides: dict | None = None,
+    names: dict | None = None,
 ) -> Sweep:
-    """The sweep the command line describes; every point is validated (and booted) up front."""
-    base = scenario_from(scenario_file, overrides)
+    """The sweep the command line describes; every point is validated (and booted) up front.
+
+    ``names``: the flags that set fields of ``overrides`` (see :func:`scenario_from`).
+    """
+    base = scenario_from(scenario_file, overrides, names)
     if not params:
         raise BadInput("--param: give at least one, e.g. --param overcommit=0.5,1,1.5,2")
     if len(params) > 2:
@@ -444,7 +449,7 @@ def main(
 ) -> int:
     """``pvspin sweep``: exit 0 when done, 2 on bad input (one line on stderr)."""
     from .command import BadInput as FlagError
-    from .command import flag_overrides, parse_number
+    from .command import flag_fields, flag_overrides, parse_number
 
     try:
         if not out:
@@ -453,10 +458,7 @@ def main(
             raise BadInput(f"--out {out}: exists and is not a directory")
         nseeds = parse_number("--seeds", seeds, minimum=1)
         njobs = parse_number("--jobs", jobs, minimum=1)
-        full = dict.fromkeys(("host", "kernel", "lock", "pcpus", "vcpus", "duration_ms", "seed", "hogs", "hog_vcpus",
-                              "locks", "hold_ns", "delay_ns", "irq_rate", "spurious_hz", "ple", "patching"))  # fmt: skip
-        full.update(flags)
-        sweep = build_sweep(params, locks, nseeds, scenario_file, flag_overrides(full))
+        sweep = build_sweep(params, locks, nseeds, scenario_file, flag_overrides(flags), flag_fields(flags))
     except (BadInput, FlagError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
