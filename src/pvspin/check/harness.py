@@ -216,4 +216,7 @@ def make_setup(lock: str, ncpus: int, acquisitions: int, interrupts: int = 0, bu
     elif bugs:
         raise BadInput(f"--bug {sorted(bugs)[0]}: the {lock} lock has no injectable bugs")
     levels = 1 + min(interrupts, NMI)
-    return Setup(spec, ncpus, acquisitions, levels, config, workload)
+    try:
+        return Setup(spec, ncpus, acquisitions, levels, config, workload)
+    except userlock.UserLockError as err:  # the user's alloc_lock
+        raise BadInput(f"--{err}") from None

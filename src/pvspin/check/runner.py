@@ -124,7 +124,11 @@ def run(opts: CheckOptions, progress=None) -> Report:
 
 
 def _run(opts: CheckOptions, progress) -> Report:
-    world = build_world(opts)
+    try:
+        world = build_world(opts)
+    except Violation as v:  # before any move: every CPU's code runs to its first visible operation
+        result = CheckResult(VIOLATION, opts.strategy, v.prop, v.detail, executions=1, states=1)
+        return Report(opts, result, replay=token.encode(opts.fingerprint(), []))
     if opts.replay is not None:
         try:
             moves = token.decode(opts.fingerprint(), opts.replay)

@@ -12,8 +12,9 @@ from rich.table import Table
 from ..kernel.userlock import UserLockError
 from .scenario import BadInput, Run, Scenario, merge, scenario_from
 from .trace import Tracer
+from .vcpu import SimulationError
 
-EXIT_BAD_INPUT = 2
+EXIT_GUEST_FAILED, EXIT_BAD_INPUT = 1, 2  # 1: the guest crashed (its BUG, its code failing as Python)
 
 
 def parse_number(flag: str, text: str | None, kind=int, minimum=None):
@@ -161,6 +162,9 @@ def main(scenario_file: str | None, flags: dict, trace_path: str | None, json_ou
     except BadInput as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except SimulationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_GUEST_FAILED
     if json_out:
         print(json.dumps(result, indent=2))
     else:

@@ -23,6 +23,7 @@ from .config import HostConfig, Interrupts
 from .engine import Simulator
 from .metrics import guest_metrics, host_metrics
 from .model import Model
+from .vcpu import SimulationError
 from .workload import LockTorture, WorkloadConfig
 
 KernelName = Literal["paravirt", "no-paravirt"]
@@ -142,9 +143,25 @@ def hog(cpu: int):
 
 
 class Run:
-    """A scenario set up on a simulator, ready to run; :meth:`result` reads its metrics."""
+    """A scenario set up on a simulator, ready to run; :meth:`result` reads its metrics.
+
+    A guest's crash (its BUG, its code failing as Python) is a :class:`SimulationError`
+    that names the guest's lock.
+    """
 
     def __init__(self, scenario: Scenario, tracer=None):
+        try:
+            self._setup(scenario, tracer)
+        except SimulationError as err:
+            raise self._named(err) from None
+
+    def _named(self, err: SimulationError) -> SimulationError:
+        locks = {spec.name: spec.lock for spec in self.scenario.guests}
+        if err.guest not in locks:
+            return err
+        return SimulationError(f"lock {locks[err.guest]} crashed in {err}", err.guest)
+
+    def _setup(self, scenario: Scenario, tracer) -> None:
         self.scenario = scenario
         host = scenario.host
         self.sim = Simulator(host, seed=scenario.seed, tracer=tracer)
@@ -184,7 +201,10 @@ class Run:
         done = 0
         for i in range(1, chunks + 1):
             target = total * i // chunks
-            sim.run(target - done)
+            try:
+                sim.run(target - done)
+            except SimulationError as err:
+                raise self._named(err) from None
             done = target
             if progress:
                 progress(done / total)

@@ -32,8 +32,9 @@ from ..kernel.build import LOCKS
 from ..kernel.lockevents import LOCK_EVENTS
 from ..kernel.userlock import UserLockError
 from .scenario import BadInput, Run, Scenario, describe_validation_error, merge, scenario_from
+from .vcpu import SimulationError
 
-EXIT_BAD_INPUT = 2
+EXIT_GUEST_FAILED, EXIT_BAD_INPUT = 1, 2  # 1: a point's guest crashed (its BUG, its code failing as Python)
 
 
 # Named parameters: (where in the scenario, axis label with units).  Any other name must be a dotted
@@ -153,7 +154,8 @@ class Sweep:
             else:
                 set_path(data, param.path, value)
         if overcommit is not None:
-            vcpus = round(overcommit * data["host"]["pcpus"])
+            vcpus = overcommit * data["host"]["pcpus"]
+            vcpus = round(vcpus) if math.isfinite(vcpus) else vcpus  # inf: for the model to refuse
             if vcpus < 1:
                 raise BadInput(f"overcommit {overcommit:g} on {data['host']['pcpus']} pCPUs leaves no vCPU")
             data["guests"][0]["vcpus"] = vcpus
@@ -261,7 +263,7 @@ def build_sweep(
     for point in sweep.points()[:: sweep.seeds]:
         try:
             Run(point.scenario)  # boots the kernel: an impossible lock/host pairing fails here
-        except (ValueError, UserLockError) as err:
+        except (ValueError, UserLockError, SimulationError) as err:
             raise BadInput(f"{point.lock} at {describe_values(sweep, point)}: {err}") from None
     return sweep
 
@@ -369,6 +371,13 @@ def run_sweep(
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
     started = time.perf_counter()
 
+    def measured(point: Point, get: Callable[[], dict]) -> dict:
+        try:
+            return get()
+        except SimulationError as err:
+            where = describe_values(sweep, point)
+            raise SimulationError(f"point {point.lock} {where} seed={point.seed}: {err}") from None
+
     def finished(n: int, point: Point, metrics: dict) -> None:
         results.record(sweep, point, metrics)
         where = describe_values(sweep, point)
@@ -379,13 +388,13 @@ def run_sweep(
 
     if jobs == 1:
         for n, point in enumerate(todo, 1):
-            finished(n, point, measure(point.scenario.model_dump_json()))
+            finished(n, point, measured(point, lambda p=point: measure(p.scenario.model_dump_json())))
     elif todo:
         with ProcessPoolExecutor(jobs, mp_context=get_context("fork")) as pool:
             futures = {pool.submit(measure, p.scenario.model_dump_json()): p for p in todo}
             try:
                 for n, future in enumerate(as_completed(futures), 1):
-                    finished(n, futures[future], future.result())
+                    finished(n, futures[future], measured(futures[future], future.result))
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
@@ -472,6 +481,9 @@ def main(
     except KeyboardInterrupt:
         print(f"interrupted: finished points are in {out}; run the same command again to resume", file=sys.stderr)
         return 130
+    except SimulationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_GUEST_FAILED
     written = [Path(out) / name for name in ("points.csv", "points.jsonl", "summary.json")]
     if plots:
         from .plots import plot_sweep

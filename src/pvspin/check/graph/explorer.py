@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 from ...machine import deps as deps_mod
 from ...machine import ops as o
+from ...machine.crash import NOTHING, guest_crash, operation_problem
 from ...machine.deps import Dep, deps_of
 from ...machine.memory import MASKS
 from .execution import Execution
@@ -157,12 +158,19 @@ class Explorer:
                 result.graphs += 1
                 if not consistent(Execution(g)):
                     continue
-                step = self._next(g)
-                if step[0] != _FRONTIER:
-                    if self._end(g, step, result):
-                        break
-                    continue
-                children, revisits = self.children(g, step)
+                try:
+                    step = self._next(g)
+                    if step[0] != _FRONTIER:
+                        if self._end(g, step, result):
+                            break
+                        continue
+                    children, revisits = self.children(g, step)
+                except (Exception, SystemExit) as exc:  # a guest's wait condition raising (else not ours)
+                    crash = guest_crash(exc)
+                    if crash is None:
+                        raise
+                    result.verdict, result.finding = "violation", Finding("guest-crash", str(crash), g)
+                    break
                 result.revisits += revisits
                 stack.extend(reversed(children))
                 if self.max_graphs is not None and result.graphs >= self.max_graphs:
@@ -267,6 +275,7 @@ class Explorer:
         branches = _Branches()
         saved = deps_mod.observer
         deps_mod.observer = branches
+        op = NOTHING
         try:
             result = None
             first = True
@@ -288,6 +297,8 @@ class Explorer:
                 if code == o.CPU_RELAX or code == o.WORK:
                     result = None
                     continue
+                if (slot >= len(recs) or type(recs[slot]) is not Rec) and operation_problem(op) is not None:
+                    raise ValueError("malformed operation")  # a new event, unusable: named by guest_crash() below
                 post = None
                 if self.lower is not None:
                     op, post = self.lower(op)
@@ -317,6 +328,13 @@ class Explorer:
                     # follows depends on the read that ended it (it exists only because it did)
                     branches.ctrl |= 1 << eid(t, slot)
                 slot += 1
+        except (Unsupported, DependencyMiss):
+            raise
+        except (Exception, SystemExit) as exc:  # see pvspin.machine.crash
+            crash = guest_crash(exc, op, gen)
+            if crash is None:
+                raise
+            return (_CRASH, "guest-crash", f"cpu{program.cpu_of(t)}: {crash}")
         finally:
             deps_mod.observer = saved
 
