@@ -8,6 +8,11 @@ from the option tables and the scenario model itself, so a new field or flag is 
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -178,7 +183,8 @@ def test_check_reports_a_guest_crash_as_a_violation(name, model):
 @pytest.mark.parametrize("name", ("LockRaises", "BadPredicate", "YieldsInt"))
 @pytest.mark.parametrize("strategy", ("random", "pct", "bounded", "graph"))
 def test_every_strategy_reports_a_guest_crash(name, strategy):
-    result = invoke("check", "--lock", f"{CRASHES}:{name}", "--strategy", strategy, "--runs", "20")
+    runs = ("--runs", "20") if strategy in ("random", "pct") else ()
+    result = invoke("check", "--lock", f"{CRASHES}:{name}", "--strategy", strategy, *runs)
     assert result.exit_code == 1 and "guest-crash" in result.stdout and RUNTIME_CRASHES[name] in result.stdout
 
 
@@ -222,3 +228,219 @@ def test_final_state_check_that_raises_is_a_final_state_violation():
     result = invoke("check", "--lock", f"{CRASHES}:FinalStateRaises")
     assert result.exit_code == 1
     assert "final-state: FinalStateRaises.final_state_problems() failed: RuntimeError: cannot tell" in result.stdout
+
+
+# ------------------------------------------------------------------------------------ sweep resume files
+SWEEP = ("sweep", "--param", "hold-ns=100,200", "--seeds", "1", "--duration-ms", "0.1", "--jobs", "1", "--no-plots")
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "r"
+    assert invoke(*SWEEP, "--out", str(out)).exit_code == 0
+    return out
+
+
+def _edit_first(text: str, change) -> str:
+    rows = [json.loads(line) for line in text.splitlines()]
+    change(rows[0])
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+CORRUPTIONS = {
+    "a row with only a key": lambda t: json.dumps({"key": json.loads(t.splitlines()[0])["key"]}) + "\n" + t,
+    "a wrong-typed metric": lambda t: _edit_first(t, lambda r: r.update(throughput="fast")),
+    "a changed value": lambda t: _edit_first(t, lambda r: r.update(throughput=r["throughput"] * 2)),
+    "a relabelled lock": lambda t: _edit_first(t, lambda r: r.update(lock="ticket")),
+    "a metric missing": lambda t: _edit_first(t, lambda r: r.pop("kicks")),
+    "a null metric": lambda t: _edit_first(t, lambda r: r.update(acquisitions=None)),
+    "a half line": lambda t: t[: len(t) // 2],
+    "not JSON objects": lambda t: "[1, 2]\nnull\n42\n" + t,
+    "an empty file": lambda t: "",
+}
+
+
+@pytest.mark.parametrize("what", sorted(CORRUPTIONS))
+def test_a_damaged_resume_file_is_recomputed_not_mixed(tmp_path, finished_sweep, what):
+    import shutil
+
+    out = tmp_path / "r"
+    shutil.copytree(finished_sweep, out)
+    good = (finished_sweep / "points.jsonl").read_text()
+    (out / "points.jsonl").write_text(CORRUPTIONS[what](good))
+    result = invoke(*SWEEP, "--out", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert (out / "points.jsonl").read_text() == good
+    assert (out / "points.csv").read_text() == (finished_sweep / "points.csv").read_text()
+
+
+def test_non_utf8_bytes_in_a_resume_file_are_dropped(tmp_path, finished_sweep):
+    import shutil
+
+    out = tmp_path / "r"
+    shutil.copytree(finished_sweep, out)
+    good = (finished_sweep / "points.jsonl").read_bytes()
+    (out / "points.jsonl").write_bytes(b"\xff\xfe\x00garbage\n" + good)
+    result = invoke(*SWEEP, "--out", str(out))
+    assert result.exit_code == 0 and "computed again" in result.stderr
+    assert (out / "points.jsonl").read_bytes() == good
+
+
+@pytest.mark.parametrize("name", ("points.jsonl", "points.csv", "summary.json", "sweep.json"))
+def test_a_directory_where_a_sweep_file_belongs_is_refused(tmp_path, name):
+    out = tmp_path / "r"
+    (out / name).mkdir(parents=True)
+    refused(*SWEEP, "--out", str(out), names=f"{name} is a directory")
+
+
+# ------------------------------------------------------------------------------------ check options
+CHECK_REFUSALS = [
+    (("--bug", "pv-kick-node-no-barrier", "--lock", "qspinlock"), "not in the code the qspinlock lock runs"),
+    (("--bug", "unhash-without-slow-check", "--lock", "virt-tas"), "not in the code the virt-tas lock runs"),
+    (("--bug", "pv-wait-no-latch", "--lock", "qspinlock-16k"), "pv-wait-no-latch"),
+    (("--bug", "pending-after-tail", "--lock", "ticket"), "no injectable bugs"),
+    (("--bug", "pending-after-tail", "--lock", f"{CRASHES}:Tas"), "no injectable bugs"),
+    (("--bug", "nonsense"), "unknown bug"),
+    (("--runs", "5"), "--runs means nothing with --strategy exhaustive"),
+    (("--seed", "5"), "--seed means nothing with --strategy exhaustive"),
+    (("--preemptions", "1"), "--preemptions means nothing with --strategy exhaustive"),
+    (("--strategy", "bounded", "--runs", "5"), "--runs means nothing with --strategy bounded"),
+    (("--strategy", "random", "--preemptions", "1"), "--preemptions means nothing with --strategy random"),
+    (("--strategy", "pct", "--max-states", "10"), "--max-states means nothing with --strategy pct"),
+    (("--replay", "abc", "--strategy", "random"), "--strategy means nothing with --replay"),
+    (("--replay", "abc", "--runs", "3"), "--runs means nothing with --replay"),
+    (("--replay", "abc", "--max-seconds", "3"), "--max-seconds means nothing with --replay"),
+    (("--replay", "abc"), "--replay"),
+    (("--replay", ""), "--replay"),
+    (("--list-bugs", "--cpus", "3"), "--list-bugs lists the corpus and takes no other option (got --cpus)"),
+    (("--list-bugs", "--lock", "ticket"), "(got --lock)"),
+    (("--list-bugs", "--strategy", "random"), "(got --strategy)"),
+    (("--cpus", "100000"), "--cpus 100000: at most"),
+    (("--cpus", "1025", "--strategy", "random"), "--cpus 1025"),
+    (("--cpus", "20000", "--lock", "qspinlock-16k", "--strategy", "random"), "--cpus 20000"),
+    (("--cpus", "0"), "--cpus 0"),
+    (("--cpus", "-3"), "--cpus -3"),
+    (("--acquisitions", "0"), "--acquisitions 0"),
+    (("--acquisitions", "10000000"), "--acquisitions 10000000: at most"),
+    (("--max-states", "0"), "--max-states 0"),
+    (("--max-states", "x"), "--max-states 'x'"),
+    (("--max-seconds", "0"), "--max-seconds '0'"),
+    (("--max-seconds", "inf"), "--max-seconds 'inf'"),
+    (("--max-seconds", "nan"), "--max-seconds 'nan'"),
+    (("--max-seconds", "-1"), "--max-seconds '-1'"),
+    (("--memory-model", "power"), "--memory-model 'power'"),
+    (("--strategy", "dfs"), "--strategy 'dfs'"),
+    (("--symmetry", "half"), "--symmetry 'half'"),
+    (("--workload", "idle"), "workload 'idle'"),
+    (("--knob", "max_nodes"), "--knob 'max_nodes'"),
+    (("--knob", "warp=1"), "--knob 'warp=1'"),
+    (("--knob", "max_nodes=x"), "--knob max_nodes"),
+    (("--knob", "max_nodes=0"), "--knob"),
+    (("--lock", "mcs"), "--lock 'mcs'"),
+    (("--lock", ""), "--lock ''"),
+    (("--lock", "nofile.py:X"), "no such file"),
+    (("--lock", f"{CRASHES}:Missing"), "has no class or function Missing"),
+    (("--lock", f"{CRASHES}"), "--lock"),
+    (("--interrupts", "-1"), "--interrupts -1"),
+    (("--spurious-wakeups", "-1"), "--spurious-wakeups -1"),
+    (("--graph", "g.dot"), "--graph g.dot: drawings are of execution graphs"),
+    (("--memory-model", "armv8", "--graph", "g.txt"), "must end in .dot or .svg"),
+    (("--memory-model", "armv8", "--graph", "/nonexistent/g.dot"), "no such directory"),
+    (("--memory-model", "armv8", "--interrupts", "1"), "--interrupts"),
+    (("--memory-model", "armv8", "--strategy", "random"), "--strategy random with --memory-model armv8"),
+]
+CHECK_INTEGERS = ("--cpus", "--acquisitions", "--runs", "--seed", "--preemptions", "--spurious-wakeups",
+                  "--interrupts", "--max-states")
+
+
+@pytest.mark.parametrize("args, names", CHECK_REFUSALS)
+def test_check_refuses(args, names):
+    refused("check", *args, names=names)
+
+
+@pytest.mark.parametrize("value", ("inf", "nan", "1e308", "1.5", "x", "", "0x3"))
+@pytest.mark.parametrize("option", CHECK_INTEGERS)
+def test_check_refuses_a_bad_integer(option, value):
+    strategy = {"--runs": "random", "--seed": "random", "--preemptions": "bounded"}.get(option, "exhaustive")
+    refused("check", "--strategy", strategy, option, value, names=option)
+
+
+@pytest.mark.parametrize("value", ("inf", "nan", "1e308", "x", ""))
+@pytest.mark.parametrize("knob", ("pending_loops", "spin_threshold", "pv_prev_check_mask", "max_nodes"))
+def test_check_refuses_a_bad_knob(knob, value):
+    refused("check", "--knob", f"{knob}={value}", names="--knob")
+
+
+def test_list_bugs_as_json():
+    result = invoke("check", "--list-bugs", "--json")
+    assert result.exit_code == 0
+    bugs = json.loads(result.stdout)
+    assert {b["name"] for b in bugs} >= {"pv-kick-node-no-barrier", "pv-wait-no-latch"}
+    assert all(b["found_by"].startswith("pvspin check") for b in bugs)
+
+
+@pytest.mark.parametrize("args, note", [
+    (("--max-states", "50"), "stopped at the state limit (50)"),
+    (("--strategy", "bounded", "--preemptions", "3", "--max-states", "50"), "state limit"),
+    (("--memory-model", "armv8", "--max-states", "20"), "graph limit (20)"),
+    (("--max-seconds", "1"), "stopped at the time limit (1 s)"),
+])  # fmt: skip
+def test_a_check_stopped_early_is_incomplete_with_status_3(args, note):
+    result = invoke("check", "--lock", "qspinlock", "--cpus", "4", "--acquisitions", "2", *args)
+    assert result.exit_code == 3, result.stdout + result.stderr
+    assert "INCOMPLETE" in result.stdout and note in result.stdout
+
+
+def test_sigterm_stops_check_like_ctrl_c_and_prints_through_a_pipe():
+    proc = subprocess.Popen([sys.executable, "-m", "pvspin", "check", "--lock", "qspinlock", "--cpus", "4",
+                             "--acquisitions", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert out.startswith("pvspin check: qspinlock") and "INCOMPLETE" in out and "interrupted (SIGTERM)" in out
+    assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------ output paths
+@pytest.mark.parametrize("path, names", [
+    ("/nonexistent/dir/t.json", "no such directory"),
+    ("", "--trace ''"),
+    (".", "is a directory"),
+    ("/proc/version/t.json", "not a directory"),
+])  # fmt: skip
+def test_run_refuses_a_trace_path_it_cannot_write_before_running(path, names):
+    refused("run", "--duration-ms", "0.1", "--trace", path, names=names)
+
+
+@pytest.mark.parametrize("path, names", [
+    ("", "--out ''"),
+    ("/proc/version", "not a directory"),
+    ("/proc/version/sub", "not a directory"),
+])  # fmt: skip
+def test_sweep_refuses_an_out_it_cannot_write(path, names):
+    refused("sweep", "--param", "hold-ns=100", "--out", path, names=names)
+
+
+# ------------------------------------------------------------------------------------ hangs
+@pytest.fixture
+def short_watchdog(monkeypatch):
+    monkeypatch.setenv("PVSPIN_GUEST_SECONDS", "1")
+
+
+HANGS = [
+    (("check", "--lock", f"{CRASHES}:NeverYields"), 1, "guest-hang"),
+    (("check", "--memory-model", "armv8", "--lock", f"{CRASHES}:NeverYields"), 1, "guest-hang"),
+    (("check", "--lock", f"{CRASHES}:NeverYieldsInFactory"), 2, "stuck in guest code"),
+    (("check", "--lock", f"{HERE / 'guest_crashes' / 'hangs_at_import.py'}:X"), 2, "failed to import"),
+    (("run", "--duration-ms", "1", "--lock", f"{CRASHES}:NeverYields"), 1, "stuck in guest code"),
+    (("run", "--lock", f"{HERE / 'guest_crashes' / 'hangs_at_import.py'}:X"), 2, "stuck in guest code"),
+]
+
+
+@pytest.mark.parametrize("args, code, message", HANGS)
+def test_guest_code_that_never_yields_is_ended_by_the_watchdog(short_watchdog, args, code, message):
+    started = time.monotonic()
+    result = invoke(*args)
+    assert result.exit_code == code and message in result.stdout + result.stderr, result.stdout + result.stderr
+    assert time.monotonic() - started < 30

@@ -37,6 +37,7 @@ from __future__ import annotations
 from types import FunctionType
 
 from ..machine import ops as o
+from ..machine import watchdog
 from ..machine.cpu import LEVEL_NAMES, NMI
 from ..machine.crash import _ARITY, _REF_OPS, NOTHING, GuestCrash, guest_crash
 from ..machine.memory import MASKS, Memory, Ref, View
@@ -235,6 +236,7 @@ class World:
         self.forever = getattr(setup, "forever", False)  # tasks re-acquire without end (liveness)
         self.tracer = None
         self.steps = 0
+        watchdog.watch(lambda: self.steps)  # guest code that stops yielding stops the steps
         # what the last move did, for liveness (check/cycles.py): its CPU made progress
         # (entered a critical section, finished a program), memory changed
         self.progressed = False
@@ -446,7 +448,7 @@ class World:
             crash = guest_crash(exc, ctxs[-1].op, ctxs[-1].gen) if ctxs else guest_crash(exc)
             if crash is None:
                 raise
-            raise Violation("guest-crash", f"cpu{cpu}: {crash}") from None
+            raise Violation(crash.prop, f"cpu{cpu}: {crash}") from None
 
     def _perform(self, cpu: int, op: tuple, kind: int):
         code = op[0]
@@ -532,7 +534,7 @@ class World:
             crash = guest_crash(exc, op, gen)
             if crash is None:
                 raise
-            raise Violation("guest-crash", f"cpu{cpu}: {crash}") from None
+            raise Violation(crash.prop, f"cpu{cpu}: {crash}") from None
         ctx.op = op
         ctx.hist = hist
         # the pending operation too: its operands were computed from locals that may be dead

@@ -26,7 +26,15 @@ from .memory import Ref
 
 
 class GuestCrash(Exception):
-    """Guest code failed as Python; ``str()`` is one line: the error and the guest function it came from."""
+    """Guest code failed as Python; ``str()`` is one line: the error and the guest function it came from.
+
+    ``prop``: the checker's name for it, ``guest-crash``, or ``guest-hang`` for guest code that
+    stopped yielding (see pvspin.machine.watchdog).
+    """
+
+    def __init__(self, message: str, prop: str = "guest-crash"):
+        super().__init__(message)
+        self.prop = prop
 
 
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -86,7 +94,8 @@ def guest_crash(exc: BaseException, op=NOTHING, gen=None) -> GuestCrash | None:
         tb = tb.tb_next
     error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if frames:
-        return GuestCrash(f"{error} (in {_place(*_user_first(frames))})")
+        prop = "guest-hang" if type(exc).__name__ == "GuestHang" else "guest-crash"
+        return GuestCrash(f"{error} (in {_place(*_user_first(frames))})", prop)
     problem = operation_problem(op) if op is not NOTHING else None
     if problem is None:
         return None

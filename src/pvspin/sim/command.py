@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..kernel.userlock import UserLockError
+from ..machine import watchdog
+from ..output import unwritable
 from .scenario import BadInput, Run, Scenario, merge, scenario_from
 from .trace import Tracer
 from .vcpu import SimulationError
@@ -156,9 +158,18 @@ def render(result: dict, console: Console) -> None:
 
 def main(scenario_file: str | None, flags: dict, trace_path: str | None, json_out: bool) -> int:
     try:
-        scenario = build_scenario(scenario_file, flags)
-        interactive = sys.stderr.isatty() and not json_out
-        result = execute(scenario, trace_path, interactive)
+        problem = unwritable("--trace", trace_path) if trace_path is not None else None
+        if problem:
+            raise BadInput(problem)
+        with watchdog.guard():
+            scenario = build_scenario(scenario_file, flags)
+            if trace_path is not None:  # what the checks above cannot tell (e.g. as root): try it
+                try:
+                    open(trace_path, "ab").close()
+                except OSError as err:
+                    raise BadInput(f"--trace {trace_path}: {err.strerror or err}") from None
+            interactive = sys.stderr.isatty() and not json_out
+            result = execute(scenario, trace_path, interactive)
     except BadInput as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

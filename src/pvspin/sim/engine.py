@@ -20,6 +20,7 @@ import random
 from collections.abc import Callable, Iterable
 
 from ..machine import ops as o
+from ..machine import watchdog
 from ..machine.cpu import GuestCode
 from ..machine.crash import guest_crash, operation_problem
 from ..machine.memory import Memory
@@ -54,6 +55,7 @@ class Simulator:
         self.rng = random.Random(seed)
         self.tracer = tracer  # timeline hooks (pvspin.sim.trace.Tracer), None when not tracing
         self.loop = EventLoop()
+        watchdog.watch(lambda: self.loop.events)  # guest code that stops yielding stops the events
         sockets = min(host.sockets, host.pcpus)
         socket_of = [p * sockets // host.pcpus for p in range(host.pcpus)]
         self.cache = CacheModel(self.costs, self.rng, socket_of)

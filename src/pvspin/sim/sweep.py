@@ -31,6 +31,8 @@ from pydantic import ValidationError
 from ..kernel.build import LOCKS
 from ..kernel.lockevents import LOCK_EVENTS
 from ..kernel.userlock import UserLockError
+from ..machine import watchdog
+from ..output import unwritable
 from .scenario import BadInput, Run, Scenario, describe_validation_error, merge, scenario_from
 from .vcpu import SimulationError
 
@@ -82,6 +84,11 @@ METRICS = (
     "guest_operations",
     *LOCK_EVENTS,
 )
+
+
+# Metrics that may be null: the spread when a vCPU never got the lock, latencies with no acquisition.
+NULLABLE = frozenset({"fairness_max_over_min", "latency_p50_ns", "latency_p99_ns", "latency_p99.9_ns",
+                      "latency_max_ns", "jain_index"})
 
 
 @dataclass(frozen=True)
@@ -276,7 +283,8 @@ def describe_values(sweep: Sweep, point: Point) -> str:
 def measure(scenario_json: str) -> dict:
     """Run one point (in a worker process) and flatten its result to the METRICS columns."""
     scenario = Scenario.model_validate_json(scenario_json)
-    result = Run(scenario).run()
+    with watchdog.guard():
+        result = Run(scenario).run()
     g = result["guests"][0]
     host = result["host"]
     lat = g["latency_ns"]
@@ -307,8 +315,34 @@ def measure(scenario_json: str) -> dict:
     return row
 
 
+FILES = ("points.jsonl", "points.csv", "summary.json", "sweep.json")
+
+
+def check_out(out: str | Path) -> None:
+    """Refuse an output directory the sweep could not write its files into."""
+    problem = unwritable("--out", str(out), folder=True)
+    if problem:
+        raise BadInput(problem)
+    for name in FILES:
+        if (Path(out) / name).is_dir():
+            raise BadInput(f"--out {out}: {name} is a directory, where the sweep writes a file")
+
+
+def row_digest(row: dict) -> str:
+    """A checksum of a row's other fields: a row edited by hand (a value, a label) is not this sweep's."""
+    body = {k: v for k, v in row.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
 class Results:
-    """The output directory: finished points (loaded on resume), appended as they complete."""
+    """The output directory: finished points (loaded on resume), appended as they complete.
+
+    A resumed row is used only if it is exactly what this sweep would write for one of its
+    points: its key is a point's (the hash of the point's scenario and of the simulator's
+    code), its lock, parameter values and seed are that point's, every metric is there with
+    a number (or null where a metric may be null), and its digest matches.  Anything else is
+    dropped and its point computed again (``dropped`` counts them): never mixed in.
+    """
 
     def __init__(self, out: Path, sweep: Sweep):
         self.out = out
@@ -317,23 +351,46 @@ class Results:
         self.jsonl = out / "points.jsonl"
         self.csv = out / "points.csv"
         self.done: dict[str, dict] = {}
-        out.mkdir(parents=True, exist_ok=True)
-        if self.jsonl.exists():
-            for line in self.jsonl.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # the line being written when the sweep was interrupted
-                if isinstance(record, dict) and "key" in record:
-                    self.done[record["key"]] = record
+        self.dropped = 0
+        check_out(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            raw = self.jsonl.read_bytes() if self.jsonl.exists() else b""
+        except OSError as err:
+            raise BadInput(f"--out {out}: {err.strerror or err}") from None
+        points = {p.key: p for p in sweep.points()}
+        for line in raw.splitlines():
+            row = self._valid(line, points)
+            if row is None:
+                self.dropped += 1  # torn by an interruption, edited, or another sweep's: computed again
+            else:
+                self.done[row["key"]] = row
         # start from clean files (an interrupted write may have left half a line)
         self._rewrite(list(self.done.values()))
 
-    def record(self, sweep: Sweep, point: Point, metrics: dict) -> dict:
+    def _valid(self, line: bytes, points: dict) -> dict | None:
+        try:
+            row = json.loads(line.decode())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        if not isinstance(row, dict) or set(row) != {*self.columns, "digest"} or row["digest"] != row_digest(row):
+            return None
+        point = points.get(row["key"])
+        if point is None or row != self._row(point, {m: row[m] for m in METRICS}):
+            return None
+        numbers = all(type(row[m]) in (int, float) or (row[m] is None and m in NULLABLE) for m in METRICS)
+        return row if numbers else None
+
+    def _row(self, point: Point, metrics: dict) -> dict:
         row = {"lock": point.lock}
-        row.update({p.name: v for p, v in zip(sweep.params, point.values, strict=True)})
+        row.update({p.name: v for p, v in zip(self.sweep.params, point.values, strict=True)})
         row.update(seed=point.seed, key=point.key, code=point.code)
         row.update(metrics)
+        row["digest"] = row_digest(row)
+        return row
+
+    def record(self, sweep: Sweep, point: Point, metrics: dict) -> dict:
+        row = self._row(point, metrics)
         self.done[point.key] = row
         with self.jsonl.open("a") as f:
             f.write(json.dumps(row) + "\n")
@@ -368,6 +425,8 @@ def run_sweep(
     todo = [p for p in points if p.key not in results.done]
     if len(todo) < len(points):
         log(f"resuming: {len(points) - len(todo)} of {len(points)} points already in {out}")
+    if results.dropped:
+        log(f"resuming: {results.dropped} row(s) of {results.jsonl} not this sweep's or damaged: computed again")
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
     started = time.perf_counter()
 
@@ -390,7 +449,8 @@ def run_sweep(
         for n, point in enumerate(todo, 1):
             finished(n, point, measured(point, lambda p=point: measure(p.scenario.model_dump_json())))
     elif todo:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("fork")) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=get_context("fork"), initializer=_exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(measure, p.scenario.model_dump_json()): p for p in todo}
             try:
                 for n, future in enumerate(as_completed(futures), 1):
@@ -402,6 +462,22 @@ def run_sweep(
     summary = {"sweep": spec(sweep), "aggregate": aggregate(sweep, rows)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: exit when the sweep's process is gone (``kill -9`` leaves no one to shut the pool down).
+
+    Otherwise idle workers live on, holding the parent's stdout open.  A thread polls the parent
+    once a second (portable; Linux's PR_SET_PDEATHSIG would need ctypes and still race the fork).
+    """
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def fmt_spread(value) -> str:
@@ -461,13 +537,13 @@ def main(
     from .command import flag_fields, flag_overrides, parse_number
 
     try:
-        if not out:
+        if out is None:
             raise BadInput("--out: give the directory for the results (e.g. results/overcommit)")
-        if Path(out).exists() and not Path(out).is_dir():
-            raise BadInput(f"--out {out}: exists and is not a directory")
+        check_out(out)
         nseeds = parse_number("--seeds", seeds, minimum=1)
         njobs = parse_number("--jobs", jobs, minimum=1)
-        sweep = build_sweep(params, locks, nseeds, scenario_file, flag_overrides(flags), flag_fields(flags))
+        with watchdog.guard():  # booting every point runs the locks' setup code
+            sweep = build_sweep(params, locks, nseeds, scenario_file, flag_overrides(flags), flag_fields(flags))
     except (BadInput, FlagError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -476,6 +552,7 @@ def main(
           + " x ".join(f"{len(p.values)} {p.name}" for p in sweep.params)
           + f" x {sweep.seeds} seed(s)) -> {out}", file=sys.stderr)  # fmt: skip
     started = time.perf_counter()
+    watchdog.sigterm_as_interrupt()  # SIGTERM stops as Ctrl-C does: finished points kept, resumable
     try:
         summary = run_sweep(sweep, Path(out), njobs)
     except KeyboardInterrupt:
@@ -484,6 +561,9 @@ def main(
     except SimulationError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_GUEST_FAILED
+    except BadInput as err:  # the output directory, found unusable once the sweep is known
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     written = [Path(out) / name for name in ("points.csv", "points.jsonl", "summary.json")]
     if plots:
         from .plots import plot_sweep

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 from ...machine import deps as deps_mod
 from ...machine import ops as o
+from ...machine import watchdog
 from ...machine.crash import NOTHING, guest_crash, operation_problem
 from ...machine.deps import Dep, deps_of
 from ...machine.memory import MASKS
@@ -143,6 +144,7 @@ class Explorer:
     def run(self) -> GraphResult:
         """Explore depth first, each distinct graph once; an inconsistent one is not extended."""
         result = GraphResult()
+        watchdog.watch(lambda: result.graphs)  # guest code that stops yielding stops the graphs
         started = time.perf_counter()
         next_report = started + 1.0
         seen: set[int] = set()
@@ -169,7 +171,7 @@ class Explorer:
                     crash = guest_crash(exc)
                     if crash is None:
                         raise
-                    result.verdict, result.finding = "violation", Finding("guest-crash", str(crash), g)
+                    result.verdict, result.finding = "violation", Finding(crash.prop, str(crash), g)
                     break
                 result.revisits += revisits
                 stack.extend(reversed(children))
@@ -180,8 +182,8 @@ class Explorer:
                     next_report = time.perf_counter() + 1.0
                     result.seconds = time.perf_counter() - started
                     self.progress(result)
-        except KeyboardInterrupt:
-            result.verdict, result.note = "incomplete", "interrupted"
+        except KeyboardInterrupt as stop:
+            result.verdict, result.note = "incomplete", watchdog.stopped(stop)
         return self._finish(result, started)
 
     def children(self, g: Graph, step: tuple) -> tuple[list[Graph], int]:
@@ -334,7 +336,7 @@ class Explorer:
             crash = guest_crash(exc, op, gen)
             if crash is None:
                 raise
-            return (_CRASH, "guest-crash", f"cpu{program.cpu_of(t)}: {crash}")
+            return (_CRASH, crash.prop, f"cpu{program.cpu_of(t)}: {crash}")
         finally:
             deps_mod.observer = saved
 
