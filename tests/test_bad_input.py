@@ -9,6 +9,7 @@ from the option tables and the scenario model itself, so a new field or flag is 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -444,3 +445,121 @@ def test_guest_code_that_never_yields_is_ended_by_the_watchdog(short_watchdog, a
     result = invoke(*args)
     assert result.exit_code == code and message in result.stdout + result.stderr, result.stdout + result.stderr
     assert time.monotonic() - started < 30
+
+
+# ------------------------------------------------------------------------------------ patch, litmus, demo
+@pytest.mark.parametrize("args, names", [
+    (("--cpus", "x"), "--cpus"), (("--cpus", "inf"), "--cpus"), (("--cpus", "1e308"), "--cpus"),
+    (("--cpus", "-1"), "--cpus"), (("--cpus", ""), "--cpus"), (("--cpus", "0"), "0"),
+    (("--cpus", "100000"), "100000"), (("--host", "xen"), "xen"), (("--kernel", "x"), "'x'"),
+    (("--lock", "mcs"), "mcs"), (("--lock", ""), "''"), (("--patch-era", "5"), "'5'"),
+    (("--lock", f"{CRASHES}:Tas"), "unknown lock"),
+    (("--lock", "ticket", "--kernel", "paravirt", "--host", "kvm"), "ticket"),
+])  # fmt: skip
+def test_patch_refuses(args, names):
+    refused("patch", *args, names=names)
+
+
+SB_X86 = """X86 SB
+{ x=0; y=0; }
+ P0          | P1          ;
+ MOV [x],$1  | MOV [y],$1  ;
+ MOV EAX,[y] | MOV EAX,[x] ;
+exists (0:EAX=0 /\\ 1:EAX=0)
+"""
+BROKEN_LITMUS = {
+    **{f"cut at character {n}": SB_X86[:n] for n in range(0, len(SB_X86), 7)},
+    "unknown register": SB_X86.replace("EAX,[y]", "RZZ,[y]"),
+    "unknown instruction": SB_X86.replace("MOV [x],$1", "FROB [x],$1"),
+    "ragged columns": SB_X86.replace(" MOV EAX,[y] | MOV EAX,[x] ;", " MOV EAX,[y] ;"),
+    "a condition on a thread that is not there": SB_X86.replace("1:EAX=0)", "7:EAX=0)"),
+    "a huge immediate": SB_X86.replace("$1", "$99999999999999999999999999"),
+    "an unknown arch": SB_X86.replace("X86 SB", "MIPS SB"),
+    "non-UTF-8": "X86 SB\n{ x=\xff; }\n",
+}
+
+
+@pytest.mark.parametrize("what", sorted(BROKEN_LITMUS))
+def test_litmus_survives_a_broken_test(tmp_path, what):
+    path = tmp_path / "t.litmus"
+    path.write_text(BROKEN_LITMUS[what], errors="surrogateescape")
+    result = invoke("litmus", str(path), "--memory-model", "tso")
+    assert result.exit_code in (0, 1, 2), result.stdout + result.stderr
+    if result.exit_code == 2:
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+
+
+@pytest.mark.parametrize("args, names", [
+    (("/nonexistent",), "/nonexistent"), (("--memory-model", "power", "x.litmus"), "power"),
+    (("--engine", "x", "x.litmus"), "--engine"), (("--expect", "/nonexistent.csv", "x.litmus"), "--expect"),
+    ((str(HERE / "guest_crashes"),), "no .litmus files"),
+])  # fmt: skip
+def test_litmus_refuses(tmp_path, args, names):
+    (tmp_path / "x.litmus").write_text(SB_X86)
+    refused("litmus", *[str(tmp_path / a) if a == "x.litmus" else a for a in args], names=names)
+
+
+# ------------------------------------------------------------------------------------ a fuzzer of command lines
+FUZZ_VALUES = ("0", "1", "2", "-1", "inf", "nan", "1e308", "x", "", "3.5", "1,2", "qspinlock", "pvqspinlock",
+               "ticket", "kvm", "baremetal", "sc", "tso", "armv8", "random", "bounded", "graph", "pct")
+FUZZ_OPTIONS = {
+    "check": ("--lock", "--cpus", "--acquisitions", "--memory-model", "--bug", "--strategy", "--runs", "--seed",
+              "--preemptions", "--spurious-wakeups", "--interrupts", "--workload", "--knob", "--symmetry",
+              "--max-states", "--replay"),
+    "run": ("--host", "--kernel", "--lock", "--pcpus", "--vcpus", "--seed", "--hogs", "--hog-vcpus", "--locks",
+            "--hold-ns", "--delay-ns", "--irq-rate", "--spurious-hz"),
+    "sweep": ("--param", "--locks", "--seeds", "--host", "--pcpus", "--vcpus", "--hold-ns", "--delay-ns",
+              "--lock-count", "--jobs"),
+    "patch": ("--host", "--kernel", "--lock", "--patch-era", "--cpus"),
+}
+BOUNDS = {"check": ("--max-seconds", "5"), "run": ("--duration-ms", "0.2"), "patch": (),
+          "sweep": ("--duration-ms", "0.1", "--no-plots")}
+
+
+def fuzz_cases(n: int, seed: int = 12):
+    import random
+
+    rng = random.Random(seed)
+    cases = []
+    for _ in range(n):
+        command = rng.choice(sorted(FUZZ_OPTIONS))
+        args = [command]
+        for option in rng.sample(FUZZ_OPTIONS[command], rng.randint(1, 4)):
+            value = rng.choice(FUZZ_VALUES)
+            if option == "--param":
+                value = f"{rng.choice(sorted(NAMED_PARAMS))}={value}"
+            elif option == "--knob":
+                value = f"max_nodes={value}"
+            args += [option, value]
+        cases.append(args)
+    return cases
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", fuzz_cases(300), ids=lambda a: " ".join(a)[:80])
+def test_fuzzed_command_lines_never_trace_back(tmp_path, args):
+    """A seeded random command line: a documented exit status, and bad input is one ``error:`` line."""
+    args = list(args) + list(BOUNDS[args[0]])
+    if args[0] == "sweep":
+        args += ["--out", str(tmp_path / "r")]
+        if "--param" not in args:
+            args += ["--param", "hold-ns=100"]
+    if args[0] == "check" and any(a in args for a in ("--replay",)):
+        args.remove("--max-seconds"), args.remove("5")
+    env = {**os.environ, "PVSPIN_GUEST_SECONDS": "5"}
+    out = subprocess.run([sys.executable, "-m", "pvspin", *args], capture_output=True, text=True, timeout=120,
+                         env=env)  # fmt: skip
+    assert "Traceback" not in out.stderr + out.stdout, out.stderr
+    assert out.returncode in (0, 1, 2, 3), (out.returncode, out.stderr)
+    if out.returncode == 2:
+        errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1, out.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("--param", "hold-ns=1,2", "--seeds", "100000000"),
+    ("--param", "hold-ns=" + ",".join(map(str, range(1, 400))), "--param", "vcpus=" + ",".join(map(str, range(1, 300)))),
+])  # fmt: skip
+def test_sweep_refuses_a_grid_that_cannot_be_meant(tmp_path, args):
+    refused("sweep", "--out", str(tmp_path / "r"), *args, names="points")

@@ -39,7 +39,7 @@ from types import FunctionType
 from ..machine import ops as o
 from ..machine import watchdog
 from ..machine.cpu import LEVEL_NAMES, NMI
-from ..machine.crash import _ARITY, _REF_OPS, NOTHING, GuestCrash, guest_crash
+from ..machine.crash import ARITY, NOTHING, REF_OPS, GuestCrash, guest_crash
 from ..machine.memory import MASKS, Memory, Ref, View
 from .ample import Ample
 from .liveness import live_names
@@ -520,7 +520,7 @@ class World:
                     result = self.load(cpu, op[1])
                 else:
                     # a visible operation becomes pending: the rest of the checker may rely on its shape
-                    if len(op) != _ARITY[code] or (code in _REF_OPS and type(op[1]) is not Ref):
+                    if len(op) != ARITY[code] or (code in REF_OPS and type(op[1]) is not Ref):
                         raise ValueError("malformed operation")  # named by guest_crash() below
                     break
         except StopIteration:

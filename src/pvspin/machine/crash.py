@@ -40,16 +40,17 @@ class GuestCrash(Exception):
 _PACKAGE = Path(__file__).resolve().parent.parent
 # Driver code: exceptions raised only there are the driver's (kernel/ is guest code).
 _DRIVER_DIRS = tuple(f"{_PACKAGE / pkg}{os.sep}" for pkg in ("machine", "check", "sim", "litmus", "x86"))
-_LIBRARY_DIRS = tuple({sysconfig.get_paths()[k] + os.sep for k in ("stdlib", "platstdlib", "purelib", "platlib")})
+LIBRARY_DIRS = tuple({sysconfig.get_paths()[k] + os.sep for k in ("stdlib", "platstdlib", "purelib", "platlib")})
 # The drivers' own guest code: the checker's harness, locktorture, the CPU hogs.
 _GUEST_MODULES = frozenset(str(_PACKAGE / m) for m in ("check/harness.py", "sim/workload.py", "sim/scenario.py"))
 
 
-def _is_guest(code) -> bool:
+def is_guest(code) -> bool:
+    """Whether a code object is guest code (see the module docstring)."""
     file = code.co_filename
     if file in _GUEST_MODULES:
         return True
-    return not file.startswith(_DRIVER_DIRS + _LIBRARY_DIRS) and not file.startswith("<frozen")
+    return not file.startswith(_DRIVER_DIRS + LIBRARY_DIRS) and not file.startswith("<frozen")
 
 
 def _place(code, line: int | None) -> str:
@@ -89,7 +90,7 @@ def guest_crash(exc: BaseException, op=NOTHING, gen=None) -> GuestCrash | None:
     frames = []
     tb = exc.__traceback__
     while tb is not None:
-        if _is_guest(tb.tb_frame.f_code):
+        if is_guest(tb.tb_frame.f_code):
             frames.append((tb.tb_frame.f_code, tb.tb_lineno))
         tb = tb.tb_next
     error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -111,13 +112,13 @@ def not_a_generator(method: str, value) -> GuestCrash | None:
 
 
 # --------------------------------------------------------------------------- operations
-_ARITY = {
+ARITY = {
     o.LOAD: 3, o.STORE: 4, o.XCHG: 4, o.CMPXCHG: 5, o.TRY_CMPXCHG: 5, o.FETCH_ADD: 4, o.FETCH_OR: 4,
     o.FETCH_ANDNOT: 4, o.FENCE: 2, o.COND_LOAD: 5, o.CPU_RELAX: 1, o.WORK: 3, o.PV_WAIT: 3, o.PV_KICK: 2,
     o.VCPU_IS_PREEMPTED: 2, o.SMP_PROCESSOR_ID: 1, o.IN_NMI: 1, o.IRQS: 2, o.LOCKEVENT: 3, o.CS: 3,
     o.WARNING: 2, o.LOCAL_CLOCK: 1, o.LOAD_EX: 3, o.STORE_EX: 4, o.CMPXCHG_MASKED: 7,
 }  # fmt: skip
-_REF_OPS = o.MEMORY_OPS | {o.PV_WAIT, o.LOAD_EX, o.STORE_EX}
+REF_OPS = o.MEMORY_OPS | {o.PV_WAIT, o.LOAD_EX, o.STORE_EX}
 # operand positions that must hold integers (values, CPU numbers, cycles), by opcode
 _INT_OPERANDS = {
     o.STORE: (2,), o.XCHG: (2,), o.CMPXCHG: (2, 3), o.TRY_CMPXCHG: (2, 3), o.FETCH_ADD: (2,), o.FETCH_OR: (2,),
@@ -130,12 +131,12 @@ def operation_problem(op) -> str | None:
     """What is wrong with a yielded value as an operation (see :mod:`pvspin.machine.ops`), or None."""
     if type(op) is not tuple:
         return f"not an operation (a {type(op).__name__}; operations are built by pvspin.machine.ops)"
-    if not op or type(op[0]) is not int or op[0] not in _ARITY:
+    if not op or type(op[0]) is not int or op[0] not in ARITY:
         return "not an operation (no known opcode first)"
     name = o.OPCODE_NAMES[op[0]]
-    if len(op) != _ARITY[op[0]]:
-        return f"{name} takes {_ARITY[op[0]] - 1} operand(s), got {len(op) - 1}"
-    if op[0] in _REF_OPS and type(op[1]) is not Ref:
+    if len(op) != ARITY[op[0]]:
+        return f"{name} takes {ARITY[op[0]] - 1} operand(s), got {len(op) - 1}"
+    if op[0] in REF_OPS and type(op[1]) is not Ref:
         return f"{name} of {_short(op[1])}, which is not an address (a field of a lock's memory, e.g. lock.val)"
     for i in _INT_OPERANDS.get(op[0], ()):
         if not isinstance(op[i], int):  # int subclasses too: the graph checker's values carry dependencies

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 
-from .crash import _LIBRARY_DIRS, _is_guest
+from .crash import LIBRARY_DIRS, is_guest
 
 DEFAULT_GUEST_SECONDS = 10.0
 TICK = 1.0
@@ -62,9 +62,9 @@ def watch(probe: Callable[[], int]) -> None:
 
 def _in_guest(frame) -> bool:
     """Whether the interrupted code is guest code (library frames called by it count as its own)."""
-    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+    while frame is not None and frame.f_code.co_filename.startswith(LIBRARY_DIRS):
         frame = frame.f_back
-    return frame is not None and _is_guest(frame.f_code)
+    return frame is not None and is_guest(frame.f_code)
 
 
 @contextmanager

@@ -36,6 +36,7 @@ from ..output import unwritable
 from .scenario import BadInput, Run, Scenario, describe_validation_error, merge, scenario_from
 from .vcpu import SimulationError
 
+MAX_POINTS = 100_000  # a sweep beyond it cannot be meant: at a second a point, more than a day on 1 core
 EXIT_GUEST_FAILED, EXIT_BAD_INPUT = 1, 2  # 1: a point's guest crashed (its BUG, its code failing as Python)
 
 
@@ -267,6 +268,11 @@ def build_sweep(
     if seeds < 1:
         raise BadInput(f"--seeds must be at least 1, got {seeds}")
     sweep = Sweep(base, parsed, parse_locks(locks, base), seeds)
+    size = len(sweep.locks) * seeds * math.prod(len(p.values) for p in parsed)
+    if size > MAX_POINTS:  # refused before the grid is built: its points alone would fill memory
+        grid = " x ".join(f"{len(p.values)} {p.name}" for p in parsed)
+        raise BadInput(f"--param/--locks/--seeds: {size:,} points ({len(sweep.locks)} lock(s) x {grid} x {seeds} "
+                       f"seed(s)), at most {MAX_POINTS:,}")
     for point in sweep.points()[:: sweep.seeds]:
         try:
             Run(point.scenario)  # boots the kernel: an impossible lock/host pairing fails here
