@@ -436,13 +436,15 @@ HANGS = [
     (("check", "--lock", f"{HERE / 'guest_crashes' / 'hangs_at_import.py'}:X"), 2, "failed to import"),
     (("run", "--duration-ms", "1", "--lock", f"{CRASHES}:NeverYields"), 1, "stuck in guest code"),
     (("run", "--lock", f"{HERE / 'guest_crashes' / 'hangs_at_import.py'}:X"), 2, "stuck in guest code"),
+    (("sweep", "--param", "hold-ns=100", "--seeds", "1", "--duration-ms", "0.5", "--jobs", "2", "--no-plots",
+      "--locks", f"{CRASHES}:NeverYields,qspinlock"), 1, "stuck in guest code"),
 ]
 
 
 @pytest.mark.parametrize("args, code, message", HANGS)
-def test_guest_code_that_never_yields_is_ended_by_the_watchdog(short_watchdog, args, code, message):
+def test_guest_code_that_never_yields_is_ended_by_the_watchdog(tmp_path, short_watchdog, args, code, message):
     started = time.monotonic()
-    result = invoke(*args)
+    result = invoke(*args, *(("--out", str(tmp_path / "r")) if args[0] == "sweep" else ()))
     assert result.exit_code == code and message in result.stdout + result.stderr, result.stdout + result.stderr
     assert time.monotonic() - started < 30
 
@@ -563,3 +565,30 @@ def test_fuzzed_command_lines_never_trace_back(tmp_path, args):
 ])  # fmt: skip
 def test_sweep_refuses_a_grid_that_cannot_be_meant(tmp_path, args):
     refused("sweep", "--out", str(tmp_path / "r"), *args, names="points")
+
+
+SCENARIO_STRINGS = ("host.hypervisor", "guests.0.lock", "guests.0.kernel", "guests.0.name",
+                    "guests.0.interrupts.level", "guests.0.workload.hold.kind")
+TOML_LITERALS = ("inf", "-inf", "nan", "-1", "0", "1", "2", "1.5", "1e308", "'x'", "''", "true", "[1]", "{}",
+                 "'qspinlock'", "'kvm'")
+
+
+def toml_cases(n: int, seed: int = 7):
+    import random
+
+    rng = random.Random(seed)
+    fields = SCENARIO_NUMBERS + list(SCENARIO_STRINGS)
+    return [(rng.choice(fields), rng.choice(TOML_LITERALS)) for _ in range(n)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("field, literal", toml_cases(200))
+def test_fuzzed_scenario_files_never_trace_back(tmp_path, field, literal):
+    """One field of a scenario file set to a random literal: it runs, or it is refused in one line."""
+    toml = tmp_path / "s.toml"
+    toml.write_text(scenario_toml(field, literal))
+    result = invoke("run", "--scenario", str(toml), "--duration-ms", "0.05")
+    assert result.exit_code in (0, 1, 2), result.stderr
+    if result.exit_code:
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
