@@ -496,6 +496,7 @@ def test_litmus_survives_a_broken_test(tmp_path, what):
     (("/nonexistent",), "/nonexistent"), (("--memory-model", "power", "x.litmus"), "power"),
     (("--engine", "x", "x.litmus"), "--engine"), (("--expect", "/nonexistent.csv", "x.litmus"), "--expect"),
     ((str(HERE / "guest_crashes"),), "no .litmus files"),
+    (("",), "litmus path ''"),
 ])  # fmt: skip
 def test_litmus_refuses(tmp_path, args, names):
     (tmp_path / "x.litmus").write_text(SB_X86)
