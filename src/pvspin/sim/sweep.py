@@ -461,8 +461,10 @@ def run_sweep(
             try:
                 for n, future in enumerate(as_completed(futures), 1):
                     finished(n, futures[future], measured(futures[future], future.result))
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
+            except BaseException as exc:
+                # Ctrl-C: leave at once; a crashed point: let the running ones end, so that the
+                # pool's threads are not torn down under the exiting interpreter
+                pool.shutdown(wait=not isinstance(exc, KeyboardInterrupt), cancel_futures=True)
                 raise
     rows = results.finish(points)
     summary = {"sweep": spec(sweep), "aggregate": aggregate(sweep, rows)}
