@@ -68,7 +68,7 @@ def test_trace_file_is_chrome_trace_json(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("--pcpus", "0"), "--pcpus must be at least 1, got '0'"),
+        (("--pcpus", "0"), "--pcpus 0: Input should be greater than 0"),
         (("--vcpus", "x"), "--vcpus must be an integer, got 'x'"),
         (("--host", "xen"), "'xen'"),
         (("--lock", "mcs"), "unknown lock 'mcs'"),

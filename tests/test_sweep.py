@@ -98,7 +98,7 @@ def test_interrupted_sweep_resumes_without_redoing_finished_points(tmp_path):
         (("--param", "overcommit=1", "--locks", "mcs"), "unknown lock 'mcs'"),
         (("--param", "overcommit=1", "--seeds", "0"), "--seeds must be at least 1"),
         (("--param", "overcommit=0.1"), "leaves no vCPU"),
-        (("--param", "vcpus=2.5"), "guests.0.vcpus"),
+        (("--param", "vcpus=2.5"), "--param vcpus 2.5"),
         (("--param", "overcommit=2", "--host", "baremetal", "--locks", "qspinlock"), "bare metal runs one CPU"),
         (("--param", "overcommit=1", "--scenario", "/nonexistent.toml"), "no such file"),
     ],

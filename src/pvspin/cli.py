@@ -75,6 +75,7 @@ def run(
 
 @app.command()
 def check(
+    ctx: typer.Context,
     lock: str = typer.Option("qspinlock", help="qspinlock, qspinlock-16k, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, or path/to/file.py:NAME"),
     cpus: str = typer.Option("2", help="CPUs, each taking the lock --acquisitions times"),
     acquisitions: str = typer.Option("1", help="acquisitions per CPU"),
@@ -82,10 +83,10 @@ def check(
     bug: list[str] | None = typer.Option(None, help="inject a bug from the corpus (repeatable; see --list-bugs)"),  # noqa: B008
     list_bugs: bool = typer.Option(False, "--list-bugs", help="list the bug corpus and exit"),
     replay: str = typer.Option(None, help="re-run the interleaving of a printed replay token"),
-    strategy: str = typer.Option("exhaustive", help="exhaustive, random, pct, bounded (every execution with at most --preemptions preemptions), or graph (the execution-graph checker; armv8 always uses it)"),
-    runs: str = typer.Option("1000", help="runs for random/pct"),
-    seed: str = typer.Option("0", help="seed for random/pct"),
-    preemptions: str = typer.Option("2", help="preemption bound of the bounded strategy"),
+    strategy: str = typer.Option(None, help="exhaustive, random, pct, bounded (every execution with at most --preemptions preemptions), or graph (the execution-graph checker; armv8 always uses it) [default: exhaustive]"),
+    runs: str = typer.Option(None, help="runs for random/pct [default: 1000]"),
+    seed: str = typer.Option(None, help="seed for random/pct [default: 0]"),
+    preemptions: str = typer.Option(None, help="preemption bound of the bounded strategy [default: 2]"),
     spurious_wakeups: str = typer.Option("0", help="budget of spurious wake-ups per execution"),
     interrupts: str = typer.Option("0", help="budget of interrupts per execution (each handler takes a lock)"),
     workload: str = typer.Option("locktorture", help="locktorture, forever (liveness: CPUs re-acquire without end) or unlock-unheld"),
@@ -94,21 +95,38 @@ def check(
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
     graph: str = typer.Option(None, help="execution-graph checker: draw the counterexample to FILE.dot (or .svg with graphviz)"),
     lkmm_version: str = typer.Option(None, help="with --memory-model lkmm: v00 (before rmw-sequences), v01 or current [default: current]"),
+    max_states: str = typer.Option(None, help="stop after this many states (graphs for the graph checker): INCOMPLETE"),
+    max_seconds: str = typer.Option(None, help="stop after this many seconds: INCOMPLETE"),
 ) -> None:
-    """Model-check a lock: every interleaving (or a sample) under SC or x86-TSO, or every execution graph (ARMv8, LKMM)."""
+    """Model-check a lock: every interleaving (or a sample) under SC or x86-TSO, or every execution graph (ARMv8, LKMM).
+
+    Exit status: 0 verified (or no violation within the bound), 1 violation, 2 bad input,
+    3 incomplete (stopped by --max-states, --max-seconds, Ctrl-C or SIGTERM, with what was explored).
+    """
     from .check import command
 
-    if list_bugs:
-        typer.echo(command.list_bugs())
-        return
+    # the options given on the command line, by their flags: for the options that conflict
+    given = frozenset(p.opts[0] for p in ctx.command.params
+                      if p.name in ctx.params and ctx.get_parameter_source(p.name).name == "COMMANDLINE")
     try:
+        if list_bugs:
+            others = sorted(given - {"--list-bugs", "--json"})
+            if others:
+                raise command.BadInput(f"--list-bugs lists the corpus and takes no other option (got {others[0]})")
+            typer.echo(command.list_bugs(as_json=json_out))
+            return
         opts = command.CheckOptions(
             lock=lock, cpus=command.parse_int("--cpus", cpus), acquisitions=command.parse_int("--acquisitions", acquisitions),
-            memory_model=memory_model, bugs=tuple(bug or ()), strategy=strategy, runs=command.parse_int("--runs", runs),
-            seed=command.parse_int("--seed", seed), preemptions=command.parse_int("--preemptions", preemptions),
+            memory_model=memory_model, bugs=tuple(bug or ()), strategy=strategy or "exhaustive",
+            runs=command.parse_int("--runs", "1000" if runs is None else runs),
+            seed=command.parse_int("--seed", "0" if seed is None else seed),
+            preemptions=command.parse_int("--preemptions", "2" if preemptions is None else preemptions),
             spurious_wakeups=command.parse_int("--spurious-wakeups", spurious_wakeups),
             interrupts=command.parse_int("--interrupts", interrupts), workload=workload,
-            overrides=command.parse_knobs(knob or ()), replay=replay, symmetry=symmetry, lkmm_version=lkmm_version)
+            overrides=command.parse_knobs(knob or ()), replay=replay, symmetry=symmetry, lkmm_version=lkmm_version,
+            max_states=None if max_states is None else command.parse_int("--max-states", max_states),
+            max_seconds=None if max_seconds is None else command.parse_float("--max-seconds", max_seconds),
+            given=given)
     except command.BadInput as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(command.EXIT_BAD_INPUT) from None

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 
 from rich.console import Console
 
+from ..machine import watchdog
 from .bugs import EXPOSURES, corpus, fixes
 from .cycles import cycle_steps
 from .harness import BadInput
 from .report import format_steps
-from .result import BOUNDED, VIOLATION
+from .result import BOUNDED, INCOMPLETE, VIOLATION
 from .runner import CheckOptions, Report, run, uses_graphs
 
-EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT = 0, 1, 2
+# Exit statuses of ``pvspin check`` (documented in its --help): INCOMPLETE is neither a pass nor a
+# violation, so that a script running the checker under ``timeout`` cannot take it for either.
+EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT, EXIT_INCOMPLETE = 0, 1, 2, 3
 
 
 def parse_int(option: str, text: str) -> int:
@@ -23,6 +27,16 @@ def parse_int(option: str, text: str) -> int:
         return int(text)
     except ValueError:
         raise BadInput(f"{option} {text!r}: not an integer") from None
+
+
+def parse_float(option: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadInput(f"{option} {text!r}: not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise BadInput(f"{option} {text!r}: must be a positive finite number")
+    return value
 
 
 KNOBS = ("pending_loops", "spin_threshold", "pv_prev_check_mask", "max_nodes")
@@ -38,7 +52,14 @@ def parse_knobs(items) -> dict:
     return knobs
 
 
-def list_bugs() -> str:
+def list_bugs(as_json: bool = False) -> str:
+    if as_json:
+        return json.dumps([{"name": name, "description": description, "fixed_by": fix,
+                            "found_by": command_line(EXPOSURES[name].options(name), search=True)}
+                           for name, (description, fix) in corpus().items()]
+                          + [{"name": name, "description": description, "fixed_by": None, "found_by": None,
+                              "fix_from": origin}
+                             for name, (description, origin) in fixes().items()], indent=2)
     lines = []
     for name, (description, fix) in corpus().items():
         lines.append(f"{name}  (fixed by {fix or 'no upstream commit: injected variant'})")
@@ -114,30 +135,38 @@ def main(opts: CheckOptions, as_json: bool, graph_out: str | None = None) -> int
             rate = r.transitions / elapsed if elapsed else 0
             console.print(f"[dim]{r.states} states, {r.executions} executions, {rate:,.0f} transitions/s, "
                           f"{elapsed:.0f} s elapsed (Ctrl-C prints what was explored)[/dim]", end="\r")
+    watchdog.sigterm_as_interrupt()  # `timeout` sends SIGTERM: report what was explored, as for Ctrl-C
     try:
         if graph_out is not None:
             _check_graph_path(opts, graph_out)
-        if uses_graphs(opts):
-            from .graph import runner as graphs
+        with watchdog.guard(opts.max_seconds):
+            if uses_graphs(opts):
+                from .graph import runner as graphs
 
-            report = graphs.run(opts, progress=_graph_progress(progress))
-        else:
-            report = run(opts, progress=progress)
+                report = graphs.run(opts, progress=_graph_progress(progress))
+            else:
+                report = run(opts, progress=progress)
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt as stop:  # before the search began (loading the lock), or after it
+        print(f"INCOMPLETE: {watchdog.stopped(stop)}, before any result", flush=True)
+        return EXIT_INCOMPLETE
     if progress is not None:
         console.print(" " * 100, end="\r")
     if uses_graphs(opts):
         if graph_out:
             _write_graph(report, graph_out)
-        print(json.dumps(graphs.as_dict(report), indent=2) if as_json else graphs.render(report, command_line))
-        return EXIT_VIOLATION if report.result.verdict == VIOLATION else EXIT_OK
-    if as_json:
-        print(json.dumps(report.as_dict(), indent=2))
+        print(json.dumps(graphs.as_dict(report), indent=2) if as_json else graphs.render(report, command_line),
+              flush=True)
+    elif as_json:
+        print(json.dumps(report.as_dict(), indent=2), flush=True)
     else:
-        print(render(report))
-    return EXIT_VIOLATION if report.result.verdict == VIOLATION else EXIT_OK
+        print(render(report), flush=True)
+    return EXIT_STATUS.get(report.result.verdict, EXIT_OK)
+
+
+EXIT_STATUS = {VIOLATION: EXIT_VIOLATION, INCOMPLETE: EXIT_INCOMPLETE}
 
 
 def _graph_progress(progress):
@@ -153,15 +182,15 @@ def _graph_progress(progress):
 
 def _check_graph_path(opts: CheckOptions, path: str) -> None:
     """``--graph`` is refused before the search when it cannot be honoured."""
-    import os
+    from ..output import unwritable
 
     if not uses_graphs(opts):
         raise BadInput(f"--graph {path}: drawings are of execution graphs (--memory-model armv8 or --strategy graph)")
     if not path.endswith((".dot", ".svg")):
         raise BadInput(f"--graph {path!r}: the file must end in .dot or .svg")
-    folder = os.path.dirname(path) or "."
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK) or os.path.isdir(path):
-        raise BadInput(f"--graph {path}: cannot write there")
+    problem = unwritable("--graph", path)
+    if problem:
+        raise BadInput(problem)
 
 
 def _write_graph(report, path: str) -> None:

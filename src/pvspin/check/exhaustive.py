@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 
+from ..machine.watchdog import stopped
 from . import cycles
 from .result import INCOMPLETE, VERIFIED, VIOLATION, CheckResult
 from .world import Violation, World
@@ -146,9 +147,9 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
                 world.restore(frame[0])
                 world_at = frame
                 frame[1] = frame[1] + [m for m in frame[4] if m not in frame[1]]
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         result.verdict = INCOMPLETE
-        result.note = "interrupted"
+        result.note = stopped(stop)
     result.states, result.transitions, result.executions = states, transitions, leaves
     result.seconds = time.perf_counter() - started
     return result

@@ -199,13 +199,26 @@ class Setup:
 
 
 WORKLOADS = ("locktorture", "unlock-unheld", "forever")
+# Bounds on what a check can mean: a random walk over 1024 CPUs is already long; no search ends
+# beyond them, and the world's per-CPU tables would fill memory first.
+MAX_CPUS = 1024
+MAX_ACQUISITIONS = 1_000_000
 
 
 def make_setup(lock: str, ncpus: int, acquisitions: int, interrupts: int = 0, bugs: frozenset = frozenset(),
-               config_overrides: dict | None = None, workload: str = "locktorture") -> Setup:
-    """Validate the user's numbers and build a :class:`Setup`."""
+               config_overrides: dict | None = None, workload: str = "locktorture",
+               hypervisor_bugs: frozenset = frozenset()) -> Setup:
+    """Validate the user's numbers and build a :class:`Setup`.
+
+    Every injected bug (kernel or hypervisor) must be one the lock's code reads (its class's
+    ``BUGS``): otherwise the check would report the unchanged lock VERIFIED.
+    """
     if ncpus < 1:
         raise BadInput(f"--cpus {ncpus}: need at least 1 CPU")
+    if ncpus > MAX_CPUS:
+        raise BadInput(f"--cpus {ncpus}: at most {MAX_CPUS} (states grow exponentially with CPUs)")
+    if acquisitions > MAX_ACQUISITIONS:
+        raise BadInput(f"--acquisitions {acquisitions}: at most {MAX_ACQUISITIONS} per CPU")
     if acquisitions < 1:
         raise BadInput(f"--acquisitions {acquisitions}: need at least 1")
     if workload not in WORKLOADS:
@@ -227,4 +240,19 @@ def make_setup(lock: str, ncpus: int, acquisitions: int, interrupts: int = 0, bu
     elif bugs:
         raise BadInput(f"--bug {sorted(bugs)[0]}: the {lock} lock has no injectable bugs")
     levels = 1 + min(interrupts, NMI)
-    return Setup(spec, ncpus, acquisitions, levels, config, workload)
+    try:
+        setup = Setup(spec, ncpus, acquisitions, levels, config, workload)
+    except userlock.UserLockError as err:  # the user's alloc_lock
+        raise BadInput(f"--{err}") from None
+    except BadInput:
+        raise
+    except ValueError as err:  # what the named lock cannot be built with (e.g. more CPUs than its tail holds)
+        raise BadInput(f"--lock {lock} --cpus {ncpus}: {err}") from None
+    for bug in sorted(set(bugs) | set(hypervisor_bugs)):
+        if bug not in getattr(setup.lock, "BUGS", ()):
+            from .bugs import EXPOSURES
+
+            where = f"it is exposed on {EXPOSURES[bug].lock}" if bug in EXPOSURES else "a fix to another lock"
+            raise BadInput(f"--bug {bug}: not in the code the {lock} lock runs ({where}): the check would "
+                           "verify the unchanged lock")
+    return setup

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 
+from ..machine.watchdog import stopped
 from .result import BOUNDED, INCOMPLETE, VIOLATION, CheckResult
 from .world import ALT, FLUSH, STEP, Violation, World
 
@@ -71,8 +72,8 @@ def search(world: World, bound: int, *, max_states: int | None = None, progress=
     started = time.perf_counter()
     try:
         _dfs(world, bound, max_states, result, progress, started)
-    except KeyboardInterrupt:
-        result.verdict, result.note = INCOMPLETE, "interrupted"
+    except KeyboardInterrupt as stop:
+        result.verdict, result.note = INCOMPLETE, stopped(stop)
     result.seconds = time.perf_counter() - started
     if result.verdict == BOUNDED:
         result.note = (f"no violation in any execution with at most {bound} preemption(s); executions with "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import time
 
+from ..machine.watchdog import stopped
 from .result import INCOMPLETE, VERIFIED, VIOLATION, CheckResult
 from .world import Violation, World
 
@@ -60,9 +61,9 @@ def sample(world: World, chooser_for_run, runs: int, strategy: str, *, max_steps
                 next_report = time.perf_counter() + 1.0
                 result.seconds = time.perf_counter() - started
                 progress(result)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         result.verdict = INCOMPLETE
-        result.note = "interrupted"
+        result.note = stopped(stop)
     if result.verdict == VERIFIED:
         result.verdict = INCOMPLETE  # sampling never proves absence
         result.note = f"no violation in {result.executions} sampled runs" + (

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..machine import ops as o
 from ..machine.cpu import LEVEL_NAMES
-from .world import ALT, FLUSH, HALTED, IRQ, KIND_NAMES, SPURIOUS, Violation, World, innermost_frame
+from .world import ALT, CRASH, FLUSH, HALTED, IRQ, KIND_NAMES, SPURIOUS, Violation, World, innermost_frame
 
 
 @dataclass
@@ -93,6 +93,8 @@ class Tracer:
             seen = world.load(cpu, op[1])
             if code == o.COND_LOAD and kind == ALT:
                 return f"{text}: gives up (bound), last read {mem.describe_value(seen)}"
+            if code == o.COND_LOAD and kind == CRASH:
+                return f"{text}: read {mem.describe_value(seen)}, and its condition raises"
             if code in o.RMW_OPS:
                 new, _ = o.rmw_result(code, seen, op, (1 << (8 * op[1].size)) - 1)
                 wrote = "no store" if new is None else f"wrote {mem.describe_value(new)}"

@@ -36,6 +36,8 @@ class CheckOptions:
     workload: str = "locktorture"
     replay: str | None = None
     max_states: int | None = None
+    max_seconds: float | None = None  # the command's deadline (pvspin.machine.watchdog)
+    given: frozenset = frozenset()  # the options given on the command line (their flags), for conflicts
     symmetry: str = "auto"  # auto, full, start or none: reduction over CPUs running the same code (see World)
     overrides: dict = field(default_factory=dict)  # LockConfig knobs
     lkmm_version: str | None = None  # with memory_model "lkmm": v00, v01 or current (None: current)
@@ -79,7 +81,33 @@ class Report:
         }
 
 
+# Options that mean something only beside others: (option, when it means something, what it needs).
+CONFLICTS = (
+    ("--runs", lambda o: o.strategy in ("random", "pct") and o.replay is None, "--strategy random or pct"),
+    ("--seed", lambda o: o.strategy in ("random", "pct") and o.replay is None, "--strategy random or pct"),
+    ("--preemptions", lambda o: o.strategy == "bounded" and o.replay is None, "--strategy bounded"),
+    # --strategy graph names the engine, which a replay needs; the others are searches
+    ("--strategy", lambda o: o.replay is None or o.strategy == "graph",
+     "a search (--replay re-runs one recorded execution)"),
+    ("--max-states", lambda o: o.replay is None and o.strategy in ("exhaustive", "bounded", "graph"),
+     "an exhaustive, bounded or graph search"),
+    ("--max-seconds", lambda o: o.replay is None, "a search, not --replay"),
+)
+
+
+def refuse_conflicts(opts: CheckOptions) -> None:
+    """Options given where they mean nothing are refused, not ignored (both engines)."""
+    for option, meaningful, needs in CONFLICTS:
+        if option in opts.given and not meaningful(opts):
+            shown = f"--strategy {opts.strategy}" if opts.replay is None else "--replay"
+            raise BadInput(f"{option} means nothing with {shown}: it is for {needs}")
+    if opts.max_states is not None and opts.max_states < 1:
+        raise BadInput(f"--max-states {opts.max_states}: need at least 1")
+
+
 def validate(opts: CheckOptions) -> None:
+    """Refuse values the checker cannot use, and options given where they mean nothing."""
+    refuse_conflicts(opts)
     if opts.memory_model not in CHECK_MODELS:
         raise BadInput(f"--memory-model {opts.memory_model!r}: choose from {', '.join(CHECK_MODELS)}")
     if opts.lkmm_version is not None and opts.memory_model != "lkmm":
@@ -111,7 +139,7 @@ def build_world(opts: CheckOptions) -> World:
     validate(opts)
     kernel_bugs, hv_bugs = split(opts.bugs)
     setup = make_setup(opts.lock, opts.cpus, opts.acquisitions, opts.interrupts, kernel_bugs,
-                       {**CHECK_KNOBS, **opts.overrides}, opts.workload)
+                       {**CHECK_KNOBS, **opts.overrides}, opts.workload, hv_bugs)
     return World(setup, opts.memory_model, opts.spurious_wakeups, opts.interrupts,
                  kick_latch="pv-wait-no-latch" not in hv_bugs, symmetry=opts.symmetry)
 
@@ -129,7 +157,11 @@ def run(opts: CheckOptions, progress=None) -> Report:
 
 
 def _run(opts: CheckOptions, progress) -> Report:
-    world = build_world(opts)
+    try:
+        world = build_world(opts)
+    except Violation as v:  # before any move: every CPU's code runs to its first visible operation
+        result = CheckResult(VIOLATION, opts.strategy, v.prop, v.detail, executions=1, states=1)
+        return Report(opts, result, replay=token.encode(opts.fingerprint(), []))
     if opts.replay is not None:
         try:
             moves = token.decode(opts.fingerprint(), opts.replay)
@@ -148,11 +180,12 @@ def _run(opts: CheckOptions, progress) -> Report:
     used = world.symmetry_used if opts.strategy == "exhaustive" or not world.twins else "start"
     report = Report(opts, result, symmetry=used)
     if result.verdict == VIOLATION:
-        if result.cycle_start is None:  # a lasso is kept as found: the bounded search looks for safety only
+        hang = result.prop == "guest-hang"  # each replay would wait out the watchdog again: replay once
+        if result.cycle_start is None and not hang:  # a lasso is kept as found: the bounded search looks for safety only
             result.moves = preemption.fewest_preemptions(lambda: build_world(opts), result.moves)
             result.prop, result.detail = _outcome(opts, result.moves)
         report.replay = token.encode(opts.fingerprint(), result.moves)
-        report.preemptions = preemption.count(build_world(opts), result.moves)
+        report.preemptions = preemption.count(build_world(opts), result.moves[:-1] if hang else result.moves)
         report.steps, _ = trace(build_world(opts), result.moves, _words(world))
     return report
 

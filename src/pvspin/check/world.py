@@ -14,7 +14,9 @@ Moves are small integers, ``cpu * 8 + kind``:
                 answering True;
 * ``FLUSH``     TSO: the oldest entry of the CPU's store buffer reaches memory;
 * ``IRQ``       an interrupt arrives: a handler one nesting level up takes its own lock;
-* ``SPURIOUS``  a halted vCPU wakes up without a kick (within the run's budget).
+* ``SPURIOUS``  a halted vCPU wakes up without a kick (within the run's budget);
+* ``CRASH``     the condition of the CPU's pending spin-wait raises (guest code failing as
+                Python): performing the move reports it as a ``guest-crash`` violation.
 
 A CPU's guest code is never copied.  Its state is *where its generators stand*: the
 frame chain (code position and the local variables still live there) and the pending
@@ -35,15 +37,17 @@ from __future__ import annotations
 from types import FunctionType
 
 from ..machine import ops as o
+from ..machine import watchdog
 from ..machine.cpu import LEVEL_NAMES, NMI
+from ..machine.crash import ARITY, NOTHING, REF_OPS, GuestCrash, guest_crash
 from ..machine.memory import MASKS, Memory, Ref, View
 from .ample import Ample
 from .liveness import live_names
 from .symmetry import Symmetry, SymmetryError
 
-STEP, ALT, FLUSH, IRQ, SPURIOUS = range(5)
+STEP, ALT, FLUSH, IRQ, SPURIOUS, CRASH = range(6)
 RUNNING, ABOUT_TO_HALT, HALTED = range(3)  # a vCPU in pv_wait: checked *ptr == val, then halts
-KIND_NAMES = ("step", "alt", "flush", "irq", "spurious")
+KIND_NAMES = ("step", "alt", "flush", "irq", "spurious", "crash")
 
 # Store-buffer entries per CPU.  A guest loop of plain stores (a queue head re-arming its
 # state while a stealer holds the lock) would otherwise grow the buffer, and the state
@@ -232,6 +236,7 @@ class World:
         self.forever = getattr(setup, "forever", False)  # tasks re-acquire without end (liveness)
         self.tracer = None
         self.steps = 0
+        watchdog.watch(lambda: self.steps)  # guest code that stops yielding stops the steps
         # what the last move did, for liveness (check/cycles.py): its CPU made progress
         # (entered a critical section, finished a program), memory changed
         self.progressed = False
@@ -357,7 +362,12 @@ class World:
             op = ctxs[-1].op
             code = op[0]
             if code == o.COND_LOAD:
-                if op[2](self.load(cpu, op[1])):
+                try:
+                    holds = op[2](self.load(cpu, op[1]))
+                except (Exception, SystemExit):  # the guest's condition fails: the move that says so
+                    moves.append(base + CRASH)
+                    continue
+                if holds:
                     moves.append(base + STEP)
                 elif op[4] is not None:
                     moves.append(base + ALT)
@@ -387,45 +397,58 @@ class World:
     def execute(self, move: int) -> None:
         """Perform one move; raises :class:`Violation` when a property fails during it."""
         cpu, kind = divmod(move, 8)
-        self.steps += 1
-        self.progressed = self.wrote = False
-        self.unmoved &= ~(1 << cpu)
-        ctxs = self.ctxs[cpu]
-        if ctxs and ctxs[-1].gen is None:  # restored lazily: rebuild only the context that moves
-            self._rebuild(ctxs[-1])
-        if self.tracer is not None:
-            self.tracer.before(self, cpu, kind)
-        if kind == FLUSH:
-            buf = self.buffers[cpu]
-            self.buffers[cpu] = buf[1:]
-            self.mem_write(*buf[0])
-            self._refresh_key(cpu)
-        elif kind == IRQ:
-            self.irqs_taken += 1
-            level = self.ctxs[cpu][-1].level + 1
-            ctx = Ctx(level, ("irq", cpu, level, self.irqs_taken))
-            self.ctxs[cpu].append(ctx)
-            self._boot(cpu, ctx)
-        elif kind == SPURIOUS:
-            self.spurious_budget -= 1
-            self.halted[cpu] = RUNNING
-            self._advance(cpu, self.ctxs[cpu][-1], None)
-        elif self.halted[cpu] and (self.halted[cpu] == HALTED or self.latched[cpu]):  # kicked / kick latched
-            self.halted[cpu] = RUNNING
-            self.latched[cpu] = False
-            self._advance(cpu, self.ctxs[cpu][-1], None)
-        elif self.halted[cpu] == ABOUT_TO_HALT:  # hlt with no kick latched: sleep
-            self.halted[cpu] = HALTED
-            self._refresh_key(cpu)
-        else:
-            ctx = self.ctxs[cpu][-1]
-            result = self._perform(cpu, ctx.op, kind)
-            if self.halted[cpu]:
+        try:
+            self.steps += 1
+            self.progressed = self.wrote = False
+            self.unmoved &= ~(1 << cpu)
+            ctxs = self.ctxs[cpu]
+            if ctxs and ctxs[-1].gen is None:  # restored lazily: rebuild only the context that moves
+                self._rebuild(ctxs[-1])
+            if self.tracer is not None:
+                self.tracer.before(self, cpu, kind)
+            if kind == FLUSH:
+                buf = self.buffers[cpu]
+                self.buffers[cpu] = buf[1:]
+                self.mem_write(*buf[0])
+                self._refresh_key(cpu)
+            elif kind == IRQ:
+                self.irqs_taken += 1
+                level = self.ctxs[cpu][-1].level + 1
+                ctx = Ctx(level, ("irq", cpu, level, self.irqs_taken))
+                self.ctxs[cpu].append(ctx)
+                self._boot(cpu, ctx)
+            elif kind == CRASH:  # the condition raised in enabled(): again, for the report
+                op = self.ctxs[cpu][-1].op
+                op[2](self.load(cpu, op[1]))
+                raise GuestCrash(f"the condition of {o.OPCODE_NAMES[op[0]]} raised once, then not (not deterministic)")
+            elif kind == SPURIOUS:
+                self.spurious_budget -= 1
+                self.halted[cpu] = RUNNING
+                self._advance(cpu, self.ctxs[cpu][-1], None)
+            elif self.halted[cpu] and (self.halted[cpu] == HALTED or self.latched[cpu]):  # kicked / kick latched
+                self.halted[cpu] = RUNNING
+                self.latched[cpu] = False
+                self._advance(cpu, self.ctxs[cpu][-1], None)
+            elif self.halted[cpu] == ABOUT_TO_HALT:  # hlt with no kick latched: sleep
+                self.halted[cpu] = HALTED
                 self._refresh_key(cpu)
             else:
-                self._advance(cpu, ctx, result)
-        if self.tracer is not None:
-            self.tracer.after(self, cpu, kind)
+                ctx = self.ctxs[cpu][-1]
+                result = self._perform(cpu, ctx.op, kind)
+                if self.halted[cpu]:
+                    self._refresh_key(cpu)
+                else:
+                    self._advance(cpu, ctx, result)
+            if self.tracer is not None:
+                self.tracer.after(self, cpu, kind)
+        except Violation:
+            raise
+        except (Exception, SystemExit) as exc:  # guest code failing as Python, or this checker's own bug
+            ctxs = self.ctxs[cpu]
+            crash = guest_crash(exc, ctxs[-1].op, ctxs[-1].gen) if ctxs else guest_crash(exc)
+            if crash is None:
+                raise
+            raise Violation(crash.prop, f"cpu{cpu}: {crash}") from None
 
     def _perform(self, cpu: int, op: tuple, kind: int):
         code = op[0]
@@ -467,6 +490,7 @@ class World:
         tso = self.tso
         gen = ctx.gen
         hist = ctx.hist
+        op = NOTHING
         try:
             while True:
                 if first:
@@ -495,12 +519,22 @@ class World:
                     # must span a scheduling point for that check to see two CPUs inside.)
                     result = self.load(cpu, op[1])
                 else:
+                    # a visible operation becomes pending: the rest of the checker may rely on its shape
+                    if len(op) != ARITY[code] or (code in REF_OPS and type(op[1]) is not Ref):
+                        raise ValueError("malformed operation")  # named by guest_crash() below
                     break
         except StopIteration:
             self._finish_ctx(cpu)
             return
         except o.GuestBug as bug:
             raise Violation("guest-bug", f"cpu{cpu}: BUG: {bug}") from None
+        except Violation:
+            raise
+        except (Exception, SystemExit) as exc:  # see pvspin.machine.crash
+            crash = guest_crash(exc, op, gen)
+            if crash is None:
+                raise
+            raise Violation(crash.prop, f"cpu{cpu}: {crash}") from None
         ctx.op = op
         ctx.hist = hist
         # the pending operation too: its operands were computed from locals that may be dead

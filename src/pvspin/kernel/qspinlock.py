@@ -123,6 +123,10 @@ class QSpinlock:
     name = "qspinlock"
     qnode_layout = MCS_SPINLOCK
 
+    # The corpus bugs this code reads (pvspin check refuses to inject others: they would change nothing).
+    BUGS = frozenset({"unbounded-pending-wait", "pending-after-tail", "count-after-init", "no-max-nodes-fallback",
+                      "xchg-tail-release", "link-release"})
+
     def __init__(self, mem: Memory, ncpus: int, config: LockConfig = DEFAULT_CONFIG):
         q = qspinlock_types(config.nr_cpus_16k)
         if not isinstance(ncpus, int) or ncpus < 1:

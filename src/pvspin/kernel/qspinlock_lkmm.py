@@ -35,6 +35,8 @@ from .qspinlock import _Q_LOCKED_VAL, _Q_PENDING_VAL, QSpinlock
 class QSpinlockLkmmOrdered(QSpinlock):
     """The whole-word qspinlock with the ``LKMM_CHANGES`` named in ``config.bugs``."""
 
+    BUGS = QSpinlock.BUGS | LKMM_CHANGES.keys()
+
     def __init__(self, mem, ncpus, config):
         super().__init__(mem, ncpus, config)
         if not self.q.nr_cpus_16k:

@@ -112,6 +112,8 @@ class PvQSpinlock(QSpinlock):
 
     name = "pvqspinlock"
     qnode_layout = PV_NODE
+    # and pv-wait-no-latch, the hypervisor's: only code that calls pv_wait() can meet it
+    BUGS = QSpinlock.BUGS | {"pv-kick-node-no-barrier", "unhash-without-slow-check", "pv-wait-no-latch"}
 
     def __init__(self, mem: Memory, ncpus: int, config: LockConfig = DEFAULT_CONFIG):
         super().__init__(mem, ncpus, config)

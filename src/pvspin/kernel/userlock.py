@@ -12,6 +12,9 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
+from ..machine.crash import guest_crash, not_a_generator
+from ..machine.memory import View
+
 REQUIRED = ("alloc_lock", "spin_lock", "spin_unlock")
 
 
@@ -31,19 +34,82 @@ def load_user_lock(spec: str) -> Callable:
     module = importlib.util.module_from_spec(module_spec)
     try:
         module_spec.loader.exec_module(module)
-    except Exception as exc:  # the user's file: report it in one line, no traceback
-        raise UserLockError(f"lock {spec!r}: {path} failed to import: {type(exc).__name__}: {exc}") from None
+    except (Exception, SystemExit) as exc:  # the user's file: report it in one line, no traceback
+        raise UserLockError(f"lock {spec!r}: {path} failed to import: {_error(exc)}") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise UserLockError(f"lock {spec!r}: {path} has no class or function {attr}")
 
     def build(mem, ncpus, config=None):
-        lock = factory(mem, ncpus)
+        try:
+            lock = factory(mem, ncpus)
+        except (Exception, SystemExit) as exc:
+            raise UserLockError(f"lock {spec!r}: {attr}(mem, ncpus) failed: {_error(exc)}") from None
         for method in REQUIRED:
             if not callable(getattr(lock, method, None)):
                 raise UserLockError(f"lock {spec!r}: {attr} has no method {method}()")
-        if not hasattr(lock, "name"):
-            lock.name = attr
-        return lock
+        return CheckedLock(lock, spec, attr)
 
     return build
+
+
+def _error(exc: BaseException) -> str:
+    crash = guest_crash(exc)
+    return str(crash) if crash is not None else f"{type(exc).__name__}: {exc}"
+
+
+class CheckedLock:
+    """A user's lock as the drivers see it: the same object, with each way its methods can fail named.
+
+    Setup-time failures (``alloc_lock`` raising or returning no lock) are :class:`UserLockError`;
+    a ``spin_*`` method returning something other than a generator is a ``GuestCrash`` raised
+    in the guest code that called it, so the driver reports it where it happened.  Other
+    attributes are the lock's own (``qnodes``, its constants, ...).
+    """
+
+    def __init__(self, lock, spec: str, attr: str):
+        self._lock, self._spec = lock, spec
+        self.name = str(getattr(lock, "name", attr))
+        self._label = type(lock).__name__ if not isinstance(lock, type) else attr
+
+    def __getattr__(self, name):
+        return getattr(self._lock, name)
+
+    def alloc_lock(self, name: str) -> View:
+        try:
+            view = self._lock.alloc_lock(name)
+        except (Exception, SystemExit) as exc:
+            raise UserLockError(f"lock {self._spec!r}: alloc_lock({name!r}) failed: {_error(exc)}") from None
+        if not isinstance(view, View):
+            raise UserLockError(f"lock {self._spec!r}: alloc_lock({name!r}) returned {view!r:.60}, not a lock in "
+                                "guest memory (a View, as mem.alloc(layout, name) returns)")
+        return view
+
+    def _guest_code(self, method: str, lock):
+        gen = getattr(self._lock, method)(lock)
+        crash = not_a_generator(f"{self._label}.{method}", gen)
+        if crash is not None:
+            raise crash
+        return gen
+
+    def spin_lock(self, lock):
+        return self._guest_code("spin_lock", lock)
+
+    def spin_unlock(self, lock):
+        return self._guest_code("spin_unlock", lock)
+
+    def spin_trylock(self, lock):
+        return self._guest_code("spin_trylock", lock)
+
+    def final_state_problems(self) -> list[str]:
+        """The lock's own final-state check; its failure is a problem of the final state too."""
+        check = getattr(self._lock, "final_state_problems", None)
+        if check is None:
+            return []
+        try:
+            problems = check()
+        except (Exception, SystemExit) as exc:
+            return [f"{self._label}.final_state_problems() failed: {_error(exc)}"]
+        if not isinstance(problems, (list, tuple)) or not all(isinstance(p, str) for p in problems):
+            return [f"{self._label}.final_state_problems() returned {problems!r:.60}, not a list of strings"]
+        return list(problems)

@@ -74,6 +74,8 @@ def collect(paths: list[str]) -> list[Path]:
     """The litmus files named: files as given, directories searched recursively, in sorted order, once each."""
     found: dict[Path, Path] = {}
     for text in paths:
+        if not text:  # Path("") is the current directory: not what an empty argument meant
+            raise BadInput("litmus path '': give a file or a directory")
         path = Path(text)
         if path.is_dir():
             files = sorted(path.rglob("*.litmus"))

@@ -3,81 +3,86 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 from rich.console import Console
 from rich.table import Table
 
 from ..kernel.userlock import UserLockError
-from .scenario import BadInput, Run, Scenario, scenario_from
+from ..machine import watchdog
+from ..output import unwritable
+from .scenario import BadInput, Run, Scenario, merge, scenario_from
 from .trace import Tracer
+from .vcpu import SimulationError
 
-EXIT_BAD_INPUT = 2
+EXIT_GUEST_FAILED, EXIT_BAD_INPUT = 1, 2  # 1: the guest crashed (its BUG, its code failing as Python)
 
 
 def parse_number(flag: str, text: str | None, kind=int, minimum=None):
+    """A flag's text as an int or a finite float; ranges are the scenario model's to check."""
     if text is None:
         return None
     try:
         value = kind(text)
     except ValueError:
         raise BadInput(f"{flag} must be {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise BadInput(f"{flag} must be a finite number, got {text!r}")
     if minimum is not None and value < minimum:
         raise BadInput(f"{flag} must be at least {minimum}, got {text!r}")
     return value
 
 
+# The flags of ``run`` and ``sweep`` that set a scenario field: (field path, type; None: as given).
+# One table both builds the overrides and names the flag when the scenario model refuses a value.
+FLAG_FIELDS = {
+    "host": ("host.hypervisor", None),
+    "pcpus": ("host.pcpus", int),
+    "ple": ("host.scheduling.ple", None),
+    "spurious_hz": ("host.spurious_wakeup_hz", float),
+    "kernel": ("guests.0.kernel", None),
+    "lock": ("guests.0.lock", None),
+    "vcpus": ("guests.0.vcpus", int),
+    "patching": ("guests.0.patching", None),
+    "irq_rate": ("guests.0.interrupts.rate_hz", float),
+    "locks": ("guests.0.workload.locks", int),
+    "hold_ns": ("guests.0.workload.hold.mean_ns", float),
+    "delay_ns": ("guests.0.workload.delay.mean_ns", float),
+    "duration_ms": ("duration_ms", float),
+    "seed": ("seed", int),
+    "hogs": ("hog_guests", int),
+    "hog_vcpus": ("hog_vcpus", int),
+}
+
+
+def flag_name(flag: str) -> str:
+    return "--" + flag.replace("_", "-")
+
+
+def flag_fields(flags: dict) -> dict:
+    """``{field path: flag}`` of the flags given, for errors that name the flag rather than the field."""
+    return {path: flag_name(flag) for flag, (path, _) in FLAG_FIELDS.items() if flags.get(flag) is not None}
+
+
 def flag_overrides(flags: dict) -> dict:
     """The scenario fields given on the command line (flags left unset override nothing)."""
-    host: dict = {}
-    guest: dict = {}
-    workload: dict = {}
     top: dict = {}
-    if flags["host"] is not None:
-        host["hypervisor"] = flags["host"]
-    if flags["pcpus"] is not None:
-        host["pcpus"] = parse_number("--pcpus", flags["pcpus"], minimum=1)
-    if flags["ple"] is not None:
-        host["scheduling"] = {"ple": flags["ple"]}
-    if flags["spurious_hz"] is not None:
-        host["spurious_wakeup_hz"] = parse_number("--spurious-hz", flags["spurious_hz"], float, 0)
-    if flags["kernel"] is not None:
-        guest["kernel"] = flags["kernel"]
-    if flags["lock"] is not None:
-        guest["lock"] = flags["lock"]
-    if flags["vcpus"] is not None:
-        guest["vcpus"] = parse_number("--vcpus", flags["vcpus"], minimum=1)
-    if flags["patching"] is not None:
-        guest["patching"] = flags["patching"]
-    if flags["irq_rate"] is not None:
-        guest["interrupts"] = {"rate_hz": parse_number("--irq-rate", flags["irq_rate"], float, 0)}
-    if flags["locks"] is not None:
-        workload["locks"] = parse_number("--locks", flags["locks"], minimum=1)
-    if flags["hold_ns"] is not None:
-        workload["hold"] = {"mean_ns": parse_number("--hold-ns", flags["hold_ns"], float, 0)}
-    if flags["delay_ns"] is not None:
-        workload["delay"] = {"mean_ns": parse_number("--delay-ns", flags["delay_ns"], float, 0)}
-    if workload:
-        guest["workload"] = workload
-    if host:
-        top["host"] = host
-    if guest:
-        top["guests"] = [guest]
-    if flags["duration_ms"] is not None:
-        top["duration_ms"] = parse_number("--duration-ms", flags["duration_ms"], float, 0)
-        if top["duration_ms"] <= 0:
-            raise BadInput(f"--duration-ms must be positive, got {flags['duration_ms']!r}")
-    if flags["seed"] is not None:
-        top["seed"] = parse_number("--seed", flags["seed"], minimum=0)
-    if flags["hogs"] is not None:
-        top["hog_guests"] = parse_number("--hogs", flags["hogs"], minimum=0)
-    if flags["hog_vcpus"] is not None:
-        top["hog_vcpus"] = parse_number("--hog-vcpus", flags["hog_vcpus"], minimum=1)
+    for flag, (path, kind) in FLAG_FIELDS.items():
+        text = flags.get(flag)
+        if text is not None:
+            value = text if kind is None else parse_number(flag_name(flag), text, kind)
+            for part in reversed(path.split(".")):  # guests.0.vcpus -> {"guests": [{"vcpus": value}]}
+                value = [value] if part == "0" else {part: value}
+            top = merge(top, value)
     return top
 
 
 def build_scenario(scenario_file: str | None, flags: dict) -> Scenario:
-    return scenario_from(scenario_file, flag_overrides(flags))
+    scenario = scenario_from(scenario_file, flag_overrides(flags), flag_fields(flags))
+    if flags.get("hog_vcpus") is not None and not scenario.hog_guests:
+        raise BadInput(f"--hog-vcpus {flags['hog_vcpus']}: there are no hog guests to size (give --hogs N)")
+    return scenario
 
 
 def execute(scenario: Scenario, trace_path: str | None, show_progress: bool) -> dict:
@@ -153,12 +158,24 @@ def render(result: dict, console: Console) -> None:
 
 def main(scenario_file: str | None, flags: dict, trace_path: str | None, json_out: bool) -> int:
     try:
-        scenario = build_scenario(scenario_file, flags)
-        interactive = sys.stderr.isatty() and not json_out
-        result = execute(scenario, trace_path, interactive)
+        problem = unwritable("--trace", trace_path) if trace_path is not None else None
+        if problem:
+            raise BadInput(problem)
+        with watchdog.guard():
+            scenario = build_scenario(scenario_file, flags)
+            if trace_path is not None:  # what the checks above cannot tell (e.g. as root): try it
+                try:
+                    open(trace_path, "ab").close()
+                except OSError as err:
+                    raise BadInput(f"--trace {trace_path}: {err.strerror or err}") from None
+            interactive = sys.stderr.isatty() and not json_out
+            result = execute(scenario, trace_path, interactive)
     except BadInput as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except SimulationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_GUEST_FAILED
     if json_out:
         print(json.dumps(result, indent=2))
     else:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from .model import Model
 
 Hypervisor = Literal["baremetal", "kvm", "kvm-nopv"]
 
 
-class Costs(BaseModel):
+class Costs(Model):
     """Cycle costs charged by the timed simulator (integer cycles at ``freq_mhz``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     freq_mhz: int = Field(2500, gt=0, description="core clock; 2.4–2.9 GHz Westmere/Haswell in the published figures")
 
@@ -65,7 +65,7 @@ class Costs(BaseModel):
         return int(us * self.freq_mhz)
 
 
-class Scheduling(BaseModel):
+class Scheduling(Model):
     """The host scheduler: CFS-like, one run queue per pCPU, as Linux runs vCPU threads.
 
     Defaults are Linux CFS's with its logarithmic CPU scaling at 8+ CPUs
@@ -75,8 +75,6 @@ class Scheduling(BaseModel):
     pCPU's queue; an idle pCPU pulls a waiting one, and at each slice end a queue two or
     more shorter than the longest pulls one (load balancing).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     sched_latency_us: int = Field(24000, gt=0)
     min_granularity_us: int = Field(3000, gt=0)
@@ -89,19 +87,15 @@ class Scheduling(BaseModel):
     ple_window_max: int = Field(2**32 - 1, gt=0, description="KVM's ple_window_max (VMX default UINT_MAX)")
 
 
-class Interrupts(BaseModel):
+class Interrupts(Model):
     """Guest interrupts: each vCPU is interrupted at ``rate_hz`` (Poisson), handlers at ``level``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    rate_hz: float = Field(0.0, ge=0)
+    rate_hz: float = Field(0.0, ge=0, le=1e6, description="at most one per microsecond: more is all interrupt")
     level: Literal["softirq", "hardirq", "nmi"] = "hardirq"
 
 
-class HostConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    pcpus: int = Field(4, gt=0, description="physical CPUs")
+class HostConfig(Model):
+    pcpus: int = Field(4, gt=0, le=4096, description="physical CPUs")
     sockets: int = Field(
         2,
         gt=0,
@@ -110,4 +104,4 @@ class HostConfig(BaseModel):
     hypervisor: Hypervisor = "kvm"
     costs: Costs = Costs()
     scheduling: Scheduling = Scheduling()
-    spurious_wakeup_hz: float = Field(0.0, ge=0, description="rate at which a halted vCPU wakes without a kick")
+    spurious_wakeup_hz: float = Field(0.0, ge=0, le=1e6, description="rate at which a halted vCPU wakes without a kick")

@@ -20,7 +20,9 @@ import random
 from collections.abc import Callable, Iterable
 
 from ..machine import ops as o
+from ..machine import watchdog
 from ..machine.cpu import GuestCode
+from ..machine.crash import guest_crash, operation_problem
 from ..machine.memory import Memory
 from ..machine.scheduler import RandomScheduler, Scheduler
 from .cache import CacheModel
@@ -53,6 +55,7 @@ class Simulator:
         self.rng = random.Random(seed)
         self.tracer = tracer  # timeline hooks (pvspin.sim.trace.Tracer), None when not tracing
         self.loop = EventLoop()
+        watchdog.watch(lambda: self.loop.events)  # guest code that stops yielding stops the events
         sockets = min(host.sockets, host.pcpus)
         socket_of = [p * sockets // host.pcpus for p in range(host.pcpus)]
         self.cache = CacheModel(self.costs, self.rng, socket_of)
@@ -102,7 +105,10 @@ class Simulator:
             v.rng = random.Random(f"{self.seed}:{guest.index}:{cpu}")
             guest.vcpus.append(v)
             self.vcpus.append(v)
-            self.guest_cpus.boot(v, program)
+            try:
+                self.guest_cpus.boot(v, program)
+            except (Exception, SystemExit) as exc:
+                raise self._crashed(exc) from None
         if self.bare_metal and len(self.vcpus) > len(self.pcpus):
             raise ValueError(f"bare metal runs one CPU per pCPU: {len(self.vcpus)} CPUs on {len(self.pcpus)} pCPUs")
         self.guests.append(guest)
@@ -113,20 +119,51 @@ class Simulator:
         runnable = []
         for v in self.vcpus:
             if v.op is None:  # its program ended before its first shared operation
+                if v.gcpu.contexts:  # no: it yielded None, which is no operation
+                    raise ValueError("yielded None")  # named by _crashed()
                 v.state = DONE
                 continue
             runnable.append(v)
             self.guest_cpus.arm_interrupts(v)
         self.sched.start(runnable)
 
+    def _crashed(self, exc: BaseException) -> BaseException:
+        """What to raise for ``exc``, caught around guest steps: the guest's crash, or ``exc`` itself.
+
+        The engine keeps no "current vCPU" (that would cost on every event): the culprit is the
+        vCPU whose code the traceback passes through, or whose pending operation is malformed.
+        """
+        codes = set()
+        tb = exc.__traceback__
+        while tb is not None:
+            codes.add(tb.tb_frame.f_code)
+            tb = tb.tb_next
+        culprit = None
+        for v in self.vcpus:
+            contexts = v.gcpu.contexts
+            ctx = contexts[-1] if contexts else None
+            # a generator that raised is closed; one that yielded a malformed operation holds it;
+            # a wait condition that raised is in the traceback
+            if ctx is not None and (getattr(ctx.gen, "gi_frame", 0) is None or operation_problem(ctx.op)
+                                    or any(getattr(x, "__code__", None) in codes for x in ctx.op)):
+                culprit = v, ctx
+                break
+        crash = guest_crash(exc, culprit[1].op, culprit[1].gen) if culprit else guest_crash(exc)
+        if crash is None:
+            return exc
+        who = f"{culprit[0]}: " if culprit else ""
+        return SimulationError(f"{who}{crash} at cycle {self.loop.now}", culprit[0].guest.name if culprit else None)
+
     def run(self, cycles: int) -> None:
         """Advance simulated time by ``cycles`` (or until every program has finished)."""
         if cycles < 0:
             raise ValueError(f"cannot run for a negative time ({cycles} cycles)")
-        if not self.started:
-            self._start()
         try:
+            if not self.started:
+                self._start()
             self.loop.run(self.loop.now + cycles)
         except o.GuestBug as bug:
             raise SimulationError(f"guest BUG at cycle {self.loop.now}: {bug}") from None
+        except (Exception, SystemExit) as exc:
+            raise self._crashed(exc) from None
         close_accounts(self.vcpus, self.pcpus, self.loop.now)

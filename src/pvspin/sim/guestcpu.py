@@ -344,6 +344,8 @@ class GuestCpus:
 
     def _finish(self, v: VCpu, t: int) -> None:
         """The task-level program returned: the vCPU is done and leaves its pCPU."""
+        if v.gcpu.contexts:  # no: its code yielded None, which is no operation
+            raise ValueError("yielded None")  # named by Simulator._crashed()
         self.sched.dequeue(v, t, DONE)
 
     def _cost(self, v: VCpu, op: tuple, t: int) -> int:

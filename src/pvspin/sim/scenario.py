@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from ..kernel.build import LOCKS, boot_kernel
 from ..kernel.config import LockConfig
@@ -22,15 +22,15 @@ from ..machine.memory import Memory
 from .config import HostConfig, Interrupts
 from .engine import Simulator
 from .metrics import guest_metrics, host_metrics
+from .model import Model
+from .vcpu import SimulationError
 from .workload import LockTorture, WorkloadConfig
 
 KernelName = Literal["paravirt", "no-paravirt"]
 
 
-class LockKnobs(BaseModel):
+class LockKnobs(Model):
     """The kernel's lock constants, as knobs (defaults are the x86 kernel's)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     spin_threshold: int = Field(1 << 15, gt=0, description="SPIN_THRESHOLD")
     pending_loops: int = Field(1 << 9, gt=0, description="_Q_PENDING_LOOPS")
@@ -42,13 +42,11 @@ class LockKnobs(BaseModel):
         )
 
 
-class GuestSpec(BaseModel):
+class GuestSpec(Model):
     """One guest running locktorture on its spinlock."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     name: str = "guest0"
-    vcpus: int = Field(4, gt=0)
+    vcpus: int = Field(4, gt=0, le=16384, description="at most NR_CPUS of the 16K lock-word layout")
     kernel: KernelName | None = Field(None, description="default: no-paravirt for ticket, paravirt otherwise")
     lock: str = "pvqspinlock"
     patching: bool = Field(True, description="False: boot with noreplace-paravirt")
@@ -69,14 +67,12 @@ class GuestSpec(BaseModel):
         return "no-paravirt" if self.lock == "ticket" else "paravirt"
 
 
-class Scenario(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Scenario(Model):
     host: HostConfig = HostConfig()
     guests: list[GuestSpec] = Field(default_factory=lambda: [GuestSpec()], min_length=1)
-    hog_guests: int = Field(0, ge=0, description="competing guests whose vCPUs only burn CPU")
-    hog_vcpus: int = Field(1, gt=0, description="vCPUs per hog guest")
-    duration_ms: float = Field(20.0, gt=0, description="simulated time")
+    hog_guests: int = Field(0, ge=0, le=1024, description="competing guests whose vCPUs only burn CPU")
+    hog_vcpus: int = Field(1, gt=0, le=4096, description="vCPUs per hog guest")
+    duration_ms: float = Field(20.0, gt=0, le=3_600_000, description="simulated time (at most an hour)")
     seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
@@ -91,16 +87,26 @@ class BadInput(ValueError):
     """A user's value pvspin cannot use; the message names it."""
 
 
-def scenario_from(scenario_file: str | None, overrides: dict | None = None) -> Scenario:
-    """The scenario of a TOML file (or the defaults) with ``overrides`` on top; BadInput if invalid."""
+def scenario_from(scenario_file: str | None, overrides: dict | None = None, names: dict | None = None) -> Scenario:
+    """The scenario of a TOML file (or the defaults) with ``overrides`` on top; BadInput if invalid.
+
+    ``names`` maps field paths to the flags that set them, so that an error names the flag.
+    """
     try:
-        if scenario_file:
+        if scenario_file is not None:
+            if not scenario_file:
+                raise BadInput("--scenario '': give the path of a TOML file")
             if not Path(scenario_file).is_file():
                 raise BadInput(f"--scenario: no such file {scenario_file}")
             return load_scenario(scenario_file, overrides)
         return Scenario.model_validate(merge(Scenario().model_dump(), overrides or {}))
     except ValidationError as err:
-        raise BadInput(describe_validation_error(err)) from None
+        message = describe_validation_error(err, names)
+        if scenario_file and not message.startswith("--"):  # the file's value, not a flag's
+            message = f"--scenario {scenario_file}: {message}"
+        raise BadInput(message) from None
+    except OSError as err:  # unreadable: permissions, a FIFO, ...
+        raise BadInput(f"--scenario {scenario_file}: {err.strerror or err}") from None
     except ValueError as err:  # TOML syntax
         if isinstance(err, BadInput):
             raise
@@ -121,7 +127,9 @@ def merge(base: dict, top: dict) -> dict:
             out[key] = merge(out[key], value)
         elif isinstance(value, list) and isinstance(out.get(key), list) and all(isinstance(v, dict) for v in value):
             old = out[key]
-            out[key] = [merge(old[i], v) if i < len(old) else v for i, v in enumerate(value)] + old[len(value) :]
+            # a malformed base element (not a table) is kept, for the model to refuse it
+            out[key] = [(merge(old[i], v) if isinstance(old[i], dict) else old[i]) if i < len(old) else v
+                        for i, v in enumerate(value)] + old[len(value) :]
         else:
             out[key] = value
     return out
@@ -135,9 +143,25 @@ def hog(cpu: int):
 
 
 class Run:
-    """A scenario set up on a simulator, ready to run; :meth:`result` reads its metrics."""
+    """A scenario set up on a simulator, ready to run; :meth:`result` reads its metrics.
+
+    A guest's crash (its BUG, its code failing as Python) is a :class:`SimulationError`
+    that names the guest's lock.
+    """
 
     def __init__(self, scenario: Scenario, tracer=None):
+        try:
+            self._setup(scenario, tracer)
+        except SimulationError as err:
+            raise self._named(err) from None
+
+    def _named(self, err: SimulationError) -> SimulationError:
+        locks = {spec.name: spec.lock for spec in self.scenario.guests}
+        if err.guest not in locks:
+            return err
+        return SimulationError(f"lock {locks[err.guest]} crashed in {err}", err.guest)
+
+    def _setup(self, scenario: Scenario, tracer) -> None:
         self.scenario = scenario
         host = scenario.host
         self.sim = Simulator(host, seed=scenario.seed, tracer=tracer)
@@ -177,7 +201,10 @@ class Run:
         done = 0
         for i in range(1, chunks + 1):
             target = total * i // chunks
-            sim.run(target - done)
+            try:
+                sim.run(target - done)
+            except SimulationError as err:
+                raise self._named(err) from None
             done = target
             if progress:
                 progress(done / total)
@@ -201,10 +228,14 @@ def run_scenario(scenario: Scenario, progress=None, tracer=None) -> dict:
     return Run(scenario, tracer=tracer).run(progress)
 
 
-def describe_validation_error(err: ValidationError) -> str:
-    """One line naming the first bad value of a scenario."""
+def describe_validation_error(err: ValidationError, names: dict | None = None) -> str:
+    """One line naming the first bad value of a scenario (by its flag, when ``names`` has the field)."""
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "scenario"
     value = first.get("input")
-    shown = "" if isinstance(value, dict) else f" (got {value!r})"
-    return f"{where}: {first['msg']}{shown}"
+    message = first["msg"].removeprefix("Value error, ")
+    text = f"{value:g}" if type(value) in (int, float) and abs(value) >= 1e16 else repr(value)
+    if names and where in names:
+        return f"{names[where]} {text}: {message}"
+    shown = "" if isinstance(value, dict) else f" (got {text})"
+    return f"{where}: {message}{shown}"

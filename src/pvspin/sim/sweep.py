@@ -31,9 +31,13 @@ from pydantic import ValidationError
 from ..kernel.build import LOCKS
 from ..kernel.lockevents import LOCK_EVENTS
 from ..kernel.userlock import UserLockError
+from ..machine import watchdog
+from ..output import unwritable
 from .scenario import BadInput, Run, Scenario, describe_validation_error, merge, scenario_from
+from .vcpu import SimulationError
 
-EXIT_BAD_INPUT = 2
+MAX_POINTS = 100_000  # a sweep beyond it cannot be meant: at a second a point, more than a day on 1 core
+EXIT_GUEST_FAILED, EXIT_BAD_INPUT = 1, 2  # 1: a point's guest crashed (its BUG, its code failing as Python)
 
 
 # Named parameters: (where in the scenario, axis label with units).  Any other name must be a dotted
@@ -81,6 +85,11 @@ METRICS = (
     "guest_operations",
     *LOCK_EVENTS,
 )
+
+
+# Metrics that may be null: the spread when a vCPU never got the lock, latencies with no acquisition.
+NULLABLE = frozenset({"fairness_max_over_min", "latency_p50_ns", "latency_p99_ns", "latency_p99.9_ns",
+                      "latency_max_ns", "jain_index"})
 
 
 @dataclass(frozen=True)
@@ -153,14 +162,16 @@ class Sweep:
             else:
                 set_path(data, param.path, value)
         if overcommit is not None:
-            vcpus = round(overcommit * data["host"]["pcpus"])
+            vcpus = overcommit * data["host"]["pcpus"]
+            vcpus = round(vcpus) if math.isfinite(vcpus) else vcpus  # inf: for the model to refuse
             if vcpus < 1:
                 raise BadInput(f"overcommit {overcommit:g} on {data['host']['pcpus']} pCPUs leaves no vCPU")
             data["guests"][0]["vcpus"] = vcpus
         try:
             return Scenario.model_validate(data)
         except ValidationError as err:
-            raise BadInput(describe_validation_error(err)) from None
+            names = {p.path or "guests.0.vcpus": f"--param {p.name}" for p in self.params}
+            raise BadInput(describe_validation_error(err, names)) from None
 
     @property
     def columns(self) -> list[str]:
@@ -240,9 +251,13 @@ def build_sweep(
     seeds: int,
     scenario_file: str | None = None,
     overrides: dict | None = None,
+    names: dict | None = None,
 ) -> Sweep:
-    """The sweep the command line describes; every point is validated (and booted) up front."""
-    base = scenario_from(scenario_file, overrides)
+    """The sweep the command line describes; every point is validated (and booted) up front.
+
+    ``names``: the flags that set fields of ``overrides`` (see :func:`scenario_from`).
+    """
+    base = scenario_from(scenario_file, overrides, names)
     if not params:
         raise BadInput("--param: give at least one, e.g. --param overcommit=0.5,1,1.5,2")
     if len(params) > 2:
@@ -253,10 +268,15 @@ def build_sweep(
     if seeds < 1:
         raise BadInput(f"--seeds must be at least 1, got {seeds}")
     sweep = Sweep(base, parsed, parse_locks(locks, base), seeds)
+    size = len(sweep.locks) * seeds * math.prod(len(p.values) for p in parsed)
+    if size > MAX_POINTS:  # refused before the grid is built: its points alone would fill memory
+        grid = " x ".join(f"{len(p.values)} {p.name}" for p in parsed)
+        raise BadInput(f"--param/--locks/--seeds: {size:,} points ({len(sweep.locks)} lock(s) x {grid} x {seeds} "
+                       f"seed(s)), at most {MAX_POINTS:,}")
     for point in sweep.points()[:: sweep.seeds]:
         try:
             Run(point.scenario)  # boots the kernel: an impossible lock/host pairing fails here
-        except (ValueError, UserLockError) as err:
+        except (ValueError, UserLockError, SimulationError) as err:
             raise BadInput(f"{point.lock} at {describe_values(sweep, point)}: {err}") from None
     return sweep
 
@@ -269,7 +289,8 @@ def describe_values(sweep: Sweep, point: Point) -> str:
 def measure(scenario_json: str) -> dict:
     """Run one point (in a worker process) and flatten its result to the METRICS columns."""
     scenario = Scenario.model_validate_json(scenario_json)
-    result = Run(scenario).run()
+    with watchdog.guard():
+        result = Run(scenario).run()
     g = result["guests"][0]
     host = result["host"]
     lat = g["latency_ns"]
@@ -300,8 +321,34 @@ def measure(scenario_json: str) -> dict:
     return row
 
 
+FILES = ("points.jsonl", "points.csv", "summary.json", "sweep.json")
+
+
+def check_out(out: str | Path) -> None:
+    """Refuse an output directory the sweep could not write its files into."""
+    problem = unwritable("--out", str(out), folder=True)
+    if problem:
+        raise BadInput(problem)
+    for name in FILES:
+        if (Path(out) / name).is_dir():
+            raise BadInput(f"--out {out}: {name} is a directory, where the sweep writes a file")
+
+
+def row_digest(row: dict) -> str:
+    """A checksum of a row's other fields: a row edited by hand (a value, a label) is not this sweep's."""
+    body = {k: v for k, v in row.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
 class Results:
-    """The output directory: finished points (loaded on resume), appended as they complete."""
+    """The output directory: finished points (loaded on resume), appended as they complete.
+
+    A resumed row is used only if it is exactly what this sweep would write for one of its
+    points: its key is a point's (the hash of the point's scenario and of the simulator's
+    code), its lock, parameter values and seed are that point's, every metric is there with
+    a number (or null where a metric may be null), and its digest matches.  Anything else is
+    dropped and its point computed again (``dropped`` counts them): never mixed in.
+    """
 
     def __init__(self, out: Path, sweep: Sweep):
         self.out = out
@@ -310,23 +357,46 @@ class Results:
         self.jsonl = out / "points.jsonl"
         self.csv = out / "points.csv"
         self.done: dict[str, dict] = {}
-        out.mkdir(parents=True, exist_ok=True)
-        if self.jsonl.exists():
-            for line in self.jsonl.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # the line being written when the sweep was interrupted
-                if isinstance(record, dict) and "key" in record:
-                    self.done[record["key"]] = record
+        self.dropped = 0
+        check_out(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            raw = self.jsonl.read_bytes() if self.jsonl.exists() else b""
+        except OSError as err:
+            raise BadInput(f"--out {out}: {err.strerror or err}") from None
+        points = {p.key: p for p in sweep.points()}
+        for line in raw.splitlines():
+            row = self._valid(line, points)
+            if row is None:
+                self.dropped += 1  # torn by an interruption, edited, or another sweep's: computed again
+            else:
+                self.done[row["key"]] = row
         # start from clean files (an interrupted write may have left half a line)
         self._rewrite(list(self.done.values()))
 
-    def record(self, sweep: Sweep, point: Point, metrics: dict) -> dict:
+    def _valid(self, line: bytes, points: dict) -> dict | None:
+        try:
+            row = json.loads(line.decode())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        if not isinstance(row, dict) or set(row) != {*self.columns, "digest"} or row["digest"] != row_digest(row):
+            return None
+        point = points.get(row["key"])
+        if point is None or row != self._row(point, {m: row[m] for m in METRICS}):
+            return None
+        numbers = all(type(row[m]) in (int, float) or (row[m] is None and m in NULLABLE) for m in METRICS)
+        return row if numbers else None
+
+    def _row(self, point: Point, metrics: dict) -> dict:
         row = {"lock": point.lock}
-        row.update({p.name: v for p, v in zip(sweep.params, point.values, strict=True)})
+        row.update({p.name: v for p, v in zip(self.sweep.params, point.values, strict=True)})
         row.update(seed=point.seed, key=point.key, code=point.code)
         row.update(metrics)
+        row["digest"] = row_digest(row)
+        return row
+
+    def record(self, sweep: Sweep, point: Point, metrics: dict) -> dict:
+        row = self._row(point, metrics)
         self.done[point.key] = row
         with self.jsonl.open("a") as f:
             f.write(json.dumps(row) + "\n")
@@ -361,8 +431,17 @@ def run_sweep(
     todo = [p for p in points if p.key not in results.done]
     if len(todo) < len(points):
         log(f"resuming: {len(points) - len(todo)} of {len(points)} points already in {out}")
+    if results.dropped:
+        log(f"resuming: {results.dropped} row(s) of {results.jsonl} not this sweep's or damaged: computed again")
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
     started = time.perf_counter()
+
+    def measured(point: Point, get: Callable[[], dict]) -> dict:
+        try:
+            return get()
+        except SimulationError as err:
+            where = describe_values(sweep, point)
+            raise SimulationError(f"point {point.lock} {where} seed={point.seed}: {err}") from None
 
     def finished(n: int, point: Point, metrics: dict) -> None:
         results.record(sweep, point, metrics)
@@ -374,20 +453,39 @@ def run_sweep(
 
     if jobs == 1:
         for n, point in enumerate(todo, 1):
-            finished(n, point, measure(point.scenario.model_dump_json()))
+            finished(n, point, measured(point, lambda p=point: measure(p.scenario.model_dump_json())))
     elif todo:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("fork")) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=get_context("fork"), initializer=_exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(measure, p.scenario.model_dump_json()): p for p in todo}
             try:
                 for n, future in enumerate(as_completed(futures), 1):
-                    finished(n, futures[future], future.result())
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
+                    finished(n, futures[future], measured(futures[future], future.result))
+            except BaseException as exc:
+                # Ctrl-C: leave at once; a crashed point: let the running ones end, so that the
+                # pool's threads are not torn down under the exiting interpreter
+                pool.shutdown(wait=not isinstance(exc, KeyboardInterrupt), cancel_futures=True)
                 raise
     rows = results.finish(points)
     summary = {"sweep": spec(sweep), "aggregate": aggregate(sweep, rows)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: exit when the sweep's process is gone (``kill -9`` leaves no one to shut the pool down).
+
+    Otherwise idle workers live on, holding the parent's stdout open.  A thread polls the parent
+    once a second (portable; Linux's PR_SET_PDEATHSIG would need ctypes and still race the fork).
+    """
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def fmt_spread(value) -> str:
@@ -444,19 +542,16 @@ def main(
 ) -> int:
     """``pvspin sweep``: exit 0 when done, 2 on bad input (one line on stderr)."""
     from .command import BadInput as FlagError
-    from .command import flag_overrides, parse_number
+    from .command import flag_fields, flag_overrides, parse_number
 
     try:
-        if not out:
+        if out is None:
             raise BadInput("--out: give the directory for the results (e.g. results/overcommit)")
-        if Path(out).exists() and not Path(out).is_dir():
-            raise BadInput(f"--out {out}: exists and is not a directory")
+        check_out(out)
         nseeds = parse_number("--seeds", seeds, minimum=1)
         njobs = parse_number("--jobs", jobs, minimum=1)
-        full = dict.fromkeys(("host", "kernel", "lock", "pcpus", "vcpus", "duration_ms", "seed", "hogs", "hog_vcpus",
-                              "locks", "hold_ns", "delay_ns", "irq_rate", "spurious_hz", "ple", "patching"))  # fmt: skip
-        full.update(flags)
-        sweep = build_sweep(params, locks, nseeds, scenario_file, flag_overrides(full))
+        with watchdog.guard():  # booting every point runs the locks' setup code
+            sweep = build_sweep(params, locks, nseeds, scenario_file, flag_overrides(flags), flag_fields(flags))
     except (BadInput, FlagError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -465,11 +560,18 @@ def main(
           + " x ".join(f"{len(p.values)} {p.name}" for p in sweep.params)
           + f" x {sweep.seeds} seed(s)) -> {out}", file=sys.stderr)  # fmt: skip
     started = time.perf_counter()
+    watchdog.sigterm_as_interrupt()  # SIGTERM stops as Ctrl-C does: finished points kept, resumable
     try:
         summary = run_sweep(sweep, Path(out), njobs)
     except KeyboardInterrupt:
         print(f"interrupted: finished points are in {out}; run the same command again to resume", file=sys.stderr)
         return 130
+    except SimulationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_GUEST_FAILED
+    except BadInput as err:  # the output directory, found unusable once the sweep is known
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     written = [Path(out) / name for name in ("points.csv", "points.jsonl", "summary.json")]
     if plots:
         from .plots import plot_sweep

@@ -29,7 +29,14 @@ ACCOUNT_NAMES = ("running", "spinning", "critical_section", "exits_in_place", "h
 
 
 class SimulationError(Exception):
-    """The simulated system did something the model forbids (a guest BUG(), a bad kick)."""
+    """The simulated system did something the model forbids (a guest BUG(), a bad kick, a crash).
+
+    ``guest``: the name of the guest at fault, when one is.
+    """
+
+    def __init__(self, message: str, guest: str | None = None):
+        super().__init__(message)
+        self.guest = guest
 
 
 class VCpu:

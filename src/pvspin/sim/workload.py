@@ -16,18 +16,17 @@ from __future__ import annotations
 import random
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ..kernel.api import Spinlock
 from ..machine import ops as o
 from ..machine.memory import CACHE_LINE, Layout, Memory
 from .histogram import Histogram
+from .model import Model
 
 
-class Distribution(BaseModel):
+class Distribution(Model):
     """A duration in nanoseconds: ``fixed`` at ``mean_ns``, or ``uniform`` / ``exponential`` around it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["fixed", "uniform", "exponential"] = "exponential"
     mean_ns: float = Field(400.0, ge=0)
@@ -43,12 +42,10 @@ class Distribution(BaseModel):
         return lambda: int(rng.expovariate(rate))
 
 
-class WorkloadConfig(BaseModel):
+class WorkloadConfig(Model):
     """What each writer does; defaults are short holds (most spinlocks are held < 2^12 cycles)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    locks: int = Field(1, gt=0, description="number of locks; each acquisition picks one at random")
+    locks: int = Field(1, gt=0, le=65536, description="number of locks; each acquisition picks one at random")
     hold: Distribution = Distribution(kind="exponential", mean_ns=400.0)
     delay: Distribution = Distribution(kind="exponential", mean_ns=2000.0)
     shared_lines: int = Field(
@@ -56,7 +53,7 @@ class WorkloadConfig(BaseModel):
     )
     long_hold_every: int = Field(0, ge=0, description="one acquisition in N holds for long_hold_us (0: never)")
     long_hold_us: float = Field(100.0, ge=0)
-    irq_locks: int = Field(1, gt=0, description="locks taken by interrupt handlers (separate from the writers')")
+    irq_locks: int = Field(1, gt=0, le=65536, description="locks taken by interrupt handlers (separate from the writers')")
     irq_hold: Distribution = Distribution(kind="fixed", mean_ns=200.0)
 
 

@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 
 from ...machine import deps as deps_mod
 from ...machine import ops as o
+from ...machine import watchdog
+from ...machine.crash import NOTHING, guest_crash, operation_problem
 from ...machine.deps import Dep, deps_of
 from ...machine.memory import MASKS
 from .execution import Execution
@@ -160,6 +162,7 @@ class Explorer:
     def run(self) -> GraphResult:
         """Explore depth first, each distinct graph once; an inconsistent one is not extended."""
         result = GraphResult()
+        watchdog.watch(lambda: result.graphs)  # guest code that stops yielding stops the graphs
         started = time.perf_counter()
         next_report = started + 1.0
         seen: set[int] = set()
@@ -175,12 +178,19 @@ class Explorer:
                 result.graphs += 1
                 if not consistent(Execution(g)):
                     continue
-                step = self._next(g)
-                if step[0] != _FRONTIER:
-                    if self._end(g, step, result):
-                        break
-                    continue
-                children, revisits = self.children(g, step)
+                try:
+                    step = self._next(g)
+                    if step[0] != _FRONTIER:
+                        if self._end(g, step, result):
+                            break
+                        continue
+                    children, revisits = self.children(g, step)
+                except (Exception, SystemExit) as exc:  # a guest's wait condition raising (else not ours)
+                    crash = guest_crash(exc)
+                    if crash is None:
+                        raise
+                    result.verdict, result.finding = "violation", Finding(crash.prop, str(crash), g)
+                    break
                 result.revisits += revisits
                 stack.extend(reversed(children))
                 if self.max_graphs is not None and result.graphs >= self.max_graphs:
@@ -190,8 +200,8 @@ class Explorer:
                     next_report = time.perf_counter() + 1.0
                     result.seconds = time.perf_counter() - started
                     self.progress(result)
-        except KeyboardInterrupt:
-            result.verdict, result.note = "incomplete", "interrupted"
+        except KeyboardInterrupt as stop:
+            result.verdict, result.note = "incomplete", watchdog.stopped(stop)
         return self._finish(result, started)
 
     def children(self, g: Graph, step: tuple) -> tuple[list[Graph], int]:
@@ -299,6 +309,7 @@ class Explorer:
         branches = _Branches()
         saved = deps_mod.observer
         deps_mod.observer = branches
+        op = NOTHING
         try:
             result = None
             first = True
@@ -320,6 +331,8 @@ class Explorer:
                 if code == o.CPU_RELAX or code == o.WORK:
                     result = None
                     continue
+                if (slot >= len(recs) or type(recs[slot]) is not Rec) and operation_problem(op) is not None:
+                    raise ValueError("malformed operation")  # a new event, unusable: named by guest_crash() below
                 post = None
                 if self.lower is not None:
                     op, post = self.lower(op)
@@ -348,6 +361,13 @@ class Explorer:
                     # follows depends on the read that ended it (it exists only because it did)
                     branches.ctrl |= 1 << eid(t, slot)
                 slot += 1
+        except (Unsupported, DependencyMiss):
+            raise
+        except (Exception, SystemExit) as exc:  # see pvspin.machine.crash
+            crash = guest_crash(exc, op, gen)
+            if crash is None:
+                raise
+            return (_CRASH, crash.prop, f"cpu{program.cpu_of(t)}: {crash}")
         finally:
             deps_mod.observer = saved
 

@@ -30,6 +30,7 @@ it both ways.
 from __future__ import annotations
 
 from ...machine import ops as o
+from ...machine.crash import operation_problem
 from ...machine.deps import deps_of
 from ...machine.memory import Layout, Memory, Ref
 
@@ -55,7 +56,10 @@ def run_hypercalls(gen, cpu: int, flags: list[Ref]):
         except StopIteration as stop:
             return stop.value
         first = False
-        code = op[0]
+        # a malformed operation goes through as it is: the explorer reports it (pvspin.machine.crash)
+        code = op[0] if type(op) is tuple and op else None
+        if (code == o.PV_KICK or code == o.PV_WAIT) and operation_problem(op) is not None:
+            code = None
         if code == o.PV_KICK:
             target = op[1]
             if not 0 <= int(target) < len(flags):

@@ -38,6 +38,9 @@ class GraphReport:
 
 def validate(opts) -> None:
     """Refuse, in one line, what the graph checker does not model (never a silent run of something else)."""
+    from ..runner import refuse_conflicts
+
+    refuse_conflicts(opts)
     if opts.memory_model not in GRAPH_MODELS:
         raise BadInput(f"--memory-model {opts.memory_model!r}: choose from {', '.join(GRAPH_MODELS)}")
     if opts.strategy not in ("exhaustive", "graph"):
