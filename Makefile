@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench lint clean compile uncompile
+.PHONY: demo test test-slow test-suites bench lint clean compile uncompile
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -n 2 -q -m slow || [ $$? -eq 5 ]
+
+# Not in CI: Dat3M's 4,008 LKMM tests under each model version (needs ../shared/litmus).
+test-suites: $(STAMP)
+	$(BIN)/pytest -n 2 -q -m suite || [ $$? -eq 5 ]
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
