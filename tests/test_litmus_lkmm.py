@@ -270,7 +270,7 @@ def test_lkmm_suite_sample_agrees_with_dat3m(version):
     assert disagree == [] and agree >= 40
 
 
-@pytest.mark.suite
+@pytest.mark.long
 @pytest.mark.parametrize("version", VERSIONS)
 def test_lkmm_suite_agrees_with_dat3m(version):
     agree, disagree, unsupported = _suite(suite("lkmm"), version)
