@@ -35,6 +35,20 @@ def run_stress(cls, ncpus, iterations, seed, config, spurious_wakeups=0, max_ste
     return outcome, mem.read(counter.value.addr, 8), impl.final_state_problems()
 
 
+def trylock_twice_then_unlock(impl, mem, lock):
+    """One CPU: ``spin_trylock`` twice, then ``spin_unlock``; returns the two trylock results."""
+    results = []
+
+    def program():
+        results.append((yield from impl.spin_trylock(lock)))
+        results.append((yield from impl.spin_trylock(lock)))
+        yield from impl.spin_unlock(lock)
+
+    outcome = Executor(mem, [program()], RandomScheduler(0)).run()
+    assert outcome.verdict == "ok", outcome.detail
+    return results
+
+
 class InterruptingExecutor(Executor):
     """The SC executor plus interrupts: before a step, a CPU may take an interrupt at a higher level.
 

@@ -1,6 +1,6 @@
 """The x86 ticket spinlock (pre-PV baseline): layout, FIFO order, trylock, final state."""
 
-from lock_harness import finished, in_cs, run_stress, scripted_history, waits_on
+from lock_harness import finished, in_cs, run_stress, scripted_history, trylock_twice_then_unlock, waits_on
 from pvspin.kernel.config import LockConfig
 from pvspin.kernel.ticket import ARCH_SPINLOCK, TicketSpinlock
 from pvspin.machine.executor import Executor
@@ -53,15 +53,7 @@ def test_trylock_only_when_free():
     mem = Memory()
     impl = TicketSpinlock(mem, 1)
     lock = impl.alloc_lock("lock0")
-    results = []
-
-    def program():
-        results.append((yield from impl.spin_trylock(lock)))
-        results.append((yield from impl.spin_trylock(lock)))
-        yield from impl.spin_unlock(lock)
-
-    assert Executor(mem, [program()], RandomScheduler(0)).run().verdict == "ok"
-    assert results == [True, False]
+    assert trylock_twice_then_unlock(impl, mem, lock) == [True, False]
     assert impl.final_state_problems() == []
 
 
