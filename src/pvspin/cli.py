@@ -46,7 +46,7 @@ def sweep(
 def run(
     host: str = typer.Option(None, help="baremetal, kvm (PV spinlocks) or kvm-nopv [default: kvm]"),
     kernel: str = typer.Option(None, help="paravirt or no-paravirt [default: no-paravirt for ticket, else paravirt]"),
-    lock: str = typer.Option(None, help="qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, or path/to/file.py:NAME"),
+    lock: str = typer.Option(None, help="qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME"),
     pcpus: str = typer.Option(None, help="physical CPUs [default: 4]"),
     vcpus: str = typer.Option(None, help="vCPUs of the guest [default: 4]"),
     duration_ms: str = typer.Option(None, help="simulated milliseconds [default: 20]"),
@@ -132,7 +132,7 @@ def litmus(
 def patch(
     host: str = typer.Option("baremetal", help="baremetal, kvm or kvm-nopv"),
     kernel: str = typer.Option("paravirt", help="paravirt or no-paravirt (!PARAVIRT)"),
-    lock: str = typer.Option(None, help="qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas or ticket (default: what the build runs)"),
+    lock: str = typer.Option(None, help="qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket or pvticket (default: what the build runs)"),
     no_patching: bool = typer.Option(False, "--no-patching", help="boot with noreplace-paravirt"),
     patch_era: str = typer.Option("fixed", help="fixed, or 4.2: callee-save sites stay indirect on guests"),
     nopvspin: bool = typer.Option(False, "--nopvspin", help="boot with nopvspin"),
@@ -160,6 +160,8 @@ def patch(
     rows = guest.patch_table()
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
+        if guest.sites_not_modelled:
+            typer.echo(f"note: {guest.sites_not_modelled}", err=True)
         return
     table = Table(title=f"{kernel} kernel on {host}: runs {guest.name}")
     for column in ("site", "op", "before", "after", "after asm"):
@@ -167,7 +169,10 @@ def patch(
     for r in rows:
         table.add_row(r["where"], r["op"], r["before"], r["after"], escape(r["after_asm"]))
     console = Console(width=None if sys.stdout.isatty() else 160)
-    console.print(table if rows else f"{kernel} kernel on {host}: runs {guest.name}, no patch sites (native code inline)")
+    if guest.sites_not_modelled:
+        console.print(f"{kernel} kernel on {host}: runs {guest.name}; {guest.sites_not_modelled}")
+    else:
+        console.print(table if rows else f"{kernel} kernel on {host}: runs {guest.name}, no patch sites (native code inline)")
     for line in guest.boot_log:
         console.print(line)
 

@@ -35,7 +35,14 @@ lock                   build
 ``virt-tas``           ``paravirt`` on ``kvm-nopv``: native qspinlock whose slow path starts with
                        ``virt_spin_lock``'s test-and-set.
 ``ticket``             ``no-paravirt`` only: the pre-2015 x86 ticket lock, the baseline, with no
-                       paravirt sites at all (the 2013 PV ticketlock ops are not modelled).
+                       paravirt sites at all.
+``pvticket``           ``paravirt`` on ``kvm`` only: another kernel, v4.1 (the last with PV
+                       ticketlocks), booted by :func:`kvm_spinlock_init_v41`.  Its ``pv_lock_ops``
+                       (``lock_spinning``, ``unlock_kick``) are bound on the lock instance; their
+                       call sites are not modelled (no patch sites, no call cost: both are called
+                       only on paths that are about to halt or kick), and neither is
+                       ``vcpu_is_preempted`` (v4.11).  ``nopvspin`` and ``kvm_hints_realtime``
+                       (later kernels), ``patching=False`` and ``patch_era`` are refused.
 =====================  ===========================================================================
 """
 
@@ -50,6 +57,8 @@ from .qspinlock import QSpinlock
 from .qspinlock_paravirt import PvQSpinlock
 from .qspinlock_paravirt_42 import PvQSpinlock42
 from .ticket import TicketSpinlock
+from .ticket_paravirt import PvTicketSpinlock
+from .ticket_paravirt import kvm_kick_cpu as kvm_kick_cpu_v41
 
 KERNELS = ("paravirt", "no-paravirt")
 HOSTS = {
@@ -57,12 +66,13 @@ HOSTS = {
     "kvm": frozenset({"KVM_FEATURE_PV_UNHALT", "KVM_FEATURE_STEAL_TIME"}),
     "kvm-nopv": frozenset({"KVM_FEATURE_STEAL_TIME"}),
 }
-LOCKS = ("qspinlock", "pvqspinlock", "pvqspinlock-4.2", "virt-tas", "ticket")
+LOCKS = ("qspinlock", "pvqspinlock", "pvqspinlock-4.2", "virt-tas", "ticket", "pvticket")
 PATCH_ERAS = ("fixed", "4.2")
 _LOCK_NEEDS = {
     "qspinlock": "kernel='no-paravirt', or kernel='paravirt' on host 'baremetal' or 'kvm'",
     "pvqspinlock": "kernel='paravirt' on host 'kvm' with ncpus > 1 and neither nopvspin nor kvm_hints_realtime",
     "virt-tas": "kernel='paravirt' on host 'kvm-nopv'",
+    "pvticket": "kernel='paravirt' on host 'kvm' (a v4.1 kernel with KVM_FEATURE_PV_UNHALT)",
 }
 _LOCK_NEEDS["pvqspinlock-4.2"] = _LOCK_NEEDS["pvqspinlock"]
 
@@ -117,6 +127,8 @@ class GuestKernel:
         self.spin_trylock = impl.spin_trylock
         self.final_state_problems = impl.final_state_problems
         self.vcpu_is_preempted = generic_vcpu_is_preempted
+        # why a PARAVIRT build shows no patch sites, when it is not that there are none
+        self.sites_not_modelled: str | None = None
 
     @property
     def pv_ops(self) -> paravirt_patch_template | None:
@@ -198,6 +210,37 @@ def kvm_spinlock_init(kernel: GuestKernel, ncpus: int, nopvspin: bool, kvm_hints
     kernel.impl.virt_spin_lock_key = False
 
 
+def kvm_spinlock_init_v41(kernel: GuestKernel) -> None:
+    """``kvm_spinlock_init`` and ``kvm_spinlock_init_jump`` of v4.1 (PV ticketlocks), on a PV_UNHALT host.
+
+    ``pv_lock_ops.lock_spinning = PV_CALLEE_SAVE(kvm_lock_spinning)``, ``pv_lock_ops.unlock_kick =
+    kvm_unlock_kick``, and the ``paravirt_ticketlocks_enabled`` static key on (the unlock's slow-path
+    test).  No single-CPU, nopvspin or realtime-hint checks existed yet.
+    """
+    impl = kernel.impl
+    impl.lock_spinning = impl.kvm_lock_spinning
+    impl.unlock_kick = impl.kvm_unlock_kick
+    impl.kick_cpu = kvm_kick_cpu_v41
+    kernel.boot_log.append("KVM setup paravirtual spinlock")
+
+
+def _boot_pvticket(mem: Memory, ncpus: int, kernel: str, host: str, config: LockConfig, refused: dict) -> GuestKernel:
+    """The v4.1 PARAVIRT_SPINLOCKS kernel on KVM, running the PV ticket lock."""
+    if kernel != "paravirt" or host != "kvm":
+        raise ValueError(f"lock 'pvticket' needs {_LOCK_NEEDS['pvticket']}, not kernel={kernel!r} on host {host!r}")
+    for option, given in refused.items():
+        if given:
+            raise ValueError(f"{option} does not apply to lock 'pvticket' (a v4.1 kernel; its paravirt call "
+                             "sites are not modelled)")
+    guest = GuestKernel(kernel, host, PvTicketSpinlock(mem, ncpus, config), None)
+    guest.sites_not_modelled = (
+        "the v4.1 pv_lock_ops call sites (lock_spinning, callee-save, and unlock_kick, called from the inlined "
+        "arch_spin_lock/arch_spin_unlock slow paths) are not modelled: no bytes, no patching, no call cost"
+    )
+    kvm_spinlock_init_v41(guest)
+    return guest
+
+
 # --------------------------------------------------------------------------- entry point
 def _check_choice(what: str, value, choices) -> None:
     if value not in choices:
@@ -231,6 +274,10 @@ def boot_kernel(
     if kvm_hints_realtime and not host.startswith("kvm"):
         raise ValueError(f"kvm_hints_realtime is a KVM hint: host {host!r} cannot give it")
 
+    if lock == "pvticket":
+        return _boot_pvticket(mem, ncpus, kernel, host, config, {
+            "nopvspin": nopvspin, "kvm_hints_realtime": kvm_hints_realtime, "patching=False": not patching,
+            "patch_era": patch_era != "fixed"})  # fmt: skip
     if kernel == "no-paravirt":
         for option, given in (
             ("nopvspin", nopvspin),
