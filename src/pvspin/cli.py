@@ -75,7 +75,7 @@ def run(
 
 @app.command()
 def check(
-    lock: str = typer.Option("qspinlock", help="qspinlock, qspinlock-16k, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, or path/to/file.py:NAME"),
+    lock: str = typer.Option("qspinlock", help="qspinlock, qspinlock-16k, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME"),
     cpus: str = typer.Option("2", help="CPUs, each taking the lock --acquisitions times"),
     acquisitions: str = typer.Option("1", help="acquisitions per CPU"),
     memory_model: str = typer.Option("sc", help="sc, tso (x86-TSO with store buffers) or armv8 (execution graphs)"),

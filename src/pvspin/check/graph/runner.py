@@ -56,6 +56,9 @@ def validate(opts) -> None:
         raise BadInput("--lock virt-tas --memory-model armv8: virt_spin_lock() is x86's "
                        "(arch/x86/include/asm/qspinlock.h); an arm64 kernel has no test-and-set fallback and "
                        "would run plain qspinlock")
+    if opts.memory_model == "armv8" and opts.lock == "pvticket":
+        raise BadInput("--lock pvticket --memory-model armv8: the PV ticket lock (arch/x86/include/asm/spinlock.h, "
+                       "arch/x86/kernel/kvm.c) is x86's; arm64 had no paravirt spinlocks then")
     if opts.symmetry not in ("auto", "none"):
         raise BadInput(f"--symmetry {opts.symmetry}: the execution-graph checker does not reduce by symmetry")
 
