@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from pvspin.kernel.build import boot_kernel, generic_vcpu_is_preempted
+from pvspin.kernel.paravirt import SYMBOLS
 from pvspin.machine.memory import Memory
 from pvspin.sim.command import build_scenario, execute
 from pvspin.sim.sweep import build_sweep
@@ -17,12 +18,32 @@ from pvspin.sim.sweep import build_sweep
 
 def test_the_v41_paravirt_kernel_on_kvm_runs_pvticket_with_kvms_ops():
     guest = boot_kernel(Memory(), 4, kernel="paravirt", host="kvm", lock="pvticket")
-    impl = guest.impl
+    impl, lock_ops = guest.impl, guest.pv_ops.lock
     assert guest.name == "pvticket"
-    assert impl.lock_spinning == impl.kvm_lock_spinning and impl.unlock_kick == impl.kvm_unlock_kick
+    assert lock_ops.lock_spinning.func.__name__ == "__raw_callee_save_kvm_lock_spinning"
+    assert lock_ops.unlock_kick == impl.kvm_unlock_kick
     assert guest.boot_log == ["KVM setup paravirtual spinlock"]
     assert guest.vcpu_is_preempted is generic_vcpu_is_preempted  # v4.11 and later
-    assert guest.patch_sites == [] and "not modelled" in guest.sites_not_modelled
+
+
+def test_v41_patching_keeps_the_callee_save_site_indirect_and_calls_unlock_kick_directly():
+    """v4.1's paravirt_patch_call() refuses a CLBR_ANY target at a CLBR_RET_REG site, as 4.2's did."""
+    rows = {r["site"]: r for r in boot_kernel(Memory(), 4, kernel="paravirt", host="kvm", lock="pvticket").patch_table()}
+    spinning, kick = rows["ticket_lock_spinning"], rows["ticket_unlock_kick"]
+    assert (spinning["op"], spinning["clobbers"], spinning["patched"]) == ("pv_lock_ops.lock_spinning", "CLBR_RET_REG",
+                                                                         False)
+    assert spinning["after_asm"].startswith("call qword ptr [0xffffffff81c152e0]")
+    assert kick["patched"] and kick["after_asm"].startswith(f"call {SYMBOLS['kvm_unlock_kick']:#x} <kvm_unlock_kick>")
+
+
+def test_patched_sites_run_kvms_functions_and_unpatched_ones_read_pv_lock_ops():
+    for patching, kick_source in ((True, "call 0xffffffff8105fa20 <kvm_unlock_kick>"),
+                                  (False, "call *pv_lock_ops+8 (pv_lock_ops.unlock_kick, read now)")):
+        guest = boot_kernel(Memory(), 2, kernel="paravirt", host="kvm", lock="pvticket", patching=patching)
+        sites = {site.name: site for site in guest.patch_sites}
+        assert kick_source in sites["ticket_unlock_kick"].source
+        assert guest.impl.ticket_unlock_kick is sites["ticket_unlock_kick"].code
+        assert guest.impl.ticket_lock_spinning is sites["ticket_lock_spinning"].code
 
 
 @pytest.mark.parametrize("kernel,host", [("paravirt", "baremetal"), ("paravirt", "kvm-nopv"), ("no-paravirt", "kvm")])
@@ -31,8 +52,7 @@ def test_pvticket_needs_the_paravirt_kernel_on_a_pv_unhalt_host(kernel, host):
         boot_kernel(Memory(), 4, kernel=kernel, host=host, lock="pvticket")
 
 
-@pytest.mark.parametrize("option", [dict(nopvspin=True), dict(kvm_hints_realtime=True), dict(patching=False),
-                                    dict(patch_era="4.2")])
+@pytest.mark.parametrize("option", [dict(nopvspin=True), dict(kvm_hints_realtime=True), dict(patch_era="4.2")])
 def test_later_kernels_options_are_refused(option):
     with pytest.raises(ValueError, match="does not apply to lock 'pvticket'"):
         boot_kernel(Memory(), 4, kernel="paravirt", host="kvm", lock="pvticket", **option)
@@ -42,11 +62,11 @@ def test_kvm_without_a_lock_name_still_boots_pvqspinlock():
     assert boot_kernel(Memory(), 4, kernel="paravirt", host="kvm").name == "pvqspinlock"
 
 
-def test_patch_command_says_the_sites_are_not_modelled():
-    out = subprocess.run([sys.executable, "-m", "pvspin", "patch", "--host", "kvm", "--lock", "pvticket"],
+def test_patch_command_lists_the_two_v41_sites():
+    out = subprocess.run([sys.executable, "-m", "pvspin", "patch", "--host", "kvm", "--lock", "pvticket", "--json"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "runs pvticket" in out.stdout and "not modelled" in out.stdout
+    assert [r["op"] for r in json.loads(out.stdout)] == ["pv_lock_ops.lock_spinning", "pv_lock_ops.unlock_kick"]
 
 
 RUN_FLAGS = ("host", "kernel", "lock", "pcpus", "vcpus", "duration_ms", "seed", "hogs", "hog_vcpus", "locks",

@@ -160,8 +160,6 @@ def patch(
     rows = guest.patch_table()
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
-        if guest.sites_not_modelled:
-            typer.echo(f"note: {guest.sites_not_modelled}", err=True)
         return
     table = Table(title=f"{kernel} kernel on {host}: runs {guest.name}")
     for column in ("site", "op", "before", "after", "after asm"):
@@ -169,10 +167,7 @@ def patch(
     for r in rows:
         table.add_row(r["where"], r["op"], r["before"], r["after"], escape(r["after_asm"]))
     console = Console(width=None if sys.stdout.isatty() else 160)
-    if guest.sites_not_modelled:
-        console.print(f"{kernel} kernel on {host}: runs {guest.name}; {guest.sites_not_modelled}")
-    else:
-        console.print(table if rows else f"{kernel} kernel on {host}: runs {guest.name}, no patch sites (native code inline)")
+    console.print(table if rows else f"{kernel} kernel on {host}: runs {guest.name}, no patch sites (native code inline)")
     for line in guest.boot_log:
         console.print(line)
 

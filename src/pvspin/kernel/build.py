@@ -37,12 +37,11 @@ lock                   build
 ``ticket``             ``no-paravirt`` only: the pre-2015 x86 ticket lock, the baseline, with no
                        paravirt sites at all.
 ``pvticket``           ``paravirt`` on ``kvm`` only: another kernel, v4.1 (the last with PV
-                       ticketlocks), booted by :func:`kvm_spinlock_init_v41`.  Its ``pv_lock_ops``
-                       (``lock_spinning``, ``unlock_kick``) are bound on the lock instance; their
-                       call sites are not modelled (no patch sites, no call cost: both are called
-                       only on paths that are about to halt or kick), and neither is
-                       ``vcpu_is_preempted`` (v4.11).  ``nopvspin`` and ``kvm_hints_realtime``
-                       (later kernels), ``patching=False`` and ``patch_era`` are refused.
+                       ticketlocks), booted by :func:`kvm_spinlock_init_v41` and ``apply_paravirt``
+                       with v4.1's ``pv_lock_ops`` (``lock_spinning``, ``unlock_kick``;
+                       :data:`~pvspin.kernel.paravirt.TICKETLOCK_OPS`), no ``vcpu_is_preempted``
+                       (v4.11).  ``nopvspin`` and ``kvm_hints_realtime`` (later kernels) and
+                       ``patch_era`` (v4.1 patches as 4.2 did) are refused.
 =====================  ===========================================================================
 """
 
@@ -52,7 +51,7 @@ from ..machine import ops
 from ..machine.memory import Memory
 from ..x86 import costs, disasm
 from .config import DEFAULT_CONFIG, LockConfig
-from .paravirt import CLOBBER_NAMES, Paravirt, paravirt_patch_template
+from .paravirt import CLOBBER_NAMES, TICKETLOCK_OPS, Paravirt, paravirt_patch_template
 from .qspinlock import QSpinlock
 from .qspinlock_paravirt import PvQSpinlock
 from .qspinlock_paravirt_42 import PvQSpinlock42
@@ -127,8 +126,6 @@ class GuestKernel:
         self.spin_trylock = impl.spin_trylock
         self.final_state_problems = impl.final_state_problems
         self.vcpu_is_preempted = generic_vcpu_is_preempted
-        # why a PARAVIRT build shows no patch sites, when it is not that there are none
-        self.sites_not_modelled: str | None = None
 
     @property
     def pv_ops(self) -> paravirt_patch_template | None:
@@ -146,7 +143,7 @@ class GuestKernel:
                 "site": site.name,
                 "where": site.where,
                 "address": f"{site.instr:#x}",
-                "op": f"pv_ops.lock.{site.op}",
+                "op": f"{self.paravirt.layout.prefix}{site.op}",
                 "type": site.instrtype,
                 "len": site.len,
                 "clobbers": CLOBBER_NAMES[site.clobbers],
@@ -217,27 +214,28 @@ def kvm_spinlock_init_v41(kernel: GuestKernel) -> None:
     kvm_unlock_kick``, and the ``paravirt_ticketlocks_enabled`` static key on (the unlock's slow-path
     test).  No single-CPU, nopvspin or realtime-hint checks existed yet.
     """
-    impl = kernel.impl
-    impl.lock_spinning = impl.kvm_lock_spinning
-    impl.unlock_kick = impl.kvm_unlock_kick
-    impl.kick_cpu = kvm_kick_cpu_v41
+    impl, pv = kernel.impl, kernel.paravirt
+    pv.pv_ops.lock.lock_spinning = pv.PV_CALLEE_SAVE("kvm_lock_spinning", impl.kvm_lock_spinning)
+    pv.pv_ops.lock.unlock_kick = pv.define("kvm_unlock_kick", impl.kvm_unlock_kick)
+    impl.kick_cpu = kvm_kick_cpu_v41  # called directly by kvm_unlock_kick, not a pv op
     kernel.boot_log.append("KVM setup paravirtual spinlock")
 
 
-def _boot_pvticket(mem: Memory, ncpus: int, kernel: str, host: str, config: LockConfig, refused: dict) -> GuestKernel:
+def _boot_pvticket(mem: Memory, ncpus: int, kernel: str, host: str, config: LockConfig, refused: dict,
+                   patching: bool) -> GuestKernel:
     """The v4.1 PARAVIRT_SPINLOCKS kernel on KVM, running the PV ticket lock."""
     if kernel != "paravirt" or host != "kvm":
         raise ValueError(f"lock 'pvticket' needs {_LOCK_NEEDS['pvticket']}, not kernel={kernel!r} on host {host!r}")
     for option, given in refused.items():
         if given:
-            raise ValueError(f"{option} does not apply to lock 'pvticket' (a v4.1 kernel; its paravirt call "
-                             "sites are not modelled)")
+            raise ValueError(f"{option} does not apply to lock 'pvticket' (a v4.1 kernel, whose patcher keeps "
+                             "callee-save sites indirect as 4.2's did)")
     guest = GuestKernel(kernel, host, PvTicketSpinlock(mem, ncpus, config), None)
-    guest.sites_not_modelled = (
-        "the v4.1 pv_lock_ops call sites (lock_spinning, callee-save, and unlock_kick, called from the inlined "
-        "arch_spin_lock/arch_spin_unlock slow paths) are not modelled: no bytes, no patching, no call cost"
-    )
+    # the v4.1 patcher has the clobber check that 2018 removed: the "4.2" era
+    guest.paravirt = Paravirt(None, None, _install(guest), "4.2", TICKETLOCK_OPS)
     kvm_spinlock_init_v41(guest)
+    guest.paravirt.noreplace_paravirt = not patching
+    guest.paravirt.apply_paravirt()
     return guest
 
 
@@ -276,8 +274,8 @@ def boot_kernel(
 
     if lock == "pvticket":
         return _boot_pvticket(mem, ncpus, kernel, host, config, {
-            "nopvspin": nopvspin, "kvm_hints_realtime": kvm_hints_realtime, "patching=False": not patching,
-            "patch_era": patch_era != "fixed"})  # fmt: skip
+            "nopvspin": nopvspin, "kvm_hints_realtime": kvm_hints_realtime, "patch_era": patch_era != "fixed"},
+            patching)  # fmt: skip
     if kernel == "no-paravirt":
         for option, given in (
             ("nopvspin", nopvspin),

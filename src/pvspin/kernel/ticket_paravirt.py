@@ -37,8 +37,8 @@ that commit's description, not re-read from a tree.
 Not modelled: the ``paravirt_ticketlocks_enabled`` static key off (a PARAVIRT_SPINLOCKS
 kernel on bare metal or on a host without PV_UNHALT: the unlock is a plain ``add`` on the
 head and the slow-path hooks are NOPs) -- this class is always the KVM-enabled build; the
-spin-time histogram of CONFIG_KVM_DEBUG_FS; the paravirt call sites of ``lock_spinning``
-and ``unlock_kick`` (see :mod:`pvspin.kernel.build`).
+spin-time histogram of CONFIG_KVM_DEBUG_FS.  The paravirt call sites of ``lock_spinning`` and
+``unlock_kick`` are :data:`pvspin.kernel.paravirt.TICKETLOCK_OPS`.
 """
 
 from __future__ import annotations
@@ -89,9 +89,12 @@ def kvm_kick_cpu(cpu: int) -> GuestCode:
 class PvTicketSpinlock:
     """The PV ticket lock of v4.0-v4.1 on KVM (implements :class:`~pvspin.kernel.api.Spinlock`).
 
-    The two slow-path hooks are call sites on the instance, ``lock_spinning`` and
-    ``unlock_kick`` (the ``pv_lock_ops`` slots of that era), bound to KVM's functions as
-    ``kvm_spinlock_init`` binds them; ``kick_cpu`` is ``kvm_kick_cpu``.
+    The two slow-path hooks are call sites on the instance, ``ticket_lock_spinning`` and
+    ``ticket_unlock_kick`` (``__ticket_lock_spinning`` / ``__ticket_unlock_kick``, calling the
+    ``pv_lock_ops`` slots ``lock_spinning`` / ``unlock_kick`` of that era).  Constructed directly
+    they call KVM's functions, as after ``kvm_spinlock_init``; a kernel build
+    (:mod:`pvspin.kernel.build`) installs its patched sites there instead.  ``kick_cpu`` is
+    ``kvm_kick_cpu``.
     """
 
     name = "pvticket"
@@ -109,8 +112,8 @@ class PvTicketSpinlock:
         words = -(-ncpus // _BITS_PER_LONG)
         self.waiting_cpus = mem.alloc(CPUMASK_WORD, "waiting_cpus", (words,), align=CACHE_LINE)
         # pv_lock_ops as kvm_spinlock_init() sets them on a host with KVM_FEATURE_PV_UNHALT
-        self.lock_spinning = self.kvm_lock_spinning
-        self.unlock_kick = self.kvm_unlock_kick
+        self.ticket_lock_spinning = self.kvm_lock_spinning
+        self.ticket_unlock_kick = self.kvm_unlock_kick
         self.kick_cpu = kvm_kick_cpu
 
     def alloc_lock(self, name: str) -> View:
@@ -135,7 +138,7 @@ class PvTicketSpinlock:
             head = yield smp_cond_load_acquire(lock.head, lambda h: tickets_equal(h, tail), spin_threshold)
             if tickets_equal(head, tail):
                 break  # (t[+F], *): our turn
-            yield from self.lock_spinning(lock, tail)  # __ticket_lock_spinning(lock, inc.tail)
+            yield from self.ticket_lock_spinning(lock, tail)  # __ticket_lock_spinning(lock, inc.tail)
         # clear_slowpath:
         yield from self.ticket_check_and_clear_slowpath(lock, head)
 
@@ -169,7 +172,7 @@ class PvTicketSpinlock:
         if head & TICKET_SLOWPATH_FLAG:
             head &= ~TICKET_SLOWPATH_FLAG
             # __ticket_unlock_kick(lock, head + TICKET_LOCK_INC): wake whoever holds the next ticket
-            yield from self.unlock_kick(lock, (head + TICKET_LOCK_INC) & _TICKET_MASK)
+            yield from self.ticket_unlock_kick(lock, (head + TICKET_LOCK_INC) & _TICKET_MASK)
 
     spin_lock = arch_spin_lock
     spin_trylock = arch_spin_trylock
