@@ -9,6 +9,7 @@ from lock_harness import (
     finished,
     halted,
     in_cs,
+    lock_then_unlock,
     run_stress,
     run_with_interrupts,
     scripted_history,
@@ -184,3 +185,14 @@ def test_final_state_names_a_waiter_left_registered():
 def test_too_many_cpus_for_the_tickets_is_refused():
     with pytest.raises(ValueError, match="ncpus must be 1..32767"):
         PvTicketSpinlock(Memory(), 1 << 15)
+
+
+def test_tickets_wrap_at_16_bits():
+    """(0xfffe, 0xfffe): the xadd of the word carries the tail out of 32 bits, the unlock's xadd of the head wraps it."""
+    mem = Memory()
+    impl = PvTicketSpinlock(mem, 1)
+    lock = impl.alloc_lock("lock0")
+    mem.write(lock.head_tail.addr, 4, 0xFFFE_FFFE)
+    lock_then_unlock(impl, mem, lock)
+    assert mem.read(lock.head_tail.addr, 4) == 0
+    assert impl.final_state_problems() == []
