@@ -35,6 +35,31 @@ def run_stress(cls, ncpus, iterations, seed, config, spurious_wakeups=0, max_ste
     return outcome, mem.read(counter.value.addr, 8), impl.final_state_problems()
 
 
+def lock_then_unlock(impl, mem, lock):
+    """One CPU takes ``lock`` once and releases it; the run must end well."""
+
+    def program():
+        yield from impl.spin_lock(lock)
+        yield from impl.spin_unlock(lock)
+
+    outcome = Executor(mem, [program()], RandomScheduler(0)).run()
+    assert outcome.verdict == "ok", outcome.detail
+
+
+def trylock_twice_then_unlock(impl, mem, lock):
+    """One CPU: ``spin_trylock`` twice, then ``spin_unlock``; returns the two trylock results."""
+    results = []
+
+    def program():
+        results.append((yield from impl.spin_trylock(lock)))
+        results.append((yield from impl.spin_trylock(lock)))
+        yield from impl.spin_unlock(lock)
+
+    outcome = Executor(mem, [program()], RandomScheduler(0)).run()
+    assert outcome.verdict == "ok", outcome.detail
+    return results
+
+
 class InterruptingExecutor(Executor):
     """The SC executor plus interrupts: before a step, a CPU may take an interrupt at a higher level.
 

@@ -1,11 +1,17 @@
 """The x86 ticket spinlock (pre-PV baseline): layout, FIFO order, trylock, final state."""
 
-from lock_harness import finished, in_cs, run_stress, scripted_history, waits_on
+from lock_harness import (
+    finished,
+    in_cs,
+    lock_then_unlock,
+    run_stress,
+    scripted_history,
+    trylock_twice_then_unlock,
+    waits_on,
+)
 from pvspin.kernel.config import LockConfig
 from pvspin.kernel.ticket import ARCH_SPINLOCK, TicketSpinlock
-from pvspin.machine.executor import Executor
 from pvspin.machine.memory import Memory
-from pvspin.machine.scheduler import RandomScheduler
 
 
 def describe(word):
@@ -53,15 +59,7 @@ def test_trylock_only_when_free():
     mem = Memory()
     impl = TicketSpinlock(mem, 1)
     lock = impl.alloc_lock("lock0")
-    results = []
-
-    def program():
-        results.append((yield from impl.spin_trylock(lock)))
-        results.append((yield from impl.spin_trylock(lock)))
-        yield from impl.spin_unlock(lock)
-
-    assert Executor(mem, [program()], RandomScheduler(0)).run().verdict == "ok"
-    assert results == [True, False]
+    assert trylock_twice_then_unlock(impl, mem, lock) == [True, False]
     assert impl.final_state_problems() == []
 
 
@@ -70,12 +68,7 @@ def test_head_wraps_at_16_bits():
     impl = TicketSpinlock(mem, 1)
     lock = impl.alloc_lock("lock0")
     mem.write(lock.head_tail.addr, 4, 0xFFFF_FFFF)  # head == tail == 0xffff
-
-    def program():
-        yield from impl.spin_lock(lock)
-        yield from impl.spin_unlock(lock)
-
-    assert Executor(mem, [program()], RandomScheduler(0)).run().verdict == "ok"
+    lock_then_unlock(impl, mem, lock)
     assert mem.read(lock.head_tail.addr, 4) == 0
     assert impl.final_state_problems() == []
 

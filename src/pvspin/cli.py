@@ -46,7 +46,7 @@ def sweep(
 def run(
     host: str = typer.Option(None, help="baremetal, kvm (PV spinlocks) or kvm-nopv [default: kvm]"),
     kernel: str = typer.Option(None, help="paravirt or no-paravirt [default: no-paravirt for ticket, else paravirt]"),
-    lock: str = typer.Option(None, help="qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, or path/to/file.py:NAME"),
+    lock: str = typer.Option(None, help="qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME"),
     pcpus: str = typer.Option(None, help="physical CPUs [default: 4]"),
     vcpus: str = typer.Option(None, help="vCPUs of the guest [default: 4]"),
     duration_ms: str = typer.Option(None, help="simulated milliseconds [default: 20]"),
@@ -76,7 +76,7 @@ def run(
 @app.command()
 def check(
     ctx: typer.Context,
-    lock: str = typer.Option("qspinlock", help="qspinlock, qspinlock-16k, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, or path/to/file.py:NAME"),
+    lock: str = typer.Option("qspinlock", help="qspinlock, qspinlock-16k, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME"),
     cpus: str = typer.Option("2", help="CPUs, each taking the lock --acquisitions times"),
     acquisitions: str = typer.Option("1", help="acquisitions per CPU"),
     memory_model: str = typer.Option("sc", help="sc, tso (x86-TSO with store buffers), armv8 or lkmm (the Linux-kernel memory model; these two on execution graphs)"),
@@ -152,7 +152,7 @@ def litmus(
 def patch(
     host: str = typer.Option("baremetal", help="baremetal, kvm or kvm-nopv"),
     kernel: str = typer.Option("paravirt", help="paravirt or no-paravirt (!PARAVIRT)"),
-    lock: str = typer.Option(None, help="qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas or ticket (default: what the build runs)"),
+    lock: str = typer.Option(None, help="qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket or pvticket (default: what the build runs)"),
     no_patching: bool = typer.Option(False, "--no-patching", help="boot with noreplace-paravirt"),
     patch_era: str = typer.Option("fixed", help="fixed, or 4.2: callee-save sites stay indirect on guests"),
     nopvspin: bool = typer.Option(False, "--nopvspin", help="boot with nopvspin"),

@@ -36,6 +36,9 @@ class LockSpec:
     build: object  # (mem, ncpus, config) -> Spinlock
     locked_domain: frozenset | None  # allowed values of lock.locked, None: no such byte
     word: str | None  # "q" (NR_CPUS < 16K layout), "q16k", or None: not a qspinlock word
+    # False: renaming CPUs does not map executions to executions (the code itself singles CPUs
+    # out by number), so no symmetry reduction, not even start symmetry, applies
+    symmetric: bool = True
 
 
 def _qspinlock(mem, ncpus, config):
@@ -76,6 +79,12 @@ def _ticket(mem, ncpus, config):
     return TicketSpinlock(mem, ncpus, config)
 
 
+def _pvticket(mem, ncpus, config):
+    from ..kernel.ticket_paravirt import PvTicketSpinlock
+
+    return PvTicketSpinlock(mem, ncpus, config)  # bound to KVM's lock_spinning / unlock_kick, as kvm_spinlock_init does
+
+
 LOCKS = {
     s.name: s
     for s in (
@@ -85,6 +94,10 @@ LOCKS = {
         LockSpec("pvqspinlock-4.2", "paravirt queued spinlock as merged in v4.2", _pv("4.2"), PV_LOCKED, "q"),
         LockSpec("virt-tas", "qspinlock with virt_spin_lock_key set (test-and-set)", _virt_tas, NATIVE_LOCKED, "q"),
         LockSpec("ticket", "pre-2015 x86 ticket spinlock", _ticket, None, None),
+        # kvm_unlock_kick() scans waiting_cpus in CPU order: which waiter a racing scan still
+        # finds depends on CPU numbers, so CPUs are not interchangeable
+        LockSpec("pvticket", "paravirt ticket spinlock on KVM, v4.0-v4.1 (TICKET_SLOWPATH_FLAG in the head)",
+                 _pvticket, None, None, symmetric=False),
     )
 }
 
@@ -158,9 +171,10 @@ class Setup:
         """Bitmask of the CPUs that run the same code from a start that treats them alike.
 
         The named locks start with every CPU's data zeroed; a user's lock may single a CPU
-        out from the start, so it gets none.  With ``unlock-unheld``, cpu0 runs other code.
+        out from the start, so it gets none, and so does a named lock whose code does
+        (``LockSpec.symmetric``).  With ``unlock-unheld``, cpu0 runs other code.
         """
-        if self.spec.name not in LOCKS:
+        if self.spec.name not in LOCKS or not self.spec.symmetric:
             return 0
         mask = (1 << self.ncpus) - 1
         return mask & ~1 if self.warn_ok else mask

@@ -35,7 +35,13 @@ lock                   build
 ``virt-tas``           ``paravirt`` on ``kvm-nopv``: native qspinlock whose slow path starts with
                        ``virt_spin_lock``'s test-and-set.
 ``ticket``             ``no-paravirt`` only: the pre-2015 x86 ticket lock, the baseline, with no
-                       paravirt sites at all (the 2013 PV ticketlock ops are not modelled).
+                       paravirt sites at all.
+``pvticket``           ``paravirt`` on ``kvm`` only: another kernel, v4.1 (the last with PV
+                       ticketlocks), booted by :func:`kvm_spinlock_init_v41` and ``apply_paravirt``
+                       with v4.1's ``pv_lock_ops`` (``lock_spinning``, ``unlock_kick``;
+                       :data:`~pvspin.kernel.paravirt.TICKETLOCK_OPS`), no ``vcpu_is_preempted``
+                       (v4.11).  ``nopvspin`` and ``kvm_hints_realtime`` (later kernels) and
+                       ``patch_era`` (v4.1 patches as 4.2 did) are refused.
 =====================  ===========================================================================
 """
 
@@ -45,11 +51,13 @@ from ..machine import ops
 from ..machine.memory import Memory
 from ..x86 import costs, disasm
 from .config import DEFAULT_CONFIG, LockConfig
-from .paravirt import CLOBBER_NAMES, Paravirt, paravirt_patch_template
+from .paravirt import CLOBBER_NAMES, TICKETLOCK_OPS, Paravirt, paravirt_patch_template
 from .qspinlock import QSpinlock
 from .qspinlock_paravirt import PvQSpinlock
 from .qspinlock_paravirt_42 import PvQSpinlock42
 from .ticket import TicketSpinlock
+from .ticket_paravirt import PvTicketSpinlock
+from .ticket_paravirt import kvm_kick_cpu as kvm_kick_cpu_v41
 
 KERNELS = ("paravirt", "no-paravirt")
 HOSTS = {
@@ -57,12 +65,13 @@ HOSTS = {
     "kvm": frozenset({"KVM_FEATURE_PV_UNHALT", "KVM_FEATURE_STEAL_TIME"}),
     "kvm-nopv": frozenset({"KVM_FEATURE_STEAL_TIME"}),
 }
-LOCKS = ("qspinlock", "pvqspinlock", "pvqspinlock-4.2", "virt-tas", "ticket")
+LOCKS = ("qspinlock", "pvqspinlock", "pvqspinlock-4.2", "virt-tas", "ticket", "pvticket")
 PATCH_ERAS = ("fixed", "4.2")
 _LOCK_NEEDS = {
     "qspinlock": "kernel='no-paravirt', or kernel='paravirt' on host 'baremetal' or 'kvm'",
     "pvqspinlock": "kernel='paravirt' on host 'kvm' with ncpus > 1 and neither nopvspin nor kvm_hints_realtime",
     "virt-tas": "kernel='paravirt' on host 'kvm-nopv'",
+    "pvticket": "kernel='paravirt' on host 'kvm' (a v4.1 kernel with KVM_FEATURE_PV_UNHALT)",
 }
 _LOCK_NEEDS["pvqspinlock-4.2"] = _LOCK_NEEDS["pvqspinlock"]
 
@@ -134,7 +143,7 @@ class GuestKernel:
                 "site": site.name,
                 "where": site.where,
                 "address": f"{site.instr:#x}",
-                "op": f"pv_ops.lock.{site.op}",
+                "op": f"{self.paravirt.layout.prefix}{site.op}",
                 "type": site.instrtype,
                 "len": site.len,
                 "clobbers": CLOBBER_NAMES[site.clobbers],
@@ -198,6 +207,38 @@ def kvm_spinlock_init(kernel: GuestKernel, ncpus: int, nopvspin: bool, kvm_hints
     kernel.impl.virt_spin_lock_key = False
 
 
+def kvm_spinlock_init_v41(kernel: GuestKernel) -> None:
+    """``kvm_spinlock_init`` and ``kvm_spinlock_init_jump`` of v4.1 (PV ticketlocks), on a PV_UNHALT host.
+
+    ``pv_lock_ops.lock_spinning = PV_CALLEE_SAVE(kvm_lock_spinning)``, ``pv_lock_ops.unlock_kick =
+    kvm_unlock_kick``, and the ``paravirt_ticketlocks_enabled`` static key on (the unlock's slow-path
+    test).  No single-CPU, nopvspin or realtime-hint checks existed yet.
+    """
+    impl, pv = kernel.impl, kernel.paravirt
+    pv.pv_ops.lock.lock_spinning = pv.PV_CALLEE_SAVE("kvm_lock_spinning", impl.kvm_lock_spinning)
+    pv.pv_ops.lock.unlock_kick = pv.define("kvm_unlock_kick", impl.kvm_unlock_kick)
+    impl.kick_cpu = kvm_kick_cpu_v41  # called directly by kvm_unlock_kick, not a pv op
+    kernel.boot_log.append("KVM setup paravirtual spinlock")
+
+
+def _boot_pvticket(mem: Memory, ncpus: int, kernel: str, host: str, config: LockConfig, refused: dict,
+                   patching: bool) -> GuestKernel:
+    """The v4.1 PARAVIRT_SPINLOCKS kernel on KVM, running the PV ticket lock."""
+    if kernel != "paravirt" or host != "kvm":
+        raise ValueError(f"lock 'pvticket' needs {_LOCK_NEEDS['pvticket']}, not kernel={kernel!r} on host {host!r}")
+    for option, given in refused.items():
+        if given:
+            raise ValueError(f"{option} does not apply to lock 'pvticket' (a v4.1 kernel, whose patcher keeps "
+                             "callee-save sites indirect as 4.2's did)")
+    guest = GuestKernel(kernel, host, PvTicketSpinlock(mem, ncpus, config), None)
+    # the v4.1 patcher has the clobber check that 2018 removed: the "4.2" era
+    guest.paravirt = Paravirt(None, None, _install(guest), "4.2", TICKETLOCK_OPS)
+    kvm_spinlock_init_v41(guest)
+    guest.paravirt.noreplace_paravirt = not patching
+    guest.paravirt.apply_paravirt()
+    return guest
+
+
 # --------------------------------------------------------------------------- entry point
 def _check_choice(what: str, value, choices) -> None:
     if value not in choices:
@@ -231,6 +272,10 @@ def boot_kernel(
     if kvm_hints_realtime and not host.startswith("kvm"):
         raise ValueError(f"kvm_hints_realtime is a KVM hint: host {host!r} cannot give it")
 
+    if lock == "pvticket":
+        return _boot_pvticket(mem, ncpus, kernel, host, config, {
+            "nopvspin": nopvspin, "kvm_hints_realtime": kvm_hints_realtime, "patch_era": patch_era != "fixed"},
+            patching)  # fmt: skip
     if kernel == "no-paravirt":
         for option, given in (
             ("nopvspin", nopvspin),

@@ -64,4 +64,13 @@ LOCK_EVENTS = (
     LOCK_NO_NODE,
 )
 
+# The PV ticket lock's counters (pvspin.kernel.ticket_paravirt): arch/x86/kernel/kvm.c's
+# CONFIG_KVM_DEBUG_FS spinlock statistics (debugfs kvm/spinlocks/), v3.12-v4.1 -- not
+# lock_events_list.h, so not in LOCK_EVENTS (whose order is the sweep's columns).
+TAKEN_SLOW = "taken_slow"  # kvm_lock_spinning() calls
+TAKEN_SLOW_PICKUP = "taken_slow_pickup"  # ... that found the lock theirs after setting the flag
+RELEASED_SLOW = "released_slow"  # unlocks that saw TICKET_SLOWPATH_FLAG
+RELEASED_SLOW_KICKED = "released_slow_kicked"  # ... that found the next ticket's waiter and kicked it
+KVM_SPINLOCK_STATS = (TAKEN_SLOW, TAKEN_SLOW_PICKUP, RELEASED_SLOW, RELEASED_SLOW_KICKED)
+
 DRIVER_MAINTAINED = frozenset({PV_KICK_WAKE, PV_LATENCY_KICK, PV_LATENCY_WAKE})

@@ -29,6 +29,14 @@ b13b271933ee (2018, CVE-2018-15594).  ``"4.2"`` keeps the seed's ``paravirt_patc
 ``tgt_clobbers & ~site_clobbers``: ``paravirt_patch_default`` always passes CLBR_ANY as the target's
 clobbers, so every callee-save site (CLBR_RET_REG) is refused and stays an indirect call on guests.
 The ``vcpu_is_preempted`` slot and site (added in 4.11) exist in both eras, to keep one site set.
+
+``layout``: which ``struct pv_lock_ops`` the kernel has (:class:`LockOpsLayout`).  The default,
+:data:`QSPINLOCK_OPS`, is the one above.  :data:`TICKETLOCK_OPS` is v4.1's, of the PV ticket lock
+(:mod:`pvspin.kernel.ticket_paravirt`): ``lock_spinning`` (callee-save, native
+``__PV_IS_CALLEE_SAVE(paravirt_nop)``) and ``unlock_kick`` (native ``paravirt_nop``), one site each,
+no inline native patches, and the pre-2018 patcher (``patch_era="4.2"``: the clobber check predates
+4.2), so on KVM the callee-save ``lock_spinning`` site stays an indirect call through the thunk and
+``unlock_kick`` becomes a direct call.
 """
 
 from __future__ import annotations
@@ -67,6 +75,22 @@ def PARAVIRT_PATCH(op: str) -> int:
     return LOCK_OPS.index(op)
 
 
+@dataclass(frozen=True)
+class LockOpsLayout:
+    """One era's ``struct pv_lock_ops``: its slots in order (a slot's index is its PARAVIRT_PATCH
+    type), the callee-save ones, the call sites (as :data:`SITES`), whether ``native_patch`` inlines
+    the native unlock and ``vcpu_is_preempted`` (4.2+), and how the slots are named in listings."""
+
+    ops: tuple[str, ...]
+    callee_save: frozenset[str]
+    sites: tuple
+    inline_native: bool
+    prefix: str
+
+    def PARAVIRT_PATCH(self, op: str) -> int:
+        return self.ops.index(op)
+
+
 class paravirt_callee_save:
     """``struct paravirt_callee_save { void *func; }``: a slot holding a register-saving thunk."""
 
@@ -82,13 +106,22 @@ class pv_lock_ops:
     __slots__ = LOCK_OPS
 
 
+class pv_lock_ops_v41:
+    """``struct pv_lock_ops`` of v3.12-v4.1 (PV ticketlocks): ``lock_spinning``, ``unlock_kick``."""
+
+    __slots__ = ("lock_spinning", "unlock_kick")
+
+
 class paravirt_patch_template:
-    """``pv_ops`` (one ops structure since 2018); only its ``lock`` member is modelled."""
+    """``pv_ops`` (one ops structure since 2018); only its ``lock`` member is modelled.
+
+    For a v4.1 kernel, ``lock`` stands for the separate ``pv_lock_ops`` of that time.
+    """
 
     __slots__ = ("lock",)
 
-    def __init__(self) -> None:
-        self.lock = pv_lock_ops()
+    def __init__(self, lock_ops: type = pv_lock_ops) -> None:
+        self.lock = lock_ops()
 
 
 def PV_CALLEE_SAVE_REGS_THUNK(func: Callable, name: str, cycles: int = costs.CALLEE_SAVE_THUNK) -> Callable:
@@ -143,6 +176,9 @@ SYMBOLS: dict[str, int] = {
     "__raw_callee_save___native_vcpu_is_preempted": 0xFFFFFFFF81066A60,
     "_paravirt_nop": 0xFFFFFFFF810668E0,
     "kvm_kick_cpu": 0xFFFFFFFF8105F750,
+    "kvm_lock_spinning": 0xFFFFFFFF8105F900,  # v4.1 (PV ticketlocks)
+    "__raw_callee_save_kvm_lock_spinning": 0xFFFFFFFF8105F9E0,
+    "kvm_unlock_kick": 0xFFFFFFFF8105FA20,
     "kvm_wait": 0xFFFFFFFF8105F790,
     "__kvm_vcpu_is_preempted": 0xFFFFFFFF8105F880,
     "__raw_callee_save___kvm_vcpu_is_preempted": 0xFFFFFFFF8105F8C0,
@@ -161,6 +197,16 @@ SITES = (
     ("pv_kick", "kick", "__pv_queued_spin_unlock_slowpath", 0x4A, ("cpu",)),
     ("vcpu_is_preempted", "vcpu_is_preempted", "available_idle_cpu", 0x26, ("cpu",)),
 )
+QSPINLOCK_OPS = LockOpsLayout(LOCK_OPS, CALLEE_SAVE_OPS, SITES, True, "pv_ops.lock.")
+
+# v4.1: __ticket_lock_spinning() (PVOP_VCALLEE2) in the inlined arch_spin_lock()'s slow loop, and
+# __ticket_unlock_kick() (PVOP_VCALL2) in the inlined arch_spin_unlock(), arguments (lock, ticket).
+TICKET_SITES = (
+    ("ticket_lock_spinning", "lock_spinning", "_raw_spin_lock", 0x3A, ("lock", "ticket")),
+    ("ticket_unlock_kick", "unlock_kick", "_raw_spin_unlock", 0x1C, ("lock", "ticket")),
+)
+TICKETLOCK_OPS = LockOpsLayout(("lock_spinning", "unlock_kick"), frozenset({"lock_spinning"}), TICKET_SITES, False,
+                               "pv_lock_ops.")
 
 
 @dataclass
@@ -199,31 +245,40 @@ class Paravirt:
     ``install(name, code)`` puts a site's code where the lock code calls it.
     """
 
-    def __init__(self, native_slowpath: Callable, native_unlock: Callable, install: Callable, patch_era: str = "fixed"):
+    def __init__(self, native_slowpath: Callable | None, native_unlock: Callable | None, install: Callable,
+                 patch_era: str = "fixed", layout: LockOpsLayout = QSPINLOCK_OPS):
         if patch_era not in ("fixed", "4.2"):
             raise ValueError(f"patch_era must be 'fixed' or '4.2', got {patch_era!r}")
         self.patch_era = patch_era
+        self.layout = layout
         self._install = install
         self._functions: dict[int, Callable] = {}  # address -> function
         self._addresses: dict[int, int] = {}  # id(function) -> address
         self.noreplace_paravirt = False
 
-        self.pv_ops = paravirt_patch_template()
-        lock = self.pv_ops.lock
-        lock.queued_spin_lock_slowpath = self.define("native_queued_spin_lock_slowpath", native_slowpath)
-        lock.queued_spin_unlock = self.PV_CALLEE_SAVE("__native_queued_spin_unlock", native_unlock)
-        lock.wait = self.define("_paravirt_nop", _paravirt_nop)
-        lock.kick = lock.wait
-        lock.vcpu_is_preempted = self.PV_CALLEE_SAVE("__native_vcpu_is_preempted", native_vcpu_is_preempted)
-        self._native_unlock_thunk = lock.queued_spin_unlock.func
-        self._native_preempted_thunk = lock.vcpu_is_preempted.func
+        if layout is TICKETLOCK_OPS:
+            # arch/x86/kernel/paravirt-spinlocks.c of v4.1
+            self.pv_ops = paravirt_patch_template(pv_lock_ops_v41)
+            lock = self.pv_ops.lock
+            lock.lock_spinning = paravirt_callee_save(self.define("_paravirt_nop", _paravirt_nop))  # __PV_IS_CALLEE_SAVE
+            lock.unlock_kick = _paravirt_nop
+        else:
+            self.pv_ops = paravirt_patch_template()
+            lock = self.pv_ops.lock
+            lock.queued_spin_lock_slowpath = self.define("native_queued_spin_lock_slowpath", native_slowpath)
+            lock.queued_spin_unlock = self.PV_CALLEE_SAVE("__native_queued_spin_unlock", native_unlock)
+            lock.wait = self.define("_paravirt_nop", _paravirt_nop)
+            lock.kick = lock.wait
+            lock.vcpu_is_preempted = self.PV_CALLEE_SAVE("__native_vcpu_is_preempted", native_vcpu_is_preempted)
+            self._native_unlock_thunk = lock.queued_spin_unlock.func
+            self._native_preempted_thunk = lock.vcpu_is_preempted.func
 
         self.sites: list[paravirt_patch_site] = []
-        for name, op, caller, offset, args in SITES:
-            slot = PARAVIRT_PATCH(op)
+        for name, op, caller, offset, args in layout.sites:
+            slot = layout.PARAVIRT_PATCH(op)
             instr = SYMBOLS[caller] + offset
             original = encoding.call_indirect_abs32(SYMBOLS["pv_lock_ops"] + 8 * slot)
-            clobbers = CLBR_RET_REG if op in CALLEE_SAVE_OPS else CLBR_ANY
+            clobbers = CLBR_RET_REG if op in layout.callee_save else CLBR_ANY
             site = paravirt_patch_site(name, op, caller, instr, slot, len(original), clobbers, args, original)
             self.text_poke_early(site, original)
             self.sites.append(site)
@@ -269,9 +324,9 @@ class Paravirt:
     # ----------------------------------------------------------------- patching
     def get_call_destination(self, type_: int) -> Callable:
         """``get_call_destination``: the function a site of this type calls (a thunk for callee-save)."""
-        op = LOCK_OPS[type_]
+        op = self.layout.ops[type_]
         slot = getattr(self.pv_ops.lock, op)
-        return slot.func if op in CALLEE_SAVE_OPS else slot
+        return slot.func if op in self.layout.callee_save else slot
 
     def paravirt_patch_call(
         self, buf: bytearray, target: Callable, tgt_clobbers: int, addr: int, site_clobbers: int, len_: int
@@ -299,7 +354,10 @@ class Paravirt:
 
     def native_patch(self, type_: int, clobbers: int, buf: bytearray, addr: int, len_: int) -> int:
         """``native_patch`` (``pv_init_ops.patch`` on bare metal and KVM): inline the native unlock
-        and vcpu_is_preempted, hand everything else to ``paravirt_patch_default``."""
+        and vcpu_is_preempted (4.2+; v4.1 patches no lock op inline), hand everything else to
+        ``paravirt_patch_default``."""
+        if not self.layout.inline_native:
+            return self.paravirt_patch_default(type_, clobbers, buf, addr, len_)
         if type_ == PARAVIRT_PATCH("queued_spin_unlock") and self.pv_is_native_spin_unlock():
             return self.paravirt_patch_insns(buf, len_, encoding.MOVB_0_RDI)
         if type_ == PARAVIRT_PATCH("vcpu_is_preempted") and self.pv_is_native_vcpu_is_preempted():
@@ -339,11 +397,12 @@ class Paravirt:
         for insn in encoding.decode(site.insn, site.instr):
             if insn.kind == encoding.CALL_INDIRECT:
                 op = self._slot_at(insn.operand)
-                callee = f"_pv_ops.lock.{op}" + (".func" if op in CALLEE_SAVE_OPS else "")
+                callee = f"_pv_ops.lock.{op}" + (".func" if op in self.layout.callee_save else "")
                 namespace["_pv_ops"] = self.pv_ops
                 namespace["_indirect_call"] = ops.work(costs.INDIRECT_CALL, ops.WORK_CALL)
                 body += [
-                    f"# {insn.addr:#x}: call *pv_lock_ops+{8 * LOCK_OPS.index(op)} (pv_ops.lock.{op}, read now)",
+                    f"# {insn.addr:#x}: call *pv_lock_ops+{8 * self.layout.PARAVIRT_PATCH(op)} "
+                    f"({self.layout.prefix}{op}, read now)",
                     "yield _indirect_call",
                     f"rax = yield from {callee}({args})",
                 ]
@@ -387,6 +446,7 @@ class Paravirt:
 
     def _slot_at(self, addr: int) -> str:
         index, rem = divmod(addr - SYMBOLS["pv_lock_ops"], 8)
-        if rem or not 0 <= index < len(LOCK_OPS):
+        ops_ = self.layout.ops
+        if rem or not 0 <= index < len(ops_):
             raise ValueError(f"indirect call through {addr:#x}, which is not a pv_lock_ops slot")
-        return LOCK_OPS[index]
+        return ops_[index]

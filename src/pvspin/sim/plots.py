@@ -29,6 +29,7 @@ LOCK_STYLES = {
     "pvqspinlock-4.2": ("tab:olive", "D"),
     "virt-tas": ("tab:red", "^"),
     "ticket": ("tab:purple", "v"),
+    "pvticket": ("tab:brown", "P"),
 }
 
 

@@ -67,6 +67,10 @@ def validate(opts) -> None:
         raise BadInput(f"--lock virt-tas --memory-model {opts.memory_model}: virt_spin_lock() is x86's "
                        "(arch/x86/include/asm/qspinlock.h); the generic and arm64 code has no test-and-set fallback "
                        "and would run plain qspinlock")
+    if opts.memory_model in ("armv8", "lkmm") and opts.lock == "pvticket":
+        raise BadInput(f"--lock pvticket --memory-model {opts.memory_model}: the PV ticket lock "
+                       "(arch/x86/include/asm/spinlock.h, arch/x86/kernel/kvm.c) is x86's; arm64 had no paravirt "
+                       "spinlocks then")
     if opts.symmetry not in ("auto", "none"):
         raise BadInput(f"--symmetry {opts.symmetry}: the execution-graph checker does not reduce by symmetry")
 
