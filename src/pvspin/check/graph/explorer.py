@@ -384,14 +384,15 @@ class Explorer:
             return False
         n = len(recs)
         reps = self.loop_bound + 1
-        for length in range(1, min(LONGEST_ITERATION, n // reps) + 1):
-            last = recs[n - length:]
-            if any(type(r) is not Rec for r in last):
-                return False
-            keys = [(r.op_sig, r.result, r.where) for r in last]
-            if all([(r.op_sig, r.result, r.where) for r in recs[n - (k + 1) * length:n - k * length]] == keys
-                   and all(type(r) is Rec for r in recs[n - (k + 1) * length:n - k * length])
-                   for k in range(1, reps)):
+        span = min(LONGEST_ITERATION, n // reps)
+        # a hole (a record to be redone) is unlike everything, itself included
+        keys = [(r.op_sig, r.result, r.where) if type(r) is Rec else object() for r in recs[n - span * reps:]]
+        m = len(keys)
+        for length in range(1, span + 1):
+            if keys[-1] != keys[-1 - length]:  # the cheap test first: most lengths fail it
+                continue
+            block = keys[m - length:]
+            if all(keys[m - (k + 1) * length:m - k * length] == block for k in range(1, reps)):
                 return True
         return False
 
