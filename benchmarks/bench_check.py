@@ -43,43 +43,30 @@ POINTS = [  # (lock, cpus, acquisitions, memory model, target seconds or None)
 ]
 
 
-def one_graph(lock: str, cpus: int, acq: int, model: str, budget: float) -> dict:
-    from pvspin.check.graph import runner as graphs
-    from pvspin.check.runner import CheckOptions
-
-    deadline = time.perf_counter() + budget
-
-    def stop_at_deadline(_result):
-        if time.perf_counter() > deadline:
-            raise KeyboardInterrupt  # the explorer ends with an incomplete verdict
-
-    r = graphs.run(CheckOptions(lock=lock, cpus=cpus, acquisitions=acq, memory_model=model),
-                   progress=stop_at_deadline).result
-    return {"lock": lock, "cpus": cpus, "acquisitions": acq, "model": model, "verdict": r.verdict,
-            "states": r.graphs, "transitions": r.executions, "executions": r.executions,
-            "seconds": round(r.seconds, 2), "states_per_s": round(r.graphs / r.seconds) if r.seconds else None,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
-
-
 def one(lock: str, cpus: int, acq: int, model: str, budget: float, symmetry: str | None) -> dict:
     from pvspin.check.exhaustive import explore
     from pvspin.check.runner import CheckOptions, build_world
 
-    if model == "armv8":
-        return one_graph(lock, cpus, acq, model, budget)
-
-    mode = {} if symmetry is None else {"symmetry": symmetry}  # None: the tree's default (a baseline may predate it)
-    world = build_world(CheckOptions(lock=lock, cpus=cpus, acquisitions=acq, memory_model=model, **mode))
     deadline = time.perf_counter() + budget
 
     def stop_at_deadline(_result):
         if time.perf_counter() > deadline:
-            raise KeyboardInterrupt  # explore() ends with an incomplete verdict
+            raise KeyboardInterrupt  # either search ends with an incomplete verdict
 
-    r = explore(world, progress=stop_at_deadline)
-    return {"lock": lock, "cpus": cpus, "acquisitions": acq, "model": model, "verdict": r.verdict,
-            "states": r.states, "transitions": r.transitions, "executions": r.executions,
-            "seconds": round(r.seconds, 2), "states_per_s": round(r.states / r.seconds) if r.seconds else None,
+    if model == "armv8":
+        from pvspin.check.graph import runner as graphs  # imported here: a --baseline tree may predate it
+
+        g = graphs.run(CheckOptions(lock=lock, cpus=cpus, acquisitions=acq, memory_model=model),
+                       progress=stop_at_deadline).result
+        verdict, states, transitions, executions, seconds = g.verdict, g.graphs, g.executions, g.executions, g.seconds
+    else:
+        mode = {} if symmetry is None else {"symmetry": symmetry}  # None: the tree's default (a baseline may predate it)
+        world = build_world(CheckOptions(lock=lock, cpus=cpus, acquisitions=acq, memory_model=model, **mode))
+        r = explore(world, progress=stop_at_deadline)
+        verdict, states, transitions, executions, seconds = r.verdict, r.states, r.transitions, r.executions, r.seconds
+    return {"lock": lock, "cpus": cpus, "acquisitions": acq, "model": model, "verdict": verdict,
+            "states": states, "transitions": transitions, "executions": executions,
+            "seconds": round(seconds, 2), "states_per_s": round(states / seconds) if seconds else None,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
