@@ -19,11 +19,11 @@ CHANGED = {
 }
 
 
-def ops_of(change: str | None) -> list[tuple]:
+def ops_of(change: str) -> list[tuple]:
     """The operations of the step a change overrides, run once against a lock word reading 0x101."""
-    setup = make_setup("qspinlock-16k", 2, 1, 0, frozenset({change} if change else ()))
+    setup = make_setup("qspinlock-16k", 2, 1, 0, frozenset({change}))
     lock = setup.lock
-    function = getattr(lock, CHANGED[change or "lkmm-xchg-tail-release"][0])
+    function = getattr(lock, CHANGED[change][0])
     word = setup.views[0]
     gen = function(word, 1 << lock.q._Q_TAIL_OFFSET) if function.__name__ == "xchg_tail" else function(word)
     out, result = [], None
