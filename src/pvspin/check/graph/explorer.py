@@ -39,6 +39,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import is_
 
 from ...machine import deps as deps_mod
 from ...machine import ops as o
@@ -155,6 +156,7 @@ class Explorer:
         self.progress = progress
         self._specs: dict = {}
         self._replays: dict[int, tuple] = {}  # id(a thread's record list) -> (the list, its replay): lists are never changed
+        self._paused: dict[int, tuple] = {}  # id(a thread's record list) -> its generator where its replay stopped
         self._sizes: dict[int, int] = {}  # location -> access size (mixed sizes are refused)
         self._init: dict[int, int] = {}
 
@@ -297,55 +299,78 @@ class Explorer:
         known = self._replays.get(id(recs))
         if known is not None and known[0] is recs:
             return known[1]
-        step = self._run_thread(recs, t)
+        step = self._run_thread(g, recs, t)
         if len(self._replays) >= REPLAY_CACHE:
             self._replays.clear()
+            self._paused.clear()
         self._replays[id(recs)] = (recs, step)
         return step
 
-    def _run_thread(self, recs: list, t: int):
+    def _resumable(self, g: Graph, recs: list, t: int):
+        """The thread's generator where the replay of its list in ``g``'s parent stopped, if ``recs`` keeps
+        every record before that point (a forward step, or a hole or blocked wait filled there): it then
+        goes on from there instead of from the start.  A paused generator is used once (generators
+        cannot be copied): the parent's other children replay from the start."""
+        parent = g.parent
+        if parent is None:
+            return None
+        before = parent.threads[t]
+        paused = self._paused.pop(id(before), None)
+        if paused is None or paused[0] is not before:
+            return None
+        slot = paused[1]
+        if len(recs) <= slot or not all(map(is_, before[:slot], recs)):
+            return None
+        return paused
+
+    def _run_thread(self, g: Graph, recs: list, t: int):
         program = self.program
-        gen = program.thread(t)
-        branches = _Branches()
+        paused = self._resumable(g, recs, t)
+        if paused is None:
+            gen = program.thread(t)
+            branches = _Branches()
+            slot = 0
+            op = None
+        else:
+            _, slot, gen, branches, op, post, specs = paused
         saved = deps_mod.observer
         deps_mod.observer = branches
-        op = NOTHING
         try:
             result = None
-            first = True
-            slot = 0
             while True:
-                try:
-                    op = gen.send(None) if first else gen.send(result)
-                except StopIteration as stop:
-                    return (_DONE, stop.value)
-                except o.GuestBug as bug:
-                    return (_CRASH, "guest-bug", f"cpu{program.cpu_of(t)}: BUG: {bug}")
-                first = False
-                code = op[0]
-                if code in o.LOCAL_OPS:
-                    result = self._local(t, op)
-                    if type(result) is tuple and result and result[0] == _CRASH:
-                        return result
-                    continue
-                if code == o.CPU_RELAX or code == o.WORK:
-                    result = None
-                    continue
-                if (slot >= len(recs) or type(recs[slot]) is not Rec) and operation_problem(op) is not None:
-                    raise ValueError("malformed operation")  # a new event, unusable: named by guest_crash() below
-                post = None
-                if self.lower is not None:
-                    op, post = self.lower(op)
-                specs = _CHOICE if op[0] in _CHOICE_OPS and op[0] != o.STORE_EX else self._compile(op)
-                if not specs:
-                    result = None
-                    continue
-                if slot >= MAX_SLOTS:
-                    raise Unsupported(_endless(program.cpu_of(t), recs))
+                if op is None:
+                    try:
+                        op = gen.send(result)
+                    except StopIteration as stop:
+                        return (_DONE, stop.value)
+                    except o.GuestBug as bug:
+                        return (_CRASH, "guest-bug", f"cpu{program.cpu_of(t)}: BUG: {bug}")
+                    code = op[0]
+                    if code in o.LOCAL_OPS:
+                        result = self._local(t, op)
+                        op = None
+                        if type(result) is tuple and result and result[0] == _CRASH:
+                            return result
+                        continue
+                    if code == o.CPU_RELAX or code == o.WORK:
+                        result = op = None
+                        continue
+                    if (slot >= len(recs) or type(recs[slot]) is not Rec) and operation_problem(op) is not None:
+                        raise ValueError("malformed operation")  # a new event, unusable: named by guest_crash() below
+                    post = None
+                    if self.lower is not None:
+                        op, post = self.lower(op)
+                    specs = _CHOICE if op[0] in _CHOICE_OPS and op[0] != o.STORE_EX else self._compile(op)
+                    if not specs:
+                        result = op = None
+                        continue
+                    if slot >= MAX_SLOTS:
+                        raise Unsupported(_endless(program.cpu_of(t), recs))
                 rec = recs[slot] if slot < len(recs) else None
                 if type(rec) is not Rec:
                     if rec is None and slot == len(recs) and self._repeats(recs):
                         return (_CUT, t)
+                    self._paused[id(recs)] = (recs, slot, gen, branches, op, post, specs)
                     return (_FRONTIER, t, slot, op, specs, branches.ctrl, rec, post, _source(gen))
                 if rec.op_sig != op_sig(op):
                     raise DependencyMiss(
@@ -354,6 +379,7 @@ class Explorer:
                         "could not follow (a value used as a Python index, or converted with int()?)")
                 read = rec.events[0] if rec.events else None
                 if read is not None and read.tags & AWAIT and not rec.op[2](read.val):
+                    self._paused[id(recs)] = (recs, slot, gen, branches, op, post, specs)
                     return (_BLOCKED, (t, slot))
                 result = _taint(rec, eid(t, slot))
                 if op[0] == o.COND_LOAD:
@@ -361,10 +387,11 @@ class Explorer:
                     # follows depends on the read that ended it (it exists only because it did)
                     branches.ctrl |= 1 << eid(t, slot)
                 slot += 1
+                op = None
         except (Unsupported, DependencyMiss):
             raise
         except (Exception, SystemExit) as exc:  # see pvspin.machine.crash
-            crash = guest_crash(exc, op, gen)
+            crash = guest_crash(exc, op or NOTHING, gen)
             if crash is None:
                 raise
             return (_CRASH, crash.prop, f"cpu{program.cpu_of(t)}: {crash}")
@@ -479,7 +506,7 @@ class Explorer:
                 placements = range(start, len(g.writes_to(loc)) + 1)
                 result = 0
             revisits = 0
-            prefix = None  # the same in every placement: coherence is no dependency
+            prefix = []  # the write's prefix, the same in every placement (coherence is no dependency)
             for at in placements:
                 child = _with(g, t, slot, Rec(sig, (write, *extra), result, op), loc, at)
                 released, stays = self._unblock(child, write)
@@ -487,8 +514,6 @@ class Explorer:
                     children.extend(released)
                     if stays:
                         children.append(child)
-                if prefix is None:
-                    prefix = _prefix(child, t, slot)
                 more = self._revisits(child, write, prefix)
                 revisits += len(more)
                 children.extend(more)
@@ -568,7 +593,7 @@ class Explorer:
             children.extend(more)
         return children, revisits
 
-    def _revisits(self, g: Graph, write: Ev, prefix: set | None = None) -> list[Graph]:
+    def _revisits(self, g: Graph, write: Ev, shared: list | None = None) -> list[Graph]:
         """Graphs in which an existing read of the location reads from ``write`` instead.
 
         As in TruSt (Kokologiannakis et al., POPL 2022), the revisit keeps what was added
@@ -576,23 +601,36 @@ class Explorer:
         then adds again; the prefix is the write's dependencies and reads-from sources,
         transitively (HMC's dependency prefix, so that the read may be po-before the write's
         program-order predecessors: load buffering).  A read in the prefix cannot be revisited.
+        The prefix is computed only when there is a read to revisit, and kept in ``shared``
+        (empty at first) for the write's other placements.
         """
-        out = []
-        wt, wslot, _ = where(write.id)
-        if prefix is None:
-            prefix = _prefix(g, wt, wslot)
+        loc, wid = write.loc, write.id
+        reads = []
         for t, recs in enumerate(g.threads):
             for slot, rec in enumerate(recs):
-                if type(rec) is not Rec or (t, slot) in prefix:
+                if type(rec) is not Rec or not rec.events:
                     continue
-                read = rec.events[0] if rec.events else None
-                if read is None or read.kind != R or read.loc != write.loc or read.rf == write.id:
+                read = rec.events[0]
+                if read.kind != R or read.loc != loc or read.rf == wid:
                     continue
                 if read.tags & AWAIT and not rec.op[2](read.val):
                     continue  # a blocked wait: moved to the new write in place (_unblock)
-                revisited = _revisited(g, prefix, t, slot, rec.stamp, write.id)
-                lo, hi_read, _ = _coherence_bounds(revisited, t, slot, write.loc)
-                at = revisited.co[write.loc].index(write.id)
+                reads.append((t, slot, rec))
+        if not reads:
+            return []
+        if shared:
+            prefix = shared[0]
+        else:
+            wt, wslot, _ = where(wid)
+            prefix = _prefix(g, wt, wslot)
+            if shared is not None:
+                shared.append(prefix)
+        out = []
+        for t, slot, rec in reads:
+            if (t, slot) not in prefix:
+                revisited = _revisited(g, prefix, t, slot, rec.stamp, wid)
+                lo, hi_read, _ = _coherence_bounds(revisited, t, slot, loc)
+                at = revisited.co[loc].index(wid)
                 if lo <= at <= hi_read:  # else incoherent with what its thread keeps: no need to look
                     out.append(revisited)
         return out
