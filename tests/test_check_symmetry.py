@@ -7,14 +7,15 @@ state graph, states that share an orbit key must have successors that share orbi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from pvspin.check import symmetry
 from pvspin.check.harness import BadInput, make_setup
 from pvspin.check.runner import CheckOptions, build_world, run
 from pvspin.check.world import Violation, World
+from pvspin.kernel.qspinlock import QSpinlock
 
 USER_LOCKS = Path(__file__).resolve().parent.parent / "examples" / "user_lock.py"
 
@@ -145,9 +146,10 @@ def test_a_renaming_and_its_inverse_give_one_key():
 
 
 def test_an_undeclared_integer_local_is_an_error_not_a_guess(monkeypatch):
-    kinds = dict(symmetry.LOCAL_KINDS)
+    declared = QSpinlock.DECLARED
+    kinds = dict(declared.locals)
     kinds["QSpinlock.queue"] = {k: v for k, v in kinds["QSpinlock.queue"].items() if k != "tail"}
-    monkeypatch.setattr(symmetry, "LOCAL_KINDS", kinds)
+    monkeypatch.setattr(QSpinlock, "DECLARED", replace(declared, locals=kinds))
     with pytest.raises(BadInput, match=r"full symmetry: local 'tail' of QSpinlock.queue .*--symmetry start"):
         run(CheckOptions(lock="qspinlock", cpus=3))
 
