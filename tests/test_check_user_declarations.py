@@ -134,3 +134,13 @@ def test_declarations_are_validated_where_they_are_written():
     with pytest.raises(ValueError, match="a kind is not one of"):
         LockDeclarations(locals={"f": {"x": 9}})
     assert LockDeclarations(locals={"f": {"cpu": CPU}}).extend(locals={"g": {}}).locals.keys() == {"f", "g"}
+
+
+def test_the_replay_token_does_not_depend_on_how_the_path_is_spelled(cli, monkeypatch):
+    spellings = ["examples/user_lock.py", "./examples/user_lock.py", str(ROOT / "examples" / "user_lock.py")]
+    tokens = {cli("--lock", f"{s}:BrokenTasLock", "--cpus", "2").stdout.split()[-1] for s in spellings}
+    monkeypatch.chdir(ROOT / "examples")
+    tokens.add(cli("--lock", "user_lock.py:BrokenTasLock", "--cpus", "2").stdout.split()[-1])
+    assert len(tokens) == 1
+    replay = cli("--lock", "../examples/user_lock.py:BrokenTasLock", "--cpus", "2", "--replay", tokens.pop())
+    assert replay.exit_code == 1 and "VIOLATION of mutual-exclusion" in replay.stdout

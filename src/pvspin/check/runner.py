@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..kernel.declarations import UNDECLARED
+from ..kernel.userlock import canonical_name
 from . import cycles, preemption, token
 from .bugs import split
 from .exhaustive import explore
@@ -44,8 +45,10 @@ class CheckOptions:
     lkmm_version: str | None = None  # with memory_model "lkmm": v00, v01 or current (None: current)
 
     def fingerprint(self) -> dict:
+        # a user's lock by file name and NAME: the token replays however the path is spelled
+        lock = canonical_name(self.lock) if ":" in self.lock else self.lock
         return {
-            "lock": self.lock, "cpus": self.cpus, "acquisitions": self.acquisitions,
+            "lock": lock, "cpus": self.cpus, "acquisitions": self.acquisitions,
             "memory_model": self.memory_model, "bugs": ",".join(sorted(self.bugs)),
             "spurious": self.spurious_wakeups, "interrupts": self.interrupts, "workload": self.workload,
             "overrides": ",".join(f"{k}={v}" for k, v in sorted(self.overrides.items())),

@@ -26,6 +26,12 @@ class UserLockError(ValueError):
     """The user's lock file cannot be used; the message names what is wrong."""
 
 
+def canonical_name(spec: str) -> str:
+    """``file.py:NAME`` of ``path/to/file.py:NAME``: the lock however its path is spelled, from any directory."""
+    path, _, attr = spec.rpartition(":")
+    return f"{Path(path).name}:{attr}"
+
+
 def load_user_lock(spec: str) -> Callable:
     """Resolve ``path/to/file.py:NAME`` to a factory ``(mem, ncpus, config=None) -> lock``.
 
