@@ -18,6 +18,7 @@ from pvspin.check.world import Violation, World
 from pvspin.kernel.qspinlock import QSpinlock
 
 USER_LOCKS = Path(__file__).resolve().parent.parent / "examples" / "user_lock.py"
+DERIVED = Path(__file__).resolve().parent / "derived_locks.py"
 
 CONFIGS = [
     dict(lock="qspinlock", cpus=3, acquisitions=1, memory_model="sc"),
@@ -104,6 +105,9 @@ BISIMULATION = [
     dict(lock="pvqspinlock", cpus=2, interrupts=1),
     dict(lock="qspinlock", cpus=3, workload="unlock-unheld"),  # cpu0 is no twin
     dict(lock="qspinlock", cpus=3, bugs=("pending-after-tail",)),
+    # user locks with one kernel function rewritten: the kinds their overrides inherit
+    dict(lock=f"{DERIVED}:NativeXchgTail", cpus=3),
+    dict(lock=f"{DERIVED}:PvTrylock", cpus=2, interrupts=1),
 ]
 BISIMULATION_SLOW = [
     dict(lock="pvqspinlock", cpus=3),
@@ -113,7 +117,7 @@ BISIMULATION_SLOW = [
 ]
 
 
-@pytest.mark.parametrize("config", BISIMULATION, ids=lambda c: "-".join(str(v) for v in c.values()))
+@pytest.mark.parametrize("config", BISIMULATION, ids=lambda c: "-".join(str(v).rpartition("/")[2] for v in c.values()))
 def test_states_sharing_an_orbit_key_have_successors_sharing_orbit_keys(config):
     states, orbits = _orbit_graph_is_a_bisimulation(CheckOptions(**config, symmetry="full"))
     assert orbits < states
