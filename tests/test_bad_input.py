@@ -299,7 +299,7 @@ CHECK_REFUSALS = [
     (("--bug", "pv-kick-node-no-barrier", "--lock", "qspinlock"), "not in the code the qspinlock lock runs"),
     (("--bug", "unhash-without-slow-check", "--lock", "virt-tas"), "not in the code the virt-tas lock runs"),
     (("--bug", "pv-wait-no-latch", "--lock", "qspinlock-16k"), "pv-wait-no-latch"),
-    (("--bug", "pending-after-tail", "--lock", "ticket"), "no injectable bugs"),
+    (("--bug", "pending-after-tail", "--lock", "ticket"), "not in the code the ticket lock runs"),
     (("--bug", "pending-after-tail", "--lock", f"{CRASHES}:Tas"), "no injectable bugs"),
     (("--bug", "nonsense"), "unknown bug"),
     (("--runs", "5"), "--runs means nothing with --strategy exhaustive"),

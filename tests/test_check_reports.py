@@ -11,12 +11,13 @@ from typer.testing import CliRunner
 
 from pvspin.check.report import decode_word
 from pvspin.cli import app
+from pvspin.kernel.qspinlock import qspinlock_types
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKEN = "examples/user_lock.py:BrokenTasLock"
 
 EXPECTED_BROKEN = """\
-pvspin check: examples/user_lock.py:BrokenTasLock, 2 CPU(s) x 1 acquisition(s), SC, exhaustive
+pvspin check: examples/user_lock.py:BrokenTasLock, 2 CPU(s) x 1 acquisition(s), SC, exhaustive, no symmetry or ample sets (the lock declares none)
 VIOLATION of mutual-exclusion: {stats}
 counterexample: 4 steps, 2 preemptions
    1  cpu0/task    spin_lock user_lock.py:49                    READ_ONCE(lock0.locked): read 0
@@ -61,9 +62,10 @@ def test_qspinlock_steps_show_the_lock_word_as_tail_pending_locked(cli):
 
 
 def test_decode_word_in_both_layouts():
-    assert decode_word(0x00080101, "q") == "(cpu1/idx0,1,1)"
-    assert decode_word((2 << 11) | (1 << 9) | 0x100, "q16k") == "(cpu1/idx1,1,0)"
-    assert decode_word(0, "q") == "(0,0,0)"
+    q, q16k = qspinlock_types(False), qspinlock_types(True)
+    assert decode_word(0x00080101, q) == "(cpu1/idx0,1,1)"
+    assert decode_word((2 << 11) | (1 << 9) | 0x100, q16k) == "(cpu1/idx1,1,0)"
+    assert decode_word(0, q) == "(0,0,0)"
 
 
 def test_list_bugs_names_each_bug_with_its_fix(cli):

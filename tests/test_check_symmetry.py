@@ -7,16 +7,18 @@ state graph, states that share an orbit key must have successors that share orbi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from pvspin.check import symmetry
 from pvspin.check.harness import BadInput, make_setup
 from pvspin.check.runner import CheckOptions, build_world, run
 from pvspin.check.world import Violation, World
+from pvspin.kernel.qspinlock import QSpinlock
 
 USER_LOCKS = Path(__file__).resolve().parent.parent / "examples" / "user_lock.py"
+DERIVED = Path(__file__).resolve().parent / "derived_locks.py"
 
 CONFIGS = [
     dict(lock="qspinlock", cpus=3, acquisitions=1, memory_model="sc"),
@@ -103,6 +105,9 @@ BISIMULATION = [
     dict(lock="pvqspinlock", cpus=2, interrupts=1),
     dict(lock="qspinlock", cpus=3, workload="unlock-unheld"),  # cpu0 is no twin
     dict(lock="qspinlock", cpus=3, bugs=("pending-after-tail",)),
+    # user locks with one kernel function rewritten: the kinds their overrides inherit
+    dict(lock=f"{DERIVED}:NativeXchgTail", cpus=3),
+    dict(lock=f"{DERIVED}:PvTrylock", cpus=2, interrupts=1),
 ]
 BISIMULATION_SLOW = [
     dict(lock="pvqspinlock", cpus=3),
@@ -112,7 +117,7 @@ BISIMULATION_SLOW = [
 ]
 
 
-@pytest.mark.parametrize("config", BISIMULATION, ids=lambda c: "-".join(str(v) for v in c.values()))
+@pytest.mark.parametrize("config", BISIMULATION, ids=lambda c: "-".join(str(v).rpartition("/")[2] for v in c.values()))
 def test_states_sharing_an_orbit_key_have_successors_sharing_orbit_keys(config):
     states, orbits = _orbit_graph_is_a_bisimulation(CheckOptions(**config, symmetry="full"))
     assert orbits < states
@@ -145,9 +150,10 @@ def test_a_renaming_and_its_inverse_give_one_key():
 
 
 def test_an_undeclared_integer_local_is_an_error_not_a_guess(monkeypatch):
-    kinds = dict(symmetry.LOCAL_KINDS)
+    declared = QSpinlock.DECLARED
+    kinds = dict(declared.locals)
     kinds["QSpinlock.queue"] = {k: v for k, v in kinds["QSpinlock.queue"].items() if k != "tail"}
-    monkeypatch.setattr(symmetry, "LOCAL_KINDS", kinds)
+    monkeypatch.setattr(QSpinlock, "DECLARED", replace(declared, locals=kinds))
     with pytest.raises(BadInput, match=r"full symmetry: local 'tail' of QSpinlock.queue .*--symmetry start"):
         run(CheckOptions(lock="qspinlock", cpus=3))
 

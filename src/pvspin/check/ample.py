@@ -27,10 +27,10 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
+from ..kernel.declarations import UNDECLARED
 from ..machine import ops as o
 from ..machine.memory import Ref, View
 from .cache import IdentityCache
-from .harness import LOCKS
 
 _ACCESS = frozenset({o.LOAD, o.STORE}) | o.RMW_OPS
 
@@ -58,15 +58,16 @@ class Ample:
         self.hi = max((b + s for b, s in self.element_size.items()), default=0)
         # shared memory, read by anyone: every region that is not per-CPU
         self.shared = [(r.base, r.end) for r in mem.regions if id(r) not in percpu_regions]
-        lock = getattr(world.setup, "lock", None)  # litmus setups have none
-        self.q = getattr(lock, "q", None)  # the lock-word layout, to read tails
-        self.qnodes = getattr(lock, "qnodes", None)
+        declared = getattr(world.setup, "declared", UNDECLARED)  # litmus setups have no lock
+        lock = getattr(world.setup, "lock", None)
+        qspinlock = declared.word == "qspinlock"
+        self.q = lock.q if qspinlock else None  # the lock-word layout, to read tails
+        self.qnodes = lock.qnodes if qspinlock else None
         self._of: dict[int, int | None] = {}
         self._held_by_key = IdentityCache()  # a context's key object -> the objects it holds
-        # Only the named locks are known to reach per-CPU objects by pointer or tail alone; a
-        # user's lock may index per-CPU slots by a ticket, which no reference scan would see.
-        spec = getattr(world.setup, "spec", None)
-        self.objects_rule = spec is not None and spec.name in LOCKS
+        # Only a lock that declares it reaches per-CPU objects by pointer or tail alone; another
+        # may index per-CPU slots by a ticket, which no reference scan would see.
+        self.objects_rule = declared.per_cpu_by_reference
 
     # ----------------------------------------------------------------- what a value refers to
     def element(self, addr: int) -> int | None:

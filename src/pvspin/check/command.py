@@ -9,6 +9,7 @@ import time
 
 from rich.console import Console
 
+from ..kernel.config import KNOBS
 from ..machine import watchdog
 from .bugs import EXPOSURES, corpus, fixes
 from .cycles import cycle_steps
@@ -37,9 +38,6 @@ def parse_float(option: str, text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise BadInput(f"{option} {text!r}: must be a positive finite number")
     return value
-
-
-KNOBS = ("pending_loops", "spin_threshold", "pv_prev_check_mask", "max_nodes")
 
 
 def parse_knobs(items) -> dict:
@@ -105,6 +103,10 @@ def render(report: Report) -> str:
         head += f", bug {', '.join(opts.bugs)}"
     if report.symmetry == "full" and r.strategy == "exhaustive":
         head += ", states up to renaming CPUs"
+    if not report.declared:
+        head += ", no symmetry or ample sets (the lock declares none)"
+    if report.constants:
+        head += ", with " + " ".join(f"{k}={v}" for k, v in report.constants.items())
     stats = f"{r.states} states, {r.transitions} transitions, {r.executions} executions in {r.seconds:.2f} s"
     if r.strategy in ("random", "pct"):
         stats = f"{r.executions} runs, {r.transitions} steps in {r.seconds:.2f} s"

@@ -13,14 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..kernel import userlock
+from ..kernel.declarations import LockDeclarations, declared_by
 from ..machine import ops as o
 from ..machine.cpu import NMI
 from ..machine.memory import Layout, Memory
 
 CS_DATA = Layout("cs_data", 8, [("count", 0, 4)])
-
-NATIVE_LOCKED = frozenset({0, 1})
-PV_LOCKED = frozenset({0, 1, 3})  # _Q_SLOW_VAL = 3
 
 
 class BadInput(ValueError):
@@ -29,16 +27,13 @@ class BadInput(ValueError):
 
 @dataclass(frozen=True)
 class LockSpec:
-    """How to build one of the named locks and what its lock word means."""
+    """How to build a lock; what the checker may assume of it, its class declares (``DECLARED``)."""
 
     name: str
     description: str
-    build: object  # (mem, ncpus, config) -> Spinlock
-    locked_domain: frozenset | None  # allowed values of lock.locked, None: no such byte
-    word: str | None  # "q" (NR_CPUS < 16K layout), "q16k", or None: not a qspinlock word
-    # False: renaming CPUs does not map executions to executions (the code itself singles CPUs
-    # out by number), so no symmetry reduction, not even start symmetry, applies
-    symmetric: bool = True
+    build: object  # (mem, ncpus, config) -> Spinlock; config None for a lock that takes none
+    takes_config: bool = True  # built with a LockConfig (the named locks; a user's that declares knobs)
+    nr_cpus_16k: bool = False  # the LockConfig's layout
 
 
 def _qspinlock(mem, ncpus, config):
@@ -88,16 +83,14 @@ def _pvticket(mem, ncpus, config):
 LOCKS = {
     s.name: s
     for s in (
-        LockSpec("qspinlock", "native queued spinlock, NR_CPUS < 16K layout", _qspinlock, NATIVE_LOCKED, "q"),
-        LockSpec("qspinlock-16k", "native queued spinlock, NR_CPUS >= 16K layout", _qspinlock, NATIVE_LOCKED, "q16k"),
-        LockSpec("pvqspinlock", "paravirt queued spinlock (modern)", _pv("modern"), PV_LOCKED, "q"),
-        LockSpec("pvqspinlock-4.2", "paravirt queued spinlock as merged in v4.2", _pv("4.2"), PV_LOCKED, "q"),
-        LockSpec("virt-tas", "qspinlock with virt_spin_lock_key set (test-and-set)", _virt_tas, NATIVE_LOCKED, "q"),
-        LockSpec("ticket", "pre-2015 x86 ticket spinlock", _ticket, None, None),
-        # kvm_unlock_kick() scans waiting_cpus in CPU order: which waiter a racing scan still
-        # finds depends on CPU numbers, so CPUs are not interchangeable
+        LockSpec("qspinlock", "native queued spinlock, NR_CPUS < 16K layout", _qspinlock),
+        LockSpec("qspinlock-16k", "native queued spinlock, NR_CPUS >= 16K layout", _qspinlock, nr_cpus_16k=True),
+        LockSpec("pvqspinlock", "paravirt queued spinlock (modern)", _pv("modern")),
+        LockSpec("pvqspinlock-4.2", "paravirt queued spinlock as merged in v4.2", _pv("4.2")),
+        LockSpec("virt-tas", "qspinlock with virt_spin_lock_key set (test-and-set)", _virt_tas),
+        LockSpec("ticket", "pre-2015 x86 ticket spinlock", _ticket),
         LockSpec("pvticket", "paravirt ticket spinlock on KVM, v4.0-v4.1 (TICKET_SLOWPATH_FLAG in the head)",
-                 _pvticket, None, None, symmetric=False),
+                 _pvticket),
     )
 }
 
@@ -118,7 +111,7 @@ def load_user_lock(spec: str) -> LockSpec:
             raise BadInput(f"--{err}") from None
 
     path, _, attr = spec.rpartition(":")
-    return LockSpec(spec, f"user lock {attr} from {path}", build, None, None)
+    return LockSpec(spec, f"user lock {attr} from {path}", build, takes_config=bool(factory.declared.knobs))
 
 
 def lock_spec(name: str) -> LockSpec:
@@ -144,12 +137,19 @@ class Setup:
     def __post_init__(self):
         self.mem = Memory()
         config = self.config
-        if config is None and self.spec.word is not None:
+        if config is None and self.spec.takes_config:
             from ..kernel.config import LockConfig
 
-            config = LockConfig(nr_cpus_16k=self.spec.word == "q16k")
+            config = LockConfig(nr_cpus_16k=self.spec.nr_cpus_16k)
             self.config = config
         self.lock = self.spec.build(self.mem, self.ncpus, config)
+        # what the checker may assume of the lock's code: a user's lock, what its NAME declares
+        lock = self.lock
+        self.declared: LockDeclarations = (lock.declared if isinstance(lock, userlock.CheckedLock)
+                                           else declared_by(type(lock)).for_class(type(lock)))
+        if self.declared.word == "qspinlock" and not (hasattr(lock, "q") and hasattr(lock, "qnodes")):
+            raise BadInput(f"--lock {self.spec.name}: declares word='qspinlock' but has no q (QspinlockTypes) "
+                           "and qnodes (the nodes its tail names)")
         self.views = [self.lock.alloc_lock(f"lock{level}") for level in range(self.levels)]
         self.cs_data = [self.mem.alloc(CS_DATA, f"cs_data{level}") for level in range(self.levels)]
         # locking-selftest unlocks an unheld lock on purpose and runs with debug_locks_silent
@@ -163,18 +163,27 @@ class Setup:
         # without a mutual-exclusion violation first (see World._advance).
         self.guarded = {d.count.addr: v.name for d, v in zip(self.cs_data, self.views, strict=True)}
         self.watch = []
-        if self.spec.locked_domain is not None:
-            self.watch = [(v.locked.addr, self.spec.locked_domain) for v in self.views]
+        if self.declared.locked is not None:
+            self.watch = [(v.locked.addr, self.declared.locked) for v in self.views]
+
+    @property
+    def constants(self) -> dict:
+        """The knobs the lock reads, where the check runs them with other values than the kernel's."""
+        from ..kernel.config import DEFAULT_CONFIG, KNOBS
+
+        if self.config is None:
+            return {}
+        return {k: getattr(self.config, k) for k in KNOBS
+                if k in self.declared.knobs and getattr(self.config, k) != getattr(DEFAULT_CONFIG, k)}
 
     @property
     def symmetric(self) -> int:
         """Bitmask of the CPUs that run the same code from a start that treats them alike.
 
-        The named locks start with every CPU's data zeroed; a user's lock may single a CPU
-        out from the start, so it gets none, and so does a named lock whose code does
-        (``LockSpec.symmetric``).  With ``unlock-unheld``, cpu0 runs other code.
+        Only a lock that declares it (``symmetric``) has any: an undeclared one may single a
+        CPU out from the start or by number.  With ``unlock-unheld``, cpu0 runs other code.
         """
-        if self.spec.name not in LOCKS or not self.spec.symmetric:
+        if not self.declared.symmetric:
             return 0
         mask = (1 << self.ncpus) - 1
         return mask & ~1 if self.warn_ok else mask
@@ -221,11 +230,13 @@ MAX_ACQUISITIONS = 1_000_000
 
 def make_setup(lock: str, ncpus: int, acquisitions: int, interrupts: int = 0, bugs: frozenset = frozenset(),
                config_overrides: dict | None = None, workload: str = "locktorture",
-               hypervisor_bugs: frozenset = frozenset()) -> Setup:
+               hypervisor_bugs: frozenset = frozenset(), knobs: dict | None = None) -> Setup:
     """Validate the user's numbers and build a :class:`Setup`.
 
-    Every injected bug (kernel or hypervisor) must be one the lock's code reads (its class's
-    ``BUGS``): otherwise the check would report the unchanged lock VERIFIED.
+    ``config_overrides`` are the LockConfig values the checker runs with (its shrunk
+    constants); ``knobs``, the user's ``--knob`` values, go over them.  Every injected bug
+    (kernel or hypervisor) must be one the lock's code reads (its class's ``BUGS``), and
+    every knob one it declares reading: otherwise the check would run the unchanged lock.
     """
     if ncpus < 1:
         raise BadInput(f"--cpus {ncpus}: need at least 1 CPU")
@@ -247,12 +258,16 @@ def make_setup(lock: str, ncpus: int, acquisitions: int, interrupts: int = 0, bu
         raise BadInput(f"--bug {changes[0]}: an ordering change to the whole-word build of qspinlock "
                        "(the LKMM has no mixed-size accesses): use --lock qspinlock-16k")
     config = None
-    if spec.word is not None:
+    if spec.takes_config:
         from ..kernel.config import LockConfig
 
-        config = LockConfig(nr_cpus_16k=spec.word == "q16k", bugs=frozenset(bugs), **(config_overrides or {}))
+        config = LockConfig(nr_cpus_16k=spec.nr_cpus_16k, bugs=frozenset(bugs),
+                            **{**(config_overrides or {}), **(knobs or {})})
     elif bugs:
         raise BadInput(f"--bug {sorted(bugs)[0]}: the {lock} lock has no injectable bugs")
+    elif knobs:
+        raise BadInput(f"--knob {sorted(knobs)[0]}: the {lock} lock takes no LockConfig (it declares no knobs: "
+                       "README, Your own lock)")
     levels = 1 + min(interrupts, NMI)
     try:
         setup = Setup(spec, ncpus, acquisitions, levels, config, workload)
@@ -269,4 +284,8 @@ def make_setup(lock: str, ncpus: int, acquisitions: int, interrupts: int = 0, bu
             where = f"it is exposed on {EXPOSURES[bug].lock}" if bug in EXPOSURES else "a fix to another lock"
             raise BadInput(f"--bug {bug}: not in the code the {lock} lock runs ({where}): the check would "
                            "verify the unchanged lock")
+    for knob in sorted(knobs or ()):
+        if knob not in setup.declared.knobs:
+            reads = ", ".join(sorted(setup.declared.knobs)) or "none"
+            raise BadInput(f"--knob {knob}: the {lock} lock does not read it (it reads: {reads})")
     return setup

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..kernel.qspinlock import _Q_LOCKED_MASK, _Q_PENDING_OFFSET, QspinlockTypes
 from ..machine import ops as o
 from ..machine.cpu import LEVEL_NAMES
 from .world import ALT, CRASH, FLUSH, HALTED, IRQ, KIND_NAMES, SPURIOUS, Violation, World, innermost_frame
@@ -32,23 +33,19 @@ class Step:
         return asdict(self)
 
 
-def decode_word(val: int, word: str) -> str:
-    """``(tail, pending, locked)`` of a qspinlock word; the tail as cpu/idx when set."""
-    if word == "q16k":
-        tail, pending, locked = val >> 9, (val >> 8) & 1, val & 0xFF
-        cpu, idx = (tail >> 2) - 1, tail & 3
-    else:
-        tail, pending, locked = val >> 16, (val >> 8) & 0xFF, val & 0xFF
-        cpu, idx = (tail >> 2) - 1, tail & 3
-    tail_s = f"cpu{cpu}/idx{idx}" if tail else "0"
-    return f"({tail_s},{pending},{locked})"
+def decode_word(val: int, q: QspinlockTypes) -> str:
+    """``(tail, pending, locked)`` of a qspinlock word laid out as ``q`` (QspinlockTypes); the tail as cpu/idx when set."""
+    tail = val & q._Q_TAIL_MASK
+    pending = (val & q._Q_PENDING_MASK) >> _Q_PENDING_OFFSET
+    tail_s = "cpu{}/idx{}".format(*q.decode_tail(tail)) if tail else "0"
+    return f"({tail_s},{pending},{val & _Q_LOCKED_MASK})"
 
 
 class Tracer:
     """Collects :class:`Step` records while a world executes a counterexample."""
 
-    def __init__(self, words: list[tuple[str, int, str | None]]):
-        self.words = words  # (name, address, layout) of each lock word to decode
+    def __init__(self, words: list[tuple[str, int, QspinlockTypes | None]]):
+        self.words = words  # (name, address, QspinlockTypes or None: hex) of each lock word
         self.steps: list[Step] = []
         self._pending: Step | None = None
         self._before: list[int] = []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..kernel.declarations import UNDECLARED
+from ..kernel.userlock import canonical_name
 from . import cycles, preemption, token
 from .bugs import split
 from .exhaustive import explore
@@ -43,8 +45,10 @@ class CheckOptions:
     lkmm_version: str | None = None  # with memory_model "lkmm": v00, v01 or current (None: current)
 
     def fingerprint(self) -> dict:
+        # a user's lock by file name and NAME: the token replays however the path is spelled
+        lock = canonical_name(self.lock) if ":" in self.lock else self.lock
         return {
-            "lock": self.lock, "cpus": self.cpus, "acquisitions": self.acquisitions,
+            "lock": lock, "cpus": self.cpus, "acquisitions": self.acquisitions,
             "memory_model": self.memory_model, "bugs": ",".join(sorted(self.bugs)),
             "spurious": self.spurious_wakeups, "interrupts": self.interrupts, "workload": self.workload,
             "overrides": ",".join(f"{k}={v}" for k, v in sorted(self.overrides.items())),
@@ -53,8 +57,9 @@ class CheckOptions:
         }
 
 
-# Small bounds for checking: every bounded spin is one nondeterministic choice anyway, but
-# guest loops written around cpu_relax() would otherwise unroll the kernel's 2^15.
+# Small bounds for checking, for the knobs a lock declares reading: every bounded spin is one
+# nondeterministic choice anyway, but guest loops written around cpu_relax() would otherwise
+# unroll the kernel's 2^15.
 CHECK_KNOBS = {"pending_loops": 2, "spin_threshold": 2, "pv_prev_check_mask": 1}
 
 
@@ -66,6 +71,8 @@ class Report:
     replay: str | None = None
     preemptions: int = 0
     symmetry: str = ""  # the reduction the search used (what auto chose)
+    constants: dict = field(default_factory=dict)  # the knobs the lock reads, where not the kernel's values
+    declared: bool = True  # False: the lock declares nothing, so the search reduced nothing
 
     def as_dict(self) -> dict:
         r = self.result
@@ -75,6 +82,7 @@ class Report:
             "memory_model": self.options.memory_model, "bugs": list(self.options.bugs),
             "executions": r.executions, "states": r.states, "transitions": r.transitions,
             "seconds": round(r.seconds, 3), "note": r.note, "replay": self.replay, "symmetry": self.symmetry,
+            "constants": self.constants, "declared": self.declared,
             "preemptions": self.preemptions if r.verdict == VIOLATION else None,
             "cycle_start": r.cycle_start,
             "steps": [s.as_dict() for s in self.steps],
@@ -138,8 +146,8 @@ def validate(opts: CheckOptions) -> None:
 def build_world(opts: CheckOptions) -> World:
     validate(opts)
     kernel_bugs, hv_bugs = split(opts.bugs)
-    setup = make_setup(opts.lock, opts.cpus, opts.acquisitions, opts.interrupts, kernel_bugs,
-                       {**CHECK_KNOBS, **opts.overrides}, opts.workload, hv_bugs)
+    setup = make_setup(opts.lock, opts.cpus, opts.acquisitions, opts.interrupts, kernel_bugs, CHECK_KNOBS,
+                       opts.workload, hv_bugs, knobs=opts.overrides)
     return World(setup, opts.memory_model, opts.spurious_wakeups, opts.interrupts,
                  kick_latch="pv-wait-no-latch" not in hv_bugs, symmetry=opts.symmetry)
 
@@ -178,7 +186,7 @@ def _run(opts: CheckOptions, progress) -> Report:
         result = preemption.search(world, opts.preemptions, max_states=opts.max_states, progress=progress)
     # only the exhaustive search keys states by orbit; the others keep start order at most
     used = world.symmetry_used if opts.strategy == "exhaustive" or not world.twins else "start"
-    report = Report(opts, result, symmetry=used)
+    report = Report(opts, result, symmetry=used, **_lock_facts(world))
     if result.verdict == VIOLATION:
         hang = result.prop == "guest-hang"  # each replay would wait out the watchdog again: replay once
         if result.cycle_start is None and not hang:  # a lasso is kept as found: the bounded search looks for safety only
@@ -218,7 +226,12 @@ def _replay(opts: CheckOptions, world: World, moves: list[int]) -> Report:
         result.verdict, result.prop, result.detail = VIOLATION, error.prop, error.detail
     result.moves = moves
     result.transitions = len(moves)
-    return Report(opts, result, steps, opts.replay, preemption.count(build_world(opts), moves))
+    return Report(opts, result, steps, opts.replay, preemption.count(build_world(opts), moves), **_lock_facts(world))
+
+
+def _lock_facts(world: World) -> dict:
+    """What the report header says of the lock: the constants it ran with, whether it declared anything."""
+    return {"constants": world.setup.constants, "declared": world.setup.declared != UNDECLARED}
 
 
 def _lasso(opts: CheckOptions, moves: list[int]) -> tuple[Violation | None, int | None]:
@@ -249,5 +262,5 @@ def _lasso(opts: CheckOptions, moves: list[int]) -> tuple[Violation | None, int 
 
 def _words(world: World):
     setup = world.setup
-    word = setup.spec.word
-    return [(v.name, v.val.addr, word) for v in setup.views if hasattr(v, "val") and v.val.size == 4]
+    q = setup.lock.q if setup.declared.word == "qspinlock" else None
+    return [(v.name, v.val.addr, q) for v in setup.views if hasattr(v, "val") and v.val.size == 4]

@@ -14,9 +14,10 @@ a canonical member of its *orbit*, the set of its renamings, and explores each o
   ``cpu + 1``, a pointer.  A per-CPU field that only ever holds its own CPU's number
   (``pv_node.cpu``) is keyed as "written yet or not", which the world tracks: the number
   alone cannot tell cpu0's node, set, from a node never used (both read 0), and storing any
-  other number there is an error.  Which values those are is *declared*, per struct field
-  (:data:`FIELD_KINDS`) and per local variable of the guest code (:data:`LOCAL_KINDS`),
-  and an operation's operands take the kind of the field it accesses;
+  other number there is an error.  Which values those are is *declared* by the lock, per
+  struct field and per local variable of its guest code
+  (:class:`~pvspin.kernel.declarations.LockDeclarations`), and an operation's operands take
+  the kind of the field it accesses;
 * each CPU's checker state (its contexts, store buffer, halted and latched flags) goes
   with it.
 
@@ -40,60 +41,18 @@ from bisect import bisect_right
 from itertools import permutations, product
 from types import CodeType
 
+from ..kernel.declarations import CPU, OWNER, PLAIN, PTR, TAIL16, WORD
 from ..machine import ops as o
 from ..machine.memory import Ref, View
 from .cache import IdentityCache, ValueCache
-
-PLAIN, CPU, WORD, TAIL16, PTR, OWNER = range(6)
 
 
 class SymmetryError(Exception):
     """A value the renaming cannot classify: a declaration is missing."""
 
 
-# Struct fields whose values name a CPU, by (layout name, field name).  The lock word's
-# tail halfword is a view of the word: renamed when accessed on its own, not in memory.
-FIELD_KINDS = {
-    ("qspinlock", "val"): WORD,
-    ("qspinlock", "tail"): TAIL16,
-    ("mcs_spinlock", "next"): PTR,
-    ("pv_node", "next"): PTR,
-    ("pv_node", "cpu"): OWNER,
-    ("pv_hash_entry", "lock"): PTR,
-    ("pv_hash_entry", "node"): PTR,
-}
-
-# Integer locals of the guest code, by function (``co_qualname``): what each one holds.
-# Arguments count as locals.  Locals that hold views, booleans or None need no entry.
-_W, _P, _C, _N = WORD, PTR, CPU, PLAIN
-LOCAL_KINDS = {
-    "QSpinlock.queued_spin_lock": {"val": _W},
-    "QSpinlock.queued_spin_trylock": {"val": _W, "_": _W},
-    "QSpinlock.virt_spin_lock": {"_": _W},
-    "QSpinlock.xchg_tail": {"tail": _W, "old": _W, "seen": _W, "lpm": _N},
-    "QSpinlock.queued_fetch_set_pending_acquire": {"old": _W, "val": _W},
-    "QSpinlock.native_queued_spin_lock_slowpath": {"val": _W, "contended": _W},
-    "QSpinlock.queue": {"cpu": _C, "idx": _N, "tail": _W, "old": _W, "next_addr": _P, "val": _W, "_": _W,
-                        "count": _N},
-    "QSpinlockLkmmOrdered.queued_fetch_set_pending_acquire": {"old": _W},
-    "PvQSpinlock.pv_wait": {"val": _N},  # the expected node state or locked byte
-    "PvQSpinlock.pv_kick": {"cpu": _C},
-    "PvQSpinlock.pv_hash": {"hopcnt": _N, "old": _P},
-    "PvQSpinlock.pv_unhash": {"node": _P},
-    "PvQSpinlock.trylock_clear_pending": {"loops": _N, "val": _W, "new": _W, "locked": _N, "_": _N},
-    "PvQSpinlock.pv_hybrid_queued_unfair_trylock": {"val": _W, "_": _N},
-    "PvQSpinlock.pv_init_node": {"cpu": _C},
-    "PvQSpinlock.pv_wait_node": {"mask": _N, "threshold": _N, "loop": _N, "check_at": _N, "locked": _N},
-    "PvQSpinlock.pv_wait_head_or_lock": {"spin_threshold": _N, "waitcnt": _N, "val": _W},
-    "PvQSpinlock.pv_queued_spin_unlock": {"locked": _N},
-    "PvQSpinlock.pv_queued_spin_unlock_slowpath": {"locked": _N, "val": _W},
-    "PvQSpinlock42.pv_wait_node": {"threshold": _N},
-    "PvQSpinlock42.pv_queued_spin_unlock": {"locked": _N, "val": _W},
-    "TicketSpinlock.ticket_spin_lock": {"old": _N, "ticket": _N},
-    "TicketSpinlock.ticket_spin_trylock": {"old": _N},
-    "TicketSpinlock.ticket_spin_unlock": {"head": _N},
-    "Setup._acquisition": {"level": _N, "count": _N},
-}
+# The harness's own guest code (check/harness.py); the lock's is declared with the lock.
+HARNESS_LOCALS = {"Setup._acquisition": {"level": PLAIN, "count": PLAIN}}
 
 # Operand kinds of a pending operation, after its Ref: "field" takes the accessed field's kind.
 _FIELD = "field"
@@ -127,7 +86,8 @@ class Symmetry:
         self.identity = tuple(range(self.n))
         mem = setup.mem
         self.first_object = world.first_object
-        q = getattr(setup.lock, "q", None)
+        self.declared = setup.declared
+        q = setup.lock.q if self.declared.word == "qspinlock" else None
         self.q = q
         self.tail_cpu_mask = q._Q_TAIL_CPU_MASK if q is not None else 0
         # the 16-bit tail view renames on its own only when the cpu field lies inside it
@@ -149,7 +109,7 @@ class Symmetry:
         self._index_fields(mem)
         self.codes: dict = {}  # code object -> its encoding
         self.objects: dict = {}  # other objects in locals (the lock, bound methods) -> first-seen number
-        self.local_kinds: dict = {}  # code object -> LOCAL_KINDS entry
+        self.local_kinds: dict = {}  # code object -> its locals' kinds
         self._cpu_cache = ValueCache()
         self._frame_cache = ValueCache()
         self._sig_cache = IdentityCache()
@@ -163,7 +123,7 @@ class Symmetry:
             for i in range(count):
                 elem = region.base + i * layout.size
                 for f in layout.fields:
-                    kind = FIELD_KINDS.get((layout.name, f.name), PLAIN)
+                    kind = self.declared.fields.get((layout.name, f.name), PLAIN)
                     addr = elem + f.offset
                     if kind == TAIL16:
                         if self.tail16_ok:
@@ -310,7 +270,7 @@ class Symmetry:
         if t is int:
             if kind is None:
                 raise SymmetryError(f"local {where[1]!r} of {where[0]} holds an integer of undeclared kind "
-                                    "(declare it in pvspin.check.symmetry.LOCAL_KINDS)")
+                                    "(declare it in the lock's DECLARED locals, pvspin.kernel.declarations)")
             return (_INT, self.value(kind, v, p, at))
         if v is None:
             return (_NONE,)
@@ -334,7 +294,8 @@ class Symmetry:
     def _kinds(self, code) -> dict:
         kinds = self.local_kinds.get(code)
         if kinds is None:
-            kinds = self.local_kinds[code] = LOCAL_KINDS.get(code.co_qualname, {})
+            qual = code.co_qualname
+            kinds = self.local_kinds[code] = self.declared.locals.get(qual) or HARNESS_LOCALS.get(qual, {})
         return kinds
 
     def _depends(self, v, kind) -> bool:

@@ -73,6 +73,8 @@ FIXES: dict[str, tuple[str, str]] = {
 
 
 ARCHES = ("x86", "arm64")
+# The knobs: the constants a small model shrinks (``--knob NAME=VALUE``); a lock declares those it reads.
+KNOBS = ("pending_loops", "spin_threshold", "pv_prev_check_mask", "max_nodes")
 
 
 def _power_of_two_minus_one(mask: int) -> bool:

@@ -44,6 +44,7 @@ from ..machine.ops import (
     xchg_release,
 )
 from .config import DEFAULT_CONFIG, LockConfig
+from .declarations import CPU, PLAIN, PTR, TAIL16, WORD, LockDeclarations
 from .lockevents import LOCK_NO_NODE, LOCK_PENDING, LOCK_SLOWPATH, LOCK_USE_NODE
 
 # ----------------------------------------------------------------- include/asm-generic/qspinlock_types.h
@@ -126,6 +127,27 @@ class QSpinlock:
     # The corpus bugs this code reads (pvspin check refuses to inject others: they would change nothing).
     BUGS = frozenset({"unbounded-pending-wait", "pending-after-tail", "count-after-init", "no-max-nodes-fallback",
                       "xchg-tail-release", "link-release"})
+
+    # What the model checker may assume of this code (pvspin.kernel.declarations); subclasses inherit it.
+    DECLARED = LockDeclarations(
+        knobs={"pending_loops", "max_nodes"},
+        word="qspinlock",
+        locked=frozenset({0, _Q_LOCKED_VAL}),
+        symmetric=True,
+        per_cpu_by_reference=True,  # nodes are reached through the tail and ->next
+        # the tail halfword is a view of the word: renamed when accessed on its own, not in memory
+        fields={("qspinlock", "val"): WORD, ("qspinlock", "tail"): TAIL16, ("mcs_spinlock", "next"): PTR},
+        locals={
+            "QSpinlock.queued_spin_lock": {"val": WORD},
+            "QSpinlock.queued_spin_trylock": {"val": WORD, "_": WORD},
+            "QSpinlock.virt_spin_lock": {"_": WORD},
+            "QSpinlock.xchg_tail": {"tail": WORD, "old": WORD, "seen": WORD, "lpm": PLAIN},
+            "QSpinlock.queued_fetch_set_pending_acquire": {"old": WORD, "val": WORD},
+            "QSpinlock.native_queued_spin_lock_slowpath": {"val": WORD, "contended": WORD},
+            "QSpinlock.queue": {"cpu": CPU, "idx": PLAIN, "tail": WORD, "old": WORD, "next_addr": PTR, "val": WORD,
+                                "_": WORD, "count": PLAIN},
+        },
+    )
 
     def __init__(self, mem: Memory, ncpus: int, config: LockConfig = DEFAULT_CONFIG):
         q = qspinlock_types(config.nr_cpus_16k)

@@ -29,6 +29,7 @@ from ..machine.ops import (
     smp_mb,
 )
 from .config import LKMM_CHANGES
+from .declarations import WORD
 from .qspinlock import _Q_LOCKED_VAL, _Q_PENDING_VAL, QSpinlock
 
 
@@ -36,6 +37,7 @@ class QSpinlockLkmmOrdered(QSpinlock):
     """The whole-word qspinlock with the ``LKMM_CHANGES`` named in ``config.bugs``."""
 
     BUGS = QSpinlock.BUGS | LKMM_CHANGES.keys()
+    DECLARED = QSpinlock.DECLARED.extend(locals={"QSpinlockLkmmOrdered.queued_fetch_set_pending_acquire": {"old": WORD}})
 
     def __init__(self, mem, ncpus, config):
         super().__init__(mem, ncpus, config)

@@ -50,6 +50,7 @@ from ..machine.ops import (
     xchg,
 )
 from .config import DEFAULT_CONFIG, LockConfig
+from .declarations import CPU, OWNER, PLAIN, PTR, WORD
 from .lockevents import (
     LOCK_SLOWPATH,
     PV_HASH_HOPS,
@@ -114,6 +115,27 @@ class PvQSpinlock(QSpinlock):
     qnode_layout = PV_NODE
     # and pv-wait-no-latch, the hypervisor's: only code that calls pv_wait() can meet it
     BUGS = QSpinlock.BUGS | {"pv-kick-node-no-barrier", "unhash-without-slow-check", "pv-wait-no-latch"}
+    DECLARED = QSpinlock.DECLARED.extend(
+        knobs={"spin_threshold", "pv_prev_check_mask"},
+        locked=frozenset({0, _Q_LOCKED_VAL, _Q_SLOW_VAL}),
+        fields={("pv_node", "next"): PTR, ("pv_node", "cpu"): OWNER, ("pv_hash_entry", "lock"): PTR,
+                ("pv_hash_entry", "node"): PTR},
+        locals={
+            "PvQSpinlock.pv_wait": {"val": PLAIN},  # the expected node state or locked byte
+            "PvQSpinlock.pv_kick": {"cpu": CPU},
+            "PvQSpinlock.pv_hash": {"hopcnt": PLAIN, "old": PTR},
+            "PvQSpinlock.pv_unhash": {"node": PTR},
+            "PvQSpinlock.trylock_clear_pending": {"loops": PLAIN, "val": WORD, "new": WORD, "locked": PLAIN,
+                                                  "_": PLAIN},
+            "PvQSpinlock.pv_hybrid_queued_unfair_trylock": {"val": WORD, "_": PLAIN},
+            "PvQSpinlock.pv_init_node": {"cpu": CPU},
+            "PvQSpinlock.pv_wait_node": {"mask": PLAIN, "threshold": PLAIN, "loop": PLAIN, "check_at": PLAIN,
+                                         "locked": PLAIN},
+            "PvQSpinlock.pv_wait_head_or_lock": {"spin_threshold": PLAIN, "waitcnt": PLAIN, "val": WORD},
+            "PvQSpinlock.pv_queued_spin_unlock": {"locked": PLAIN},
+            "PvQSpinlock.pv_queued_spin_unlock_slowpath": {"locked": PLAIN, "val": WORD},
+        },
+    )
 
     def __init__(self, mem: Memory, ncpus: int, config: LockConfig = DEFAULT_CONFIG):
         super().__init__(mem, ncpus, config)

@@ -17,6 +17,7 @@ from ..machine.ops import (
     xchg,
 )
 from .config import DEFAULT_CONFIG, LockConfig
+from .declarations import PLAIN, WORD
 from .lockevents import LOCK_SLOWPATH, PV_KICK_UNLOCK, PV_WAIT_HEAD, PV_WAIT_NODE
 from .qspinlock import _Q_LOCKED_VAL, QSpinlock, _nonzero, _zero
 from .qspinlock_paravirt import _Q_SLOW_VAL, PvQSpinlock, vcpu_halted, vcpu_running
@@ -48,6 +49,10 @@ class PvQSpinlock42(PvQSpinlock):
     """
 
     name = "pvqspinlock-4.2"
+    DECLARED = PvQSpinlock.DECLARED.extend(locals={
+        "PvQSpinlock42.pv_wait_node": {"threshold": PLAIN},
+        "PvQSpinlock42.pv_queued_spin_unlock": {"locked": PLAIN, "val": WORD},
+    })
     pv_queued_spin_trylock = QSpinlock.queued_spin_trylock
 
     def __init__(self, mem: Memory, ncpus: int, config: LockConfig = DEFAULT_CONFIG):

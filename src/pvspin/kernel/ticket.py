@@ -13,6 +13,7 @@ from ..machine.cpu import GuestCode
 from ..machine.memory import CACHE_LINE, Layout, Memory, View
 from ..machine.ops import READ_ONCE, atomic_fetch_add, cmpxchg, smp_cond_load_acquire, smp_store_release
 from .config import DEFAULT_CONFIG, LockConfig
+from .declarations import PLAIN, LockDeclarations
 
 TICKET_SHIFT = 16  # sizeof(__ticket_t) * 8 with a u16 ticket
 _TICKET_MASK = (1 << TICKET_SHIFT) - 1
@@ -25,6 +26,12 @@ class TicketSpinlock:
     """Ticket spinlock (implements :class:`~pvspin.kernel.api.Spinlock`)."""
 
     name = "ticket"
+    # tickets name no CPU, and no data is per CPU
+    DECLARED = LockDeclarations(symmetric=True, locals={
+        "TicketSpinlock.ticket_spin_lock": {"old": PLAIN, "ticket": PLAIN},
+        "TicketSpinlock.ticket_spin_trylock": {"old": PLAIN},
+        "TicketSpinlock.ticket_spin_unlock": {"head": PLAIN},
+    })
 
     def __init__(self, mem: Memory, ncpus: int, config: LockConfig = DEFAULT_CONFIG):
         # ``config`` is accepted for a uniform constructor; no LockConfig knob applies here.

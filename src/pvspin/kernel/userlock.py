@@ -3,7 +3,10 @@
 ``NAME`` is a class or factory called as ``NAME(mem, ncpus)`` that returns an object with
 the :class:`~pvspin.kernel.api.Spinlock` methods ``alloc_lock(name)``, ``spin_lock(lock)``
 and ``spin_unlock(lock)`` (generators), optionally ``spin_trylock(lock)`` and
-``final_state_problems()``.  See ``examples/`` for a worked example.
+``final_state_problems()``.  What the checker may assume of it is what ``NAME`` declares
+(``NAME.DECLARED``, :mod:`pvspin.kernel.declarations`; a subclass of a kernel lock inherits
+its class's); one that declares knobs is called as ``NAME(mem, ncpus, config)``.  See
+``examples/`` for a worked example.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from ..machine.crash import guest_crash, not_a_generator
 from ..machine.memory import View
+from .declarations import LockDeclarations, declared_by
 
 REQUIRED = ("alloc_lock", "spin_lock", "spin_unlock")
 
@@ -22,8 +26,18 @@ class UserLockError(ValueError):
     """The user's lock file cannot be used; the message names what is wrong."""
 
 
+def canonical_name(spec: str) -> str:
+    """``file.py:NAME`` of ``path/to/file.py:NAME``: the lock however its path is spelled, from any directory."""
+    path, _, attr = spec.rpartition(":")
+    return f"{Path(path).name}:{attr}"
+
+
 def load_user_lock(spec: str) -> Callable:
-    """Resolve ``path/to/file.py:NAME`` to a factory ``(mem, ncpus, config=None) -> lock``."""
+    """Resolve ``path/to/file.py:NAME`` to a factory ``(mem, ncpus, config=None) -> lock``.
+
+    The factory's ``declared`` is what ``NAME`` declares; it is given ``config`` when that
+    declares knobs.
+    """
     path, sep, attr = spec.rpartition(":")
     if not sep or not path.endswith(".py") or not attr:
         raise UserLockError(f"lock {spec!r} is not path/to/file.py:NAME")
@@ -39,17 +53,24 @@ def load_user_lock(spec: str) -> Callable:
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise UserLockError(f"lock {spec!r}: {path} has no class or function {attr}")
+    try:
+        declared = declared_by(factory)
+    except TypeError as exc:
+        raise UserLockError(f"lock {spec!r}: {attr}.DECLARED: {exc}") from None
+    takes_config = bool(declared.knobs)
 
     def build(mem, ncpus, config=None):
+        call = f"{attr}(mem, ncpus, config)" if takes_config else f"{attr}(mem, ncpus)"
         try:
-            lock = factory(mem, ncpus)
+            lock = factory(mem, ncpus, config) if takes_config else factory(mem, ncpus)
         except (Exception, SystemExit) as exc:
-            raise UserLockError(f"lock {spec!r}: {attr}(mem, ncpus) failed: {_error(exc)}") from None
+            raise UserLockError(f"lock {spec!r}: {call} failed: {_error(exc)}") from None
         for method in REQUIRED:
             if not callable(getattr(lock, method, None)):
                 raise UserLockError(f"lock {spec!r}: {attr} has no method {method}()")
-        return CheckedLock(lock, spec, attr)
+        return CheckedLock(lock, spec, attr, declared.for_class(type(lock)))
 
+    build.declared = declared
     return build
 
 
@@ -64,11 +85,13 @@ class CheckedLock:
     Setup-time failures (``alloc_lock`` raising or returning no lock) are :class:`UserLockError`;
     a ``spin_*`` method returning something other than a generator is a ``GuestCrash`` raised
     in the guest code that called it, so the driver reports it where it happened.  Other
-    attributes are the lock's own (``qnodes``, its constants, ...).
+    attributes are the lock's own (``qnodes``, its constants, ...).  ``declared`` is what the
+    factory declares, completed for the lock's class (its methods' locals).
     """
 
-    def __init__(self, lock, spec: str, attr: str):
+    def __init__(self, lock, spec: str, attr: str, declared: LockDeclarations):
         self._lock, self._spec = lock, spec
+        self.declared = declared
         self.name = str(getattr(lock, "name", attr))
         self._label = type(lock).__name__ if not isinstance(lock, type) else attr
 

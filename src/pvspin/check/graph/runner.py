@@ -86,7 +86,9 @@ def build(opts) -> tuple[Program, Words]:
     knobs = {**CHECK_KNOBS, **opts.overrides}
     if opts.memory_model in ("armv8", "lkmm"):
         knobs["arch"] = "arm64"  # the generic C code (queued_fetch_set_pending_acquire's fetch_or), as arm64 builds it
-    setup = make_setup(opts.lock, opts.cpus, opts.acquisitions, 0, kernel_bugs, knobs, opts.workload)
+    # knobs= refuses a --knob the lock does not declare reading (kernel/declarations.py)
+    setup = make_setup(opts.lock, opts.cpus, opts.acquisitions, 0, kernel_bugs, knobs, opts.workload,
+                       knobs=opts.overrides)
     mem = setup.mem
     flags = latches(mem, setup.ncpus)
     words = Words(mem)
