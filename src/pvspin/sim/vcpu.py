@@ -123,7 +123,9 @@ def close_accounts(vcpus: list[VCpu], pcpus: list, t: int) -> None:
     """Fold open intervals into the accounts, so metrics read at ``t`` are complete."""
     for v in vcpus:
         if v.state == RUNNING:
-            ran = max(0, t - v.run_since)
+            if t <= v.run_since:  # still in the host's switch-in: its run starts later
+                continue
+            ran = t - v.run_since
             v.acct[T_RUN] += ran
             v.vruntime += ran
             pcpus[v.pcpu].busy += ran
