@@ -49,7 +49,11 @@ def run(
     lock: str = typer.Option(None, help="qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME"),
     pcpus: str = typer.Option(None, help="physical CPUs [default: 4]"),
     vcpus: str = typer.Option(None, help="vCPUs of the guest [default: 4]"),
-    duration_ms: str = typer.Option(None, help="simulated milliseconds [default: 20]"),
+    duration_ms: str = typer.Option(None, help="simulated milliseconds measured [default: 20]"),
+    warmup_ms: str = typer.Option(None, help="simulated milliseconds run first and not measured (locktorture's Fail still counts) [default: 0]"),
+    stat_interval: str = typer.Option(None, help="locktorture's stat_interval, but in simulated ms (the kernel's is in seconds): a Writes line every MS of the measurement [default: 0, none]"),
+    nwriters_stress: str = typer.Option(None, help="locktorture's nwriters_stress: writer threads, one per vCPU from vCPU 0, at most --vcpus (the kernel's default is 2 x CPUs) [default: --vcpus]"),
+    long_hold: str = typer.Option(None, help="locktorture's long_hold, ms: one acquisition in nwriters_stress x 2000 x long_hold holds the lock that long, as the kernel draws it; 0 never (the kernel's default is 100) [default: 0]"),
     seed: str = typer.Option(None, help="seed [default: 0]"),
     hogs: str = typer.Option(None, help="competing CPU-hog guests"),
     hog_vcpus: str = typer.Option(None, help="vCPUs per hog guest"),
@@ -64,11 +68,16 @@ def run(
     trace: str = typer.Option(None, help="write a Perfetto/Chrome trace of the timeline to this file"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
-    """Run locktorture on a simulated virtualization host and measure the lock."""
+    """Run locktorture on a simulated virtualization host and measure the lock.
+
+    Exit status: 0 done, 1 a finding (locktorture's FAILURE: Fail > 0, a critical section entered
+    while another vCPU was inside; or a guest that crashed), 2 bad input.
+    """
     from .sim import command
 
-    flags = dict(host=host, kernel=kernel, lock=lock, pcpus=pcpus, vcpus=vcpus, duration_ms=duration_ms, seed=seed,
-                 hogs=hogs, hog_vcpus=hog_vcpus, locks=locks, hold_ns=hold_ns, delay_ns=delay_ns, irq_rate=irq_rate,
+    flags = dict(host=host, kernel=kernel, lock=lock, pcpus=pcpus, vcpus=vcpus, duration_ms=duration_ms,
+                 warmup_ms=warmup_ms, stat_interval=stat_interval, nwriters_stress=nwriters_stress, long_hold=long_hold,
+                 seed=seed, hogs=hogs, hog_vcpus=hog_vcpus, locks=locks, hold_ns=hold_ns, delay_ns=delay_ns, irq_rate=irq_rate,
                  spurious_hz=spurious_hz, ple=ple, patching=patching)  # fmt: skip
     raise typer.Exit(command.main(scenario, flags, trace, json_out))
 
