@@ -26,7 +26,7 @@ from pvspin.sim.command import build_scenario, execute
 
 HOST_TIMING = ("host_seconds", "guest_operations_per_host_second")
 
-FLAGS = ("host", "kernel", "lock", "pcpus", "vcpus", "duration_ms", "seed", "hogs", "hog_vcpus", "locks", "hold_ns",
+FLAGS = ("host", "kernel", "lock", "pcpus", "vcpus", "duration_ms", "seed", "hogs", "hog_vcpus", "lock_count", "hold_ns",
          "delay_ns", "irq_rate", "spurious_hz", "ple", "patching")  # fmt: skip
 
 # Two guests on one socket (each its own memory and lines, directed yield within a VM only),
@@ -117,7 +117,7 @@ SCENARIOS = [
      dict(lock="pvqspinlock", vcpus="6", pcpus="4", irq_rate="20000", spurious_hz="20000", seed="3"),
      ("halts", "irq_acquisitions")),
     ("pvqspinlock-no-patching-locks", None,
-     dict(lock="pvqspinlock", vcpus="6", pcpus="4", patching=False, locks="3", hold_ns="2000", delay_ns="500"),
+     dict(lock="pvqspinlock", vcpus="6", pcpus="4", patching=False, lock_count="3", hold_ns="2000", delay_ns="500"),
      ("halts", "kicks")),
     ("pvqspinlock-hogs", SHORT_SLICES, dict(lock="pvqspinlock", vcpus="4", pcpus="4", hogs="2", hog_vcpus="2"),
      ("halts", "lock_holder_preemptions")),

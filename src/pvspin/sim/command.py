@@ -47,7 +47,7 @@ FLAG_FIELDS = {
     "vcpus": ("guests.0.vcpus", int),
     "patching": ("guests.0.patching", None),
     "irq_rate": ("guests.0.interrupts.rate_hz", float),
-    "locks": ("guests.0.workload.locks", int),
+    "lock_count": ("guests.0.workload.locks", int),
     "hold_ns": ("guests.0.workload.hold.mean_ns", float),
     "delay_ns": ("guests.0.workload.delay.mean_ns", float),
     "duration_ms": ("duration_ms", float),

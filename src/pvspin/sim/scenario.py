@@ -6,6 +6,7 @@ its scenario alone: same scenario, same seed, same numbers.
 
 from __future__ import annotations
 
+import json
 import time
 import tomllib
 from collections.abc import Callable
@@ -48,7 +49,9 @@ class GuestSpec(Model):
     name: str = "guest0"
     vcpus: int = Field(4, gt=0, le=16384, description="at most NR_CPUS of the 16K lock-word layout")
     kernel: KernelName | None = Field(None, description="default: no-paravirt for ticket, paravirt otherwise")
-    lock: str = "pvqspinlock"
+    lock: str | None = Field(
+        None, description="default: what the kernel boots to on the host: pvqspinlock on kvm, qspinlock on "
+                          "baremetal or with one vCPU, virt-tas on kvm-nopv")  # fmt: skip
     patching: bool = Field(True, description="False: boot with noreplace-paravirt")
     knobs: LockKnobs = LockKnobs()
     workload: WorkloadConfig = WorkloadConfig()
@@ -56,6 +59,8 @@ class GuestSpec(Model):
 
     @model_validator(mode="after")
     def _known_lock(self) -> GuestSpec:
+        if self.lock is None:  # the host could not boot a kernel to tell: its own error says why
+            raise ValueError("no lock given, and none the host runs")
         if self.lock not in LOCKS and ":" not in self.lock:
             raise ValueError(f"unknown lock {self.lock!r}: one of {', '.join(LOCKS)}, or path/to/file.py:NAME")
         return self
@@ -91,12 +96,36 @@ class Scenario(Model):
                     "interval of the measurement; 0 none")  # fmt: skip
     seed: int = Field(0, ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _lock_the_host_runs(cls, data):
+        """A guest given no lock runs what its kernel boots to on the host (``boot_kernel`` decides)."""
+        if not isinstance(data, dict):
+            return data
+        host = data.get("host", {})
+        hypervisor = host.get("hypervisor", HostConfig().hypervisor) if isinstance(host, dict) else None
+        guests = data.get("guests", [{}])
+        if not isinstance(guests, list):
+            return data
+        return {**data, "guests": [_with_lock(g, hypervisor) for g in guests]}
+
     @model_validator(mode="after")
     def _distinct_names(self) -> Scenario:
         names = [g.name for g in self.guests]
         if len(set(names)) != len(names):
             raise ValueError(f"guest names must differ: {names}")
         return self
+
+
+def _with_lock(guest, hypervisor):
+    if not isinstance(guest, dict) or guest.get("lock") is not None:
+        return guest
+    vcpus = guest.get("vcpus", GuestSpec.model_fields["vcpus"].default)
+    try:
+        lock = boot_kernel(Memory(), vcpus, kernel=guest.get("kernel") or "paravirt", host=hypervisor).name
+    except (ValueError, TypeError):  # a bad host, kernel or vCPU count: validation names it
+        return guest
+    return {**guest, "lock": lock}
 
 
 class BadInput(ValueError):
@@ -115,7 +144,7 @@ def scenario_from(scenario_file: str | None, overrides: dict | None = None, name
             if not Path(scenario_file).is_file():
                 raise BadInput(f"--scenario: no such file {scenario_file}")
             return load_scenario(scenario_file, overrides)
-        return Scenario.model_validate(merge(Scenario().model_dump(), overrides or {}))
+        return Scenario.model_validate(overrides or {})
     except ValidationError as err:
         message = describe_validation_error(err, names)
         if scenario_file and not message.startswith("--"):  # the file's value, not a flag's
@@ -154,6 +183,21 @@ def merge(base: dict, top: dict) -> dict:
 def idle(cpu: int):
     """A vCPU with no writer (``nwriters_stress`` below the vCPUs): it ends at once."""
     yield from ()
+
+
+def to_toml(data: dict, table: str = "") -> str:
+    """A scenario dump as TOML that ``--scenario`` reads back: scalars first, then tables and arrays
+    of tables; None (a default chosen at run time) is left out."""
+    lines, tables = [], []
+    for key, value in data.items():
+        name = f"{table}.{key}" if table else key
+        if isinstance(value, dict):
+            tables.append(f"\n[{name}]\n" + to_toml(value, name))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            tables += [f"\n[[{name}]]\n" + to_toml(v, name) for v in value]
+        elif value is not None:
+            lines.append(f"{key} = {json.dumps(value)}\n")  # JSON's strings, numbers and booleans are TOML's
+    return "".join(lines) + "".join(tables)
 
 
 def hog(cpu: int):
