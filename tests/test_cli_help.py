@@ -65,3 +65,11 @@ def test_version():
 
     out = subprocess.run([sys.executable, "-m", "pvspin", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout == f"pvspin {version('pvspin')}\n"
+
+
+def test_sweep_param_help_names_every_named_parameter():
+    from pvspin.sim.sweep import NAMED_PARAMS
+
+    (param,) = [p for p in COMMANDS["sweep"].params if p.name == "param"]
+    listed = param.help.split(":")[1].split(", or")[0]
+    assert {name.strip() for name in listed.split(",")} == set(NAMED_PARAMS)

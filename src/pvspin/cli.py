@@ -52,7 +52,7 @@ LOCK_COUNT = _flag("N", "locks the writers pick from, one at random per acquisit
 
 @app.command()
 def sweep(
-    param: list[str] = typer.Option([], metavar="NAME=V1,V2,...", help="a parameter and its values (one or two; e.g. overcommit=0.5,1,1.5,2,3, hold-ns=200,800, or a scenario field path such as guests.0.workload.long_hold_every=0,100)", show_default=False),
+    param: list[str] = typer.Option([], metavar="NAME=V1,V2,...", help="a parameter and its values, one or two: overcommit, vcpus, pcpus, hold-ns, delay-ns, lock-count, hogs, hog-vcpus, irq-rate, spurious-hz, spin-threshold, or a numeric scenario field path (pvspin scenario --schema), e.g. overcommit=0.5,1,1.5,2,3 or guests.0.workload.long_hold_every=0,100  [default: none: required]", show_default=False),
     locks: str = typer.Option(None, metavar="KIND,KIND,...", help="lock kinds, one line each  [default: the scenario's]", show_default=False),
     seeds: str = typer.Option("3", metavar="N", help="seeds per point (error bars)"),
     out: str = typer.Option(None, metavar="DIR", help="results directory (CSV, JSON, plots); the same command again resumes  [default: none: required]", show_default=False),

@@ -108,7 +108,7 @@ def debugfs_counts(events: dict[str, int], lock: str) -> tuple[str, dict[str, in
     """The debugfs directory a guest running ``lock`` has, and every file in it as read, in order.
 
     The ticket lock predates lock_event_counts (v5.2) and shows none; the PV ticket lock has KVM's
-    spinlock statistics; a user's lock, the counters it emitted.
+    spinlock statistics; a user's lock, the counters it emitted, if any.
     """
     if lock in PV_LOCKS:
         directory, names = "lock_event_counts", LOCK_EVENTS
@@ -116,7 +116,7 @@ def debugfs_counts(events: dict[str, int], lock: str) -> tuple[str, dict[str, in
         directory, names = "lock_event_counts", QSPINLOCK_EVENTS
     elif lock == "pvticket":
         directory, names = "kvm/spinlocks", KVM_SPINLOCK_STATS
-    elif lock == "ticket":
+    elif lock == "ticket" or not events:  # a user's lock that counts nothing has no directory to show
         return "", {}
     else:
         directory, names = "lock_event_counts", tuple(sorted(events))
