@@ -35,7 +35,7 @@ def test_bare_metal_has_no_exits_and_no_steal():
 
 
 def test_contention_per_lock_and_steal_per_vcpu_under_overcommit():
-    g = result(lock="qspinlock", vcpus="8", pcpus="4", duration_ms="3", locks="2")
+    g = result(lock="qspinlock", vcpus="8", pcpus="4", duration_ms="3", lock_count="2")
     rows = g["lock_contention"]
     assert [r["lock"] for r in rows] == ["lock0", "lock1"]
     assert 0 < sum(r["contended"] for r in rows) <= g["acquisitions"]

@@ -271,10 +271,8 @@ class Run:
         end = warmup + int(scenario.duration_ms * cycles_per_ms)
         interval = int(scenario.stat_interval_ms * cycles_per_ms)
         stats = set(range(warmup + interval, end, interval)) if interval else set()
-        stops = sorted({end * i // chunks for i in range(1, chunks + 1)} | {warmup} | stats - {0})
+        stops = sorted(({end * i // chunks for i in range(1, chunks + 1)} | {warmup} | stats) - {0})
         started = time.perf_counter()
-        if not warmup:
-            self.measure_from = 0
         for target in stops:
             try:
                 sim.run(target - sim.now)
