@@ -26,3 +26,15 @@ def test_the_warmup_is_excluded_from_the_measurement():
 
 def test_no_warmup_is_the_default_and_changes_nothing():
     assert run(duration_ms="1")["guests"] == run(duration_ms="1", warmup_ms="0")["guests"]
+
+
+def test_a_sweep_warms_up_each_point(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "pvspin", "sweep", "--param", "hold-ns=100", "--seeds", "1",
+                          "--pcpus", "2", "--duration-ms", "0.2", "--warmup-ms", "0.3", "--no-plots", "--out",
+                          str(tmp_path)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "sweep.json").read_text())["base"]["warmup_ms"] == 0.3
