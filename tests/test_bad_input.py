@@ -65,9 +65,8 @@ SWEEP_NUMERIC = ("pcpus", "vcpus", "duration-ms", "hold-ns", "delay-ns", "lock-c
 @pytest.mark.parametrize("value", NOT_NUMBERS)
 @pytest.mark.parametrize("flag", SWEEP_NUMERIC)
 def test_sweep_refuses_a_bad_number(tmp_path, flag, value):
-    option = f"--{flag}"
-    shown = "--locks" if flag == "lock-count" else option  # --lock-count sets the scenario's workload.locks
-    refused("sweep", "--out", str(tmp_path / "r"), "--param", "hold-ns=100", option, value, names=shown)
+    option = f"--{flag}"  # the error names the flag given (--lock-count, not the field's workload.locks)
+    refused("sweep", "--out", str(tmp_path / "r"), "--param", "hold-ns=100", option, value, names=option)
 
 
 @pytest.mark.parametrize("value", ("inf", "-inf", "nan", "1e308", "x", ""))
@@ -511,7 +510,7 @@ FUZZ_OPTIONS = {
     "check": ("--lock", "--cpus", "--acquisitions", "--memory-model", "--bug", "--strategy", "--runs", "--seed",
               "--preemptions", "--spurious-wakeups", "--interrupts", "--workload", "--knob", "--symmetry",
               "--max-states", "--replay"),
-    "run": ("--host", "--kernel", "--lock", "--pcpus", "--vcpus", "--seed", "--hogs", "--hog-vcpus", "--locks",
+    "run": ("--host", "--kernel", "--lock", "--pcpus", "--vcpus", "--seed", "--hogs", "--hog-vcpus", "--lock-count",
             "--hold-ns", "--delay-ns", "--irq-rate", "--spurious-hz"),
     "sweep": ("--param", "--locks", "--seeds", "--host", "--pcpus", "--vcpus", "--hold-ns", "--delay-ns",
               "--lock-count", "--jobs"),

@@ -92,6 +92,6 @@ def test_a_users_own_lock_runs_and_a_broken_one_fails_locktorture():
     example = Path(__file__).resolve().parent.parent / "examples" / "user_lock.py"
     good = pvspin(*args, "--lock", f"{example}:TasLock")
     broken = pvspin(*args, "--lock", f"{example}:BrokenTasLock")
-    assert good.returncode == 0 and broken.returncode == 0, good.stderr + broken.stderr
+    assert good.returncode == 0 and broken.returncode == 1, good.stderr + broken.stderr  # 1: FAILURE, a finding
     assert json.loads(good.stdout)["guests"][0]["fail"] == 0
     assert json.loads(broken.stdout)["guests"][0]["fail"] > 0  # locktorture's Fail: two vCPUs inside

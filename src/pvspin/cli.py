@@ -6,7 +6,24 @@ import sys
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="The Linux paravirt queued spinlock, executable, measurable and checkable.")
+# rich_markup_mode=None: help texts are plain text ("[default: ...]" and "x [y]" are not markup)
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="The Linux paravirt queued spinlock, executable, measurable and checkable.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"pvspin {version('pvspin')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit"),
+) -> None:
+    """The Linux paravirt queued spinlock, executable, measurable and checkable."""
 
 
 @app.command()
@@ -17,86 +34,151 @@ def demo() -> None:
     raise typer.Exit(story.main())
 
 
+# The scenario flags of ``run`` and ``sweep``: each is None unless given (so that it overrides the
+# scenario file only then); the default shown is the scenario model's (tests/test_cli_help.py).
+def _flag(metavar: str, help: str, default: str):
+    return typer.Option(None, metavar=metavar, help=f"{help}  [default: {default}]", show_default=False)
+
+
+HOST = _flag("NAME", "baremetal, kvm (PV spinlocks) or kvm-nopv", "kvm")
+PCPUS = _flag("N", "physical CPUs", "4")
+VCPUS = _flag("N", "vCPUs of the guest", "4")
+DURATION_MS = _flag("MS", "simulated milliseconds measured", "20")
+WARMUP_MS = _flag("MS", "simulated milliseconds run first and not measured (locktorture's Fail still counts)", "0")
+HOLD_NS = _flag("NS", "mean hold time", "400")
+DELAY_NS = _flag("NS", "mean delay between acquisitions", "2000")
+LOCK_COUNT = _flag("N", "locks the writers pick from, one at random per acquisition", "1")
+
+
 @app.command()
 def sweep(
-    param: list[str] = typer.Option([], help="NAME=V1,V2,... (one or two; e.g. overcommit=0.5,1,1.5,2,3, hold-ns=200,800)"),
-    locks: str = typer.Option(None, help="comma-separated lock kinds, one line each [default: the scenario's]"),
-    seeds: str = typer.Option("3", help="seeds per point (error bars)"),
-    out: str = typer.Option(None, help="results directory (CSV, JSON, plots); re-running resumes"),
-    scenario: str = typer.Option(None, help="base TOML scenario (flags override it)"),
-    host: str = typer.Option(None, help="baremetal, kvm or kvm-nopv (virt-tas always runs on kvm-nopv)"),
-    pcpus: str = typer.Option(None, help="physical CPUs"),
-    vcpus: str = typer.Option(None, help="vCPUs of the guest (overcommit sets it per point)"),
-    duration_ms: str = typer.Option(None, help="simulated milliseconds per point"),
-    hold_ns: str = typer.Option(None, help="mean hold time, ns"),
-    delay_ns: str = typer.Option(None, help="mean delay between acquisitions, ns"),
-    lock_count: str = typer.Option(None, help="locks the writers pick from"),
-    jobs: str = typer.Option(None, help="worker processes [default: CPU count]"),
+    param: list[str] = typer.Option([], metavar="NAME=V1,V2,...", help="a parameter and its values, one or two: overcommit, vcpus, pcpus, hold-ns, delay-ns, lock-count, hogs, hog-vcpus, irq-rate, spurious-hz, spin-threshold, or a numeric scenario field path (pvspin scenario --schema), e.g. overcommit=0.5,1,1.5,2,3 or guests.0.workload.long_hold_every=0,100  [default: none: required]", show_default=False),
+    locks: str = typer.Option(None, metavar="KIND,KIND,...", help="lock kinds, one line each  [default: the scenario's]", show_default=False),
+    seeds: str = typer.Option("3", metavar="N", help="seeds per point (error bars)"),
+    out: str = typer.Option(None, metavar="DIR", help="results directory (CSV, JSON, plots); the same command again resumes  [default: none: required]", show_default=False),
+    force: bool = typer.Option(False, "--force", help="reuse an --out that holds a sweep of other arguments, replacing it"),
+    scenario: str = typer.Option(None, metavar="FILE", help="base TOML scenario (flags override it)  [default: none]", show_default=False),
+    host: str = _flag("NAME", "baremetal, kvm or kvm-nopv (virt-tas always runs on kvm-nopv, the PV locks on kvm)", "kvm"),
+    pcpus: str = PCPUS,
+    vcpus: str = _flag("N", "vCPUs of the guest (overcommit sets it per point)", "4"),
+    duration_ms: str = _flag("MS", "simulated milliseconds measured per point", "20"),
+    warmup_ms: str = WARMUP_MS,
+    hold_ns: str = HOLD_NS,
+    delay_ns: str = DELAY_NS,
+    lock_count: str = LOCK_COUNT,
+    jobs: str = typer.Option(None, metavar="N", help="worker processes  [default: CPU count]", show_default=False),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="draw PNG and SVG plots"),
 ) -> None:
     """Sweep one or two scenario parameters over lock kinds and seeds, in parallel; CSV, JSON and plots."""
     from .sim import sweep as sweeper
 
-    flags = dict(host=host, pcpus=pcpus, vcpus=vcpus, duration_ms=duration_ms, hold_ns=hold_ns, delay_ns=delay_ns,
-                 locks=lock_count)  # fmt: skip
-    raise typer.Exit(sweeper.main(param, locks, seeds, out, scenario, flags, jobs, plots))
+    flags = dict(host=host, pcpus=pcpus, vcpus=vcpus, duration_ms=duration_ms, warmup_ms=warmup_ms, hold_ns=hold_ns,
+                 delay_ns=delay_ns, lock_count=lock_count)  # fmt: skip
+    raise typer.Exit(sweeper.main(param, locks, seeds, out, scenario, flags, jobs, plots, force))
 
 
 @app.command()
 def run(
-    host: str = typer.Option(None, help="baremetal, kvm (PV spinlocks) or kvm-nopv [default: kvm]"),
-    kernel: str = typer.Option(None, help="paravirt or no-paravirt [default: no-paravirt for ticket, else paravirt]"),
-    lock: str = typer.Option(None, help="qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME"),
-    pcpus: str = typer.Option(None, help="physical CPUs [default: 4]"),
-    vcpus: str = typer.Option(None, help="vCPUs of the guest [default: 4]"),
-    duration_ms: str = typer.Option(None, help="simulated milliseconds [default: 20]"),
-    seed: str = typer.Option(None, help="seed [default: 0]"),
-    hogs: str = typer.Option(None, help="competing CPU-hog guests"),
-    hog_vcpus: str = typer.Option(None, help="vCPUs per hog guest"),
-    locks: str = typer.Option(None, help="locks the writers pick from"),
-    hold_ns: str = typer.Option(None, help="mean hold time, ns"),
-    delay_ns: str = typer.Option(None, help="mean delay between acquisitions, ns"),
-    irq_rate: str = typer.Option(None, help="interrupts per second per vCPU (handlers take their own lock)"),
-    spurious_hz: str = typer.Option(None, help="spurious wake-ups per second of a halted vCPU"),
-    ple: bool = typer.Option(None, "--ple/--no-ple", help="pause-loop exiting [default: on]"),
-    patching: bool = typer.Option(None, "--patching/--no-patching", help="apply_paravirt at boot [default: on]"),
-    scenario: str = typer.Option(None, help="TOML scenario file (flags override it)"),
-    trace: str = typer.Option(None, help="write a Perfetto/Chrome trace of the timeline to this file"),
+    ctx: typer.Context,
+    host: str = HOST,
+    kernel: str = _flag("NAME", "paravirt or no-paravirt", "no-paravirt for ticket, else paravirt"),
+    lock: str = _flag("NAME", "qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME", "what the host runs: pvqspinlock on kvm, qspinlock on baremetal (or one vCPU), virt-tas on kvm-nopv"),
+    pcpus: str = PCPUS,
+    vcpus: str = VCPUS,
+    duration_ms: str = DURATION_MS,
+    warmup_ms: str = WARMUP_MS,
+    stat_interval: str = _flag("MS", "locktorture's stat_interval, but in simulated ms (the kernel's is in seconds): a Writes line every MS of the measurement; 0 none", "0"),
+    nwriters_stress: str = _flag("N", "locktorture's nwriters_stress: writer threads, one per vCPU from vCPU 0, at most --vcpus (the kernel's default, 2 x CPUs, needs guest threads)", "--vcpus"),
+    long_hold: str = _flag("MS", "locktorture's long_hold: one acquisition in nwriters_stress x 2000 x long_hold holds the lock that long, as the kernel draws it; 0 never (the kernel's default is 100)", "0"),
+    seed: str = _flag("N", "seed", "0"),
+    hogs: str = _flag("N", "competing guests whose vCPUs only burn CPU", "0"),
+    hog_vcpus: str = _flag("N", "vCPUs per hog guest", "1"),
+    lock_count: str = LOCK_COUNT,
+    old_locks: str = typer.Option(None, "--locks", hidden=True),
+    hold_ns: str = HOLD_NS,
+    delay_ns: str = DELAY_NS,
+    irq_rate: str = _flag("HZ", "interrupts per second per vCPU (handlers take their own lock)", "0"),
+    spurious_hz: str = _flag("HZ", "spurious wake-ups per second of a halted vCPU", "0"),
+    ple: bool = typer.Option(None, "--ple/--no-ple", help="pause-loop exiting  [default: on]", show_default=False),
+    patching: bool = typer.Option(None, "--patching/--no-patching", help="apply_paravirt at boot  [default: on]", show_default=False),
+    scenario: str = typer.Option(None, metavar="FILE", help="TOML scenario file (flags override it); see pvspin scenario  [default: none]", show_default=False),
+    trace: str = typer.Option(None, metavar="FILE", help="write a Perfetto/Chrome trace of the timeline to this file  [default: none]", show_default=False),
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
-    """Run locktorture on a simulated virtualization host and measure the lock."""
+    """Run locktorture on a simulated virtualization host and measure the lock.
+
+    Exit status: 0 done, 1 a finding (locktorture's FAILURE: Fail > 0, a critical section entered
+    while another vCPU was inside; or a guest that crashed), 2 bad input.
+    """
     from .sim import command
 
-    flags = dict(host=host, kernel=kernel, lock=lock, pcpus=pcpus, vcpus=vcpus, duration_ms=duration_ms, seed=seed,
-                 hogs=hogs, hog_vcpus=hog_vcpus, locks=locks, hold_ns=hold_ns, delay_ns=delay_ns, irq_rate=irq_rate,
-                 spurious_hz=spurious_hz, ple=ple, patching=patching)  # fmt: skip
+    if old_locks is not None:
+        typer.echo("error: run --locks is now --lock-count (the number of locks; sweep --locks is a list of lock kinds)",
+                   err=True)  # fmt: skip
+        raise typer.Exit(command.EXIT_BAD_INPUT)
+    flags = {name: ctx.params[name] for name in command.FLAG_FIELDS}
     raise typer.Exit(command.main(scenario, flags, trace, json_out))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             options_metavar="[--schema | --show [RUN OPTIONS]]")
+def scenario(
+    ctx: typer.Context,
+    schema: bool = typer.Option(False, "--schema", help="print the scenario file's JSON Schema"),
+    show: bool = typer.Option(False, "--show", help="print, as TOML, the scenario `pvspin run` would run with the run options that follow (--scenario FILE and flags)"),
+) -> None:
+    """Scenario files: their JSON Schema, or the merged scenario a run would use."""
+    import json
+
+    from .sim import command
+    from .sim.scenario import BadInput, Scenario, to_toml
+
+    if schema == show:
+        typer.echo("error: give --schema or --show", err=True)
+        raise typer.Exit(command.EXIT_BAD_INPUT)
+    if schema:
+        if ctx.args:
+            typer.echo(f"error: --schema takes no other argument (got {ctx.args[0]})", err=True)
+            raise typer.Exit(command.EXIT_BAD_INPUT)
+        typer.echo(json.dumps(Scenario.model_json_schema(), indent=2))
+        return
+    run_command = typer.main.get_command(app).commands["run"]
+    try:  # the run options, parsed as `pvspin run` parses them
+        params = run_command.make_context("pvspin scenario --show", list(ctx.args)).params
+    except typer.Exit as exit_:
+        raise typer.Exit(command.EXIT_BAD_INPUT if exit_.exit_code else 0) from None
+    try:
+        scenario = command.build_scenario(params["scenario"], {name: params[name] for name in command.FLAG_FIELDS})
+    except BadInput as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(command.EXIT_BAD_INPUT) from None
+    typer.echo(to_toml(scenario.model_dump(mode="json")), nl=False)
 
 
 @app.command()
 def check(
     ctx: typer.Context,
-    lock: str = typer.Option("qspinlock", help="qspinlock, qspinlock-16k, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME"),
-    cpus: str = typer.Option("2", help="CPUs, each taking the lock --acquisitions times"),
-    acquisitions: str = typer.Option("1", help="acquisitions per CPU"),
-    memory_model: str = typer.Option("sc", help="sc, tso (x86-TSO with store buffers), armv8 or lkmm (the Linux-kernel memory model; these two on execution graphs)"),
-    bug: list[str] | None = typer.Option(None, help="inject a bug from the corpus (repeatable; see --list-bugs)"),  # noqa: B008
+    lock: str = typer.Option("qspinlock", metavar="NAME", help="qspinlock, qspinlock-16k, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME"),
+    cpus: str = typer.Option("2", metavar="N", help="CPUs, each taking the lock --acquisitions times"),
+    acquisitions: str = typer.Option("1", metavar="N", help="acquisitions per CPU"),
+    memory_model: str = typer.Option("sc", metavar="MODEL", help="sc, tso (x86-TSO with store buffers), armv8 or lkmm (the Linux-kernel memory model; these two on execution graphs)"),
+    bug: list[str] | None = typer.Option(None, metavar="NAME", help="inject a bug from the corpus (repeatable; see --list-bugs)"),  # noqa: B008
     list_bugs: bool = typer.Option(False, "--list-bugs", help="list the bug corpus and exit"),
-    replay: str = typer.Option(None, help="re-run the interleaving of a printed replay token"),
-    strategy: str = typer.Option(None, help="exhaustive, random, pct, bounded (every execution with at most --preemptions preemptions), or graph (the execution-graph checker; armv8 always uses it) [default: exhaustive]"),
-    runs: str = typer.Option(None, help="runs for random/pct [default: 1000]"),
-    seed: str = typer.Option(None, help="seed for random/pct [default: 0]"),
-    preemptions: str = typer.Option(None, help="preemption bound of the bounded strategy [default: 2]"),
-    spurious_wakeups: str = typer.Option("0", help="budget of spurious wake-ups per execution"),
-    interrupts: str = typer.Option("0", help="budget of interrupts per execution (each handler takes a lock)"),
-    workload: str = typer.Option("locktorture", help="locktorture, forever (liveness: CPUs re-acquire without end) or unlock-unheld"),
-    knob: list[str] | None = typer.Option(None, help="LockConfig knob NAME=VALUE, e.g. max_nodes=1 (repeatable)"),  # noqa: B008
-    symmetry: str = typer.Option("auto", help="full (states equal up to renaming CPUs are one), start (CPUs start in CPU order), none, or auto: full from 3 CPUs running the same code, else start"),
+    replay: str = typer.Option(None, metavar="TOKEN", help="re-run the interleaving of a printed replay token  [default: none]", show_default=False),
+    strategy: str = typer.Option(None, metavar="NAME", help="exhaustive, random, pct, bounded (every execution with at most --preemptions preemptions), or graph (the execution-graph checker; armv8 always uses it)  [default: exhaustive]", show_default=False),
+    runs: str = typer.Option(None, metavar="N", help="runs for random/pct  [default: 1000]", show_default=False),
+    seed: str = typer.Option(None, metavar="N", help="seed for random/pct  [default: 0]", show_default=False),
+    preemptions: str = typer.Option(None, metavar="N", help="preemption bound of the bounded strategy  [default: 2]", show_default=False),
+    spurious_wakeups: str = typer.Option("0", metavar="N", help="budget of spurious wake-ups per execution"),
+    interrupts: str = typer.Option("0", metavar="N", help="budget of interrupts per execution (each handler takes a lock)"),
+    workload: str = typer.Option("locktorture", metavar="NAME", help="locktorture, forever (liveness: CPUs re-acquire without end) or unlock-unheld"),
+    knob: list[str] | None = typer.Option(None, metavar="NAME=VALUE", help="LockConfig knob NAME=VALUE, e.g. max_nodes=1 (repeatable)"),  # noqa: B008
+    symmetry: str = typer.Option("auto", metavar="MODE", help="full (states equal up to renaming CPUs are one), start (CPUs start in CPU order), none, or auto: full from 3 CPUs running the same code, else start"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
-    graph: str = typer.Option(None, help="execution-graph checker: draw the counterexample to FILE.dot (or .svg with graphviz)"),
-    lkmm_version: str = typer.Option(None, help="with --memory-model lkmm: v00 (before rmw-sequences), v01 or current [default: current]"),
-    max_states: str = typer.Option(None, help="stop after this many states (graphs for the graph checker): INCOMPLETE"),
-    max_seconds: str = typer.Option(None, help="stop after this many seconds: INCOMPLETE"),
+    graph: str = typer.Option(None, metavar="FILE", help="execution-graph checker: draw the counterexample to FILE.dot (or .svg with graphviz)  [default: none]", show_default=False),
+    lkmm_version: str = typer.Option(None, metavar="VERSION", help="with --memory-model lkmm: v00 (before rmw-sequences), v01 or current  [default: current]", show_default=False),
+    max_states: str = typer.Option(None, metavar="N", help="stop after this many states (graphs for the graph checker): INCOMPLETE  [default: no limit]", show_default=False),
+    max_seconds: str = typer.Option(None, metavar="S", help="stop after this many seconds: INCOMPLETE  [default: no limit]", show_default=False),
 ) -> None:
     """Model-check a lock: every interleaving (or a sample) under SC or x86-TSO, or every execution graph (ARMv8, LKMM).
 
@@ -136,10 +218,10 @@ def check(
 @app.command()
 def litmus(
     paths: list[str] = typer.Argument(..., help="litmus files, or directories searched recursively for *.litmus"),
-    memory_model: str = typer.Option("sc", help="sc, tso (x86-TSO), armv8 or lkmm (C tests)"),
-    expect: str = typer.Option(None, help="CSV of recorded verdicts (path,0|1; paths relative to the CSV's folder)"),
-    engine: str = typer.Option(None, help="interleaving or graph [default: interleaving for sc and tso, graph for armv8 and lkmm]"),
-    lkmm_version: str = typer.Option(None, help="with --memory-model lkmm: v00, v01 or current [default: current]"),
+    memory_model: str = typer.Option("sc", metavar="MODEL", help="sc, tso (x86-TSO), armv8 or lkmm (C tests)"),
+    expect: str = typer.Option(None, metavar="FILE.csv", help="CSV of recorded verdicts (path,0|1; paths relative to the CSV's folder)  [default: none]", show_default=False),
+    engine: str = typer.Option(None, metavar="NAME", help="interleaving or graph  [default: interleaving for sc and tso, graph for armv8 and lkmm]", show_default=False),
+    lkmm_version: str = typer.Option(None, metavar="VERSION", help="with --memory-model lkmm: v00, v01 or current  [default: current]", show_default=False),
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Run X86, AArch64 and C litmus tests: reachable final states and herd7's Observation line per test."""
@@ -150,13 +232,13 @@ def litmus(
 
 @app.command()
 def patch(
-    host: str = typer.Option("baremetal", help="baremetal, kvm or kvm-nopv"),
-    kernel: str = typer.Option("paravirt", help="paravirt or no-paravirt (!PARAVIRT)"),
-    lock: str = typer.Option(None, help="qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket or pvticket (default: what the build runs)"),
+    host: str = typer.Option("baremetal", metavar="NAME", help="baremetal, kvm or kvm-nopv"),
+    kernel: str = typer.Option("paravirt", metavar="NAME", help="paravirt or no-paravirt (!PARAVIRT)"),
+    lock: str = typer.Option(None, metavar="NAME", help="qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket or pvticket  [default: what the build runs]", show_default=False),
     no_patching: bool = typer.Option(False, "--no-patching", help="boot with noreplace-paravirt"),
-    patch_era: str = typer.Option("fixed", help="fixed, or 4.2: callee-save sites stay indirect on guests"),
+    patch_era: str = typer.Option("fixed", metavar="ERA", help="fixed, or 4.2: callee-save sites stay indirect on guests"),
     nopvspin: bool = typer.Option(False, "--nopvspin", help="boot with nopvspin"),
-    cpus: str = typer.Option("4", help="vCPUs of the guest"),
+    cpus: str = typer.Option("4", metavar="N", help="vCPUs of the guest"),
     json_out: bool = typer.Option(False, "--json", help="a JSON list of sites on stdout"),
 ) -> None:
     """The paravirt lock call sites of a booted kernel: x86-64 bytes before and after apply_paravirt."""

@@ -74,3 +74,50 @@ RELEASED_SLOW_KICKED = "released_slow_kicked"  # ... that found the next ticket'
 KVM_SPINLOCK_STATS = (TAKEN_SLOW, TAKEN_SLOW_PICKUP, RELEASED_SLOW, RELEASED_SLOW_KICKED)
 
 DRIVER_MAINTAINED = frozenset({PV_KICK_WAKE, PV_LATENCY_KICK, PV_LATENCY_WAKE})
+
+# The qspinlock part of lock_events_list.h: what a kernel without PV spinlocks, or one that runs the
+# native unlock, shows (lock_events.c skips the pv_* files when pv_is_native_spin_unlock()).
+QSPINLOCK_EVENTS = LOCK_EVENTS[LOCK_EVENTS.index(LOCK_PENDING) :]
+PV_LOCKS = frozenset({"pvqspinlock", "pvqspinlock-4.2"})
+QSPINLOCKS = frozenset({"qspinlock", "virt-tas"})
+
+
+def _div_round_closest(n: int, d: int) -> int:
+    return (n + d // 2) // d  # DIV_ROUND_CLOSEST_ULL
+
+
+def lockevent_read(events: dict[str, int], name: str) -> int | str:
+    """What reading debugfs ``lock_event_counts/NAME`` gives (qspinlock_stat.h's ``lockevent_read``).
+
+    ``pv_hash_hops`` is the average per ``pv_kick_unlock`` as the kernel's "%llu.%02llu" text;
+    the two latencies the average (ns) per ``pv_kick_unlock`` / ``pv_kick_wake``, rounded to the
+    closest; with no kick to divide by, the sum itself (0).  The rest are sums.
+    """
+    total = events.get(name, 0)
+    if name == PV_HASH_HOPS:
+        kicks = events.get(PV_KICK_UNLOCK, 0)
+        frac = _div_round_closest(100 * (total % kicks), kicks) if kicks else 0
+        return f"{total // kicks if kicks else total}.{frac:02d}"
+    divisor = {PV_LATENCY_KICK: PV_KICK_UNLOCK, PV_LATENCY_WAKE: PV_KICK_WAKE}.get(name)
+    if divisor is not None and events.get(divisor, 0):
+        return _div_round_closest(total, events[divisor])
+    return total
+
+
+def debugfs_counts(events: dict[str, int], lock: str) -> tuple[str, dict[str, int | str]]:
+    """The debugfs directory a guest running ``lock`` has, and every file in it as read, in order.
+
+    The ticket lock predates lock_event_counts (v5.2) and shows none; the PV ticket lock has KVM's
+    spinlock statistics; a user's lock, the counters it emitted, if any.
+    """
+    if lock in PV_LOCKS:
+        directory, names = "lock_event_counts", LOCK_EVENTS
+    elif lock in QSPINLOCKS:
+        directory, names = "lock_event_counts", QSPINLOCK_EVENTS
+    elif lock == "pvticket":
+        directory, names = "kvm/spinlocks", KVM_SPINLOCK_STATS
+    elif lock == "ticket" or not events:  # a user's lock that counts nothing has no directory to show
+        return "", {}
+    else:
+        directory, names = "lock_event_counts", tuple(sorted(events))
+    return directory, {name: lockevent_read(events, name) for name in names}

@@ -16,7 +16,8 @@ from .scenario import BadInput, Run, Scenario, merge, scenario_from
 from .trace import Tracer
 from .vcpu import SimulationError
 
-EXIT_GUEST_FAILED, EXIT_BAD_INPUT = 1, 2  # 1: the guest crashed (its BUG, its code failing as Python)
+# 1: a finding: a guest crashed (its BUG, its code failing as Python), or locktorture's FAILURE (Fail > 0)
+EXIT_FINDING, EXIT_BAD_INPUT = 1, 2
 
 
 def parse_number(flag: str, text: str | None, kind=int, minimum=None):
@@ -46,10 +47,14 @@ FLAG_FIELDS = {
     "vcpus": ("guests.0.vcpus", int),
     "patching": ("guests.0.patching", None),
     "irq_rate": ("guests.0.interrupts.rate_hz", float),
-    "locks": ("guests.0.workload.locks", int),
+    "lock_count": ("guests.0.workload.locks", int),
     "hold_ns": ("guests.0.workload.hold.mean_ns", float),
     "delay_ns": ("guests.0.workload.delay.mean_ns", float),
     "duration_ms": ("duration_ms", float),
+    "warmup_ms": ("warmup_ms", float),
+    "stat_interval": ("stat_interval_ms", float),
+    "nwriters_stress": ("guests.0.workload.nwriters_stress", int),
+    "long_hold": ("guests.0.workload.long_hold", int),
     "seed": ("seed", int),
     "hogs": ("hog_guests", int),
     "hog_vcpus": ("hog_vcpus", int),
@@ -136,24 +141,83 @@ def render(result: dict, console: Console) -> None:
     share = host["pcpu_time_share"]
     console.print("pCPU time: " + ", ".join(f"{name.replace('_', ' ')} {value:.1%}" for name, value in share.items()))
     for g in result["guests"]:
-        per = g["per_vcpu"]
-        # locktorture's statistics line
+        name = g["guest"]
+        for line in locktorture_lines(g):
+            console.print(f"{name}: {line}")
         console.print(
-            f"{g['guest']}: Writes:  Total: {g['acquisitions']}  Max/Min: {per['max']}/{per['min']}   Fail: {g['fail']}"
+            f"{name}: VM exits {g['vm_exits']:,}, halts {g['halts']:,}, kicks {g['kicks']:,}, "
+            f"lock-holder preemptions {g['lock_holder_preemptions']:,}, "
+            f"waiters preempted while spinning {g['waiter_preemptions']:,}"
         )
-        console.print(
-            f"{g['guest']}: VM exits {g['vm_exits']:,}, halts {g['halts']:,}, kicks {g['kicks']:,}, "
-            f"lock-holder preemptions {g['lock_holder_preemptions']:,}"
-        )
-        kick, wake = g["pv_latency_ns"]["kick"], g["pv_latency_ns"]["wake"]
-        if kick is not None or wake is not None:
-            console.print(f"{g['guest']}: pv_latency_kick {kick} ns, pv_latency_wake {wake} ns (averages)")
-        if g["lock_events"]:
-            console.print(f"{g['guest']}: lock events: " + ", ".join(f"{k}={v:,}" for k, v in g["lock_events"].items()))
+        if g["debugfs_dir"]:
+            console.print(f"{name}: /sys/kernel/debug/{g['debugfs_dir']}/")
+            for counter, value in g["lock_event_counts"].items():
+                console.print(f"  {counter:<20} {value}")
+        console.print(f"{name}: perf lock contention (per lock)")
+        for line in perf_lock_lines(g["lock_contention"]):
+            console.print(line)
+        if any(r["samples"] for r in g["kvm_exits"].values()):
+            console.print(f"{name}: perf kvm stat report (VM exits of all vCPUs)")
+            for line in perf_kvm_lines(g["kvm_exits"]):
+                console.print(line)
+        console.print(f"{name}: steal time (ms) per vCPU: " + " ".join(f"{s / 1e6:.3f}" for s in g["steal_ns"]))
     console.print(
         f"simulated {host['simulated_seconds'] * 1e3:.1f} ms in {host['host_seconds']:.2f} s host time, "
         f"{host['guest_operations']:,} guest operations, {host['engine_events']:,} engine events"
     )
+
+
+def dmesg_time(seconds: float) -> str:
+    """The ``[%5lu.%06lu]`` stamp dmesg puts before a line, from simulated seconds since boot."""
+    micros = round(seconds * 1e6)
+    return f"[{micros // 1_000_000:5d}.{micros % 1_000_000:06d}]"
+
+
+def locktorture_lines(g: dict) -> list[str]:
+    """locktorture's statistics lines (``__torture_print_stats``: Writes, then ``???`` when the
+    busiest writer did more than twice the idlest's acquisitions, Fail as 0/1 with ``!!!``) and its
+    closing ``End of test`` line, with the parameters that mean here what they mean there."""
+    torture = g["locktorture"]
+    lines = []
+    for st in torture["stats"]:
+        unfair = "???" if st["max"] // 2 > st["min"] else ""
+        fail = 1 if st["fail"] else 0
+        lines.append(f"{dmesg_time(st['t_s'])} Writes:  Total: {st['total']}  Max/Min: {st['max']}/{st['min']} "
+                     f"{unfair}  Fail: {fail} {'!!!' if fail else ''}".rstrip())
+    params = f"nwriters_stress={torture['nwriters_stress']}"  # in the kernel's order
+    if torture["long_hold"] is not None:
+        params = f"long_hold={torture['long_hold']} {params}"
+    lines.append(f"spin_lock-torture:--- End of test: {torture['verdict']}: {params}")
+    return lines
+
+
+def human_time(ns: float) -> str:
+    """A duration as perf prints one: ns, us, ms or s, two decimals above ns."""
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.2f} {unit}"
+    return f"{ns:.0f} ns"
+
+
+def perf_lock_lines(rows: list[dict]) -> list[str]:
+    lines = [f" {'contended':>9} {'total wait':>12} {'max wait':>12} {'avg wait':>12} {'type':>12}   lock"]
+    for r in sorted(rows, key=lambda r: (-r["total_wait_ns"], r["lock"])):  # perf sorts by total wait
+        lines.append(f" {r['contended']:>9} {human_time(r['total_wait_ns']):>12} {human_time(r['max_wait_ns']):>12} "
+                     f"{human_time(r['avg_wait_ns']):>12} {'spinlock':>12}   {r['lock']}")
+    return lines
+
+
+def perf_kvm_lines(exits: dict) -> list[str]:
+    samples = sum(r["samples"] for r in exits.values())
+    time_ns = sum(r["time_ns"] for r in exits.values())
+    lines = [f"{'VM-EXIT':>20} {'Samples':>10} {'Samples%':>9} {'Time%':>9} {'Min Time':>11} {'Max Time':>11} "
+             f"{'Avg time':>11}"]
+    for reason, r in sorted(exits.items(), key=lambda item: (-item[1]["samples"], item[0])):  # perf: by samples
+        if r["samples"]:
+            lines.append(f"{reason:>20} {r['samples']:>10} {r['samples'] / samples:>9.2%} "
+                         f"{(r['time_ns'] / time_ns if time_ns else 0):>9.2%} {r['min_ns'] / 1e3:>9.2f}us "
+                         f"{r['max_ns'] / 1e3:>9.2f}us {r['avg_ns'] / 1e3:>9.2f}us")
+    return lines
 
 
 def main(scenario_file: str | None, flags: dict, trace_path: str | None, json_out: bool) -> int:
@@ -175,11 +239,12 @@ def main(scenario_file: str | None, flags: dict, trace_path: str | None, json_ou
         return EXIT_BAD_INPUT
     except SimulationError as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_GUEST_FAILED
+        return EXIT_FINDING
     if json_out:
         print(json.dumps(result, indent=2))
     else:
         render(result, Console(width=None if sys.stdout.isatty() else 160, highlight=False))
         if trace_path:
             print(f"trace written to {trace_path} (open it in https://ui.perfetto.dev)")
-    return 0
+    failed = any(g["locktorture"]["verdict"] == "FAILURE" for g in result["guests"])
+    return EXIT_FINDING if failed else 0

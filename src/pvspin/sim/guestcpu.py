@@ -197,6 +197,8 @@ class GuestCpus:
                 self.tracer.spin(t, v, False)
             if v.spin_budget is not None:
                 v.spin_budget = max(0, v.spin_deadline - upto)
+            if state == RUNNABLE:
+                v.guest.waiter_preemptions += 1
         elif state == RUNNABLE and v.step_at > upto:
             v.remaining = v.step_at - upto
         if v.cs_depth:

@@ -19,6 +19,11 @@ class Histogram:
         self.total = 0
         self.maximum = 0
 
+    def clear(self) -> None:
+        self.counts.clear()
+        self.total = 0
+        self.maximum = 0
+
     @staticmethod
     def _bucket(value: int) -> int:
         if value < 2 * _SUB:

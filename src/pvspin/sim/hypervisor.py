@@ -17,6 +17,10 @@
   schedules out a vCPU that is still runnable (``kvm_sched_out`` → ``kvm_steal_time_set_preempted``)
   and clears when it schedules it in.
 
+For ``perf kvm stat``, every exit is timed by reason from the exit to the next VM entry: an
+exit handled in place takes its cost; one that leaves the pCPU (a halt, a yield, a preemption)
+lasts until the vCPU runs again.
+
 It also keeps the kernel's qstat counters that need the host's clock (``pv_latency_kick``,
 ``pv_latency_wake``, ``pv_kick_wake``).
 """
@@ -29,7 +33,22 @@ from ..machine.cpu import NMI
 from .config import HostConfig
 from .events import EventLoop, poisson_arrival
 from .hostsched import HostScheduler
-from .vcpu import HALTED, RUNNABLE, RUNNING, T_HV, T_SPIN, Guest, SimulationError, VCpu
+from .vcpu import (
+    DONE,
+    EXIT_EXTINT,
+    EXIT_HLT,
+    EXIT_PAUSE,
+    EXIT_VMCALL,
+    HALTED,
+    NO_EXIT,
+    RUNNABLE,
+    RUNNING,
+    T_HV,
+    T_SPIN,
+    Guest,
+    SimulationError,
+    VCpu,
+)
 
 
 class Hypervisor:
@@ -38,6 +57,7 @@ class Hypervisor:
     def __init__(self, loop: EventLoop, sched: HostScheduler, host: HostConfig, tracer=None):
         c = host.costs
         bare_metal = host.hypervisor == "baremetal"
+        self.bare_metal = bare_metal
         self.loop = loop
         self.sched = sched
         self.tracer = tracer
@@ -61,12 +81,33 @@ class Hypervisor:
         """``kvm_sched_in``: ``v`` is on a pCPU again, from ``t``; its guest code carries on."""
         v.preempted = False
         v.ple_window = self.ple_window  # shrink_ple_window() with KVM's default shrink of 0
+        if v.exit_reason != NO_EXIT:  # VM entry: the exit that took it off its pCPU is over
+            self.exit_done(v.guest, v.exit_reason, t - v.exit_at)
+            v.exit_reason = NO_EXIT
         self.guest.sched_in(v, t)
 
     def sched_out(self, v: VCpu, t: int, upto: int, state: int) -> None:
         """``kvm_sched_out``: ``v`` leaves its pCPU at ``t`` (it ran until ``upto``) into ``state``."""
         v.preempted = state == RUNNABLE  # only a vCPU that still wants to run counts as preempted
+        if v.exit_reason == NO_EXIT and state != DONE and not self.bare_metal:  # a PLE exit says so first
+            v.exit_reason = EXIT_HLT if state == HALTED else EXIT_EXTINT
+            v.exit_at = t
+            v.guest.exit_samples[v.exit_reason] += 1
         self.guest.sched_out(v, t, upto, state)
+
+    @staticmethod
+    def exit_done(guest: Guest, reason: int, cycles: int) -> None:
+        """One exit of ``reason`` is over after ``cycles`` out of guest mode (``kvm_exit`` to ``kvm_entry``)."""
+        guest.exit_cycles[reason] += cycles
+        if guest.exit_min[reason] < 0 or cycles < guest.exit_min[reason]:
+            guest.exit_min[reason] = cycles
+        if cycles > guest.exit_max[reason]:
+            guest.exit_max[reason] = cycles
+
+    def exit_in_place(self, v: VCpu, reason: int, cycles: int) -> None:
+        """An exit handled without leaving the pCPU: counted and timed at once."""
+        v.guest.exit_samples[reason] += 1
+        self.exit_done(v.guest, reason, cycles)
 
     def vcpu_is_preempted(self, v: VCpu) -> bool:
         """``kvm_vcpu_is_preempted``: the steal-time ``preempted`` byte of ``v``."""
@@ -90,6 +131,7 @@ class Hypervisor:
         if v.kick_latched:
             v.kick_latched = False
             v.acct[T_HV] += self.vm_exit
+            self.exit_in_place(v, EXIT_HLT, self.vm_exit)
             return self.vm_exit
         v.halts += 1
         if self.tracer is not None:
@@ -106,6 +148,7 @@ class Hypervisor:
             raise SimulationError(f"{v} kicked cpu{cpu}, which does not exist")
         target = guest.vcpus[cpu]
         v.kicks += 1
+        self.exit_in_place(v, EXIT_VMCALL, self.kick_cost)
         # the kernel's qstat bookkeeping around pv_kick(): the hypercall's latency, and the
         # kick time stamped on the target so its pv_wait() can measure the wake-up latency
         kick_start = t - self.kick_cost
@@ -176,8 +219,13 @@ class Hypervisor:
                 break
         if target is not None:
             guest.last_boosted = target.cpu
+        v.exit_reason = EXIT_PAUSE
+        v.exit_at = t
+        guest.exit_samples[EXIT_PAUSE] += 1
         if self.sched.yield_to(v, target, t):
             return
+        v.exit_reason = NO_EXIT
+        self.exit_done(guest, EXIT_PAUSE, self.vm_exit)
         # back to spinning after the exit: that time was not spent spinning
         v.acct[T_HV] += self.vm_exit
         v.acct[T_SPIN] -= self.vm_exit

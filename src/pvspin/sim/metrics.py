@@ -3,8 +3,9 @@ where the pCPU time went, exits, kicks, halts and the kernel's lock-event counte
 
 from __future__ import annotations
 
+from ..kernel.lockevents import debugfs_counts
 from .engine import Simulator
-from .vcpu import T_CS, T_HALT, T_HOST, T_HV, T_PREEMPT, T_RUN, T_SPIN, Guest
+from .vcpu import EXIT_REASONS, NO_EXIT, T_CS, T_HALT, T_HOST, T_HV, T_PREEMPT, T_RUN, T_SPIN, Guest
 from .workload import LockTorture
 
 
@@ -15,26 +16,56 @@ def jain_index(values: list[int]) -> float:
     return (total * total) / (len(values) * squares) if squares else 1.0
 
 
-def _average(events: dict[str, int], total: str, count: str) -> int | None:
-    """A qstat latency sum (ns) divided by its event count, rounded as DIV_ROUND_CLOSEST_ULL."""
-    n = events.get(count, 0)
-    return (events.get(total, 0) + n // 2) // n if n else None
+def kvm_exits(sim: Simulator, guest: Guest, ns) -> dict:
+    """``perf kvm stat report``'s VM-EXIT rows: per reason, samples and time out of guest mode
+    (an exit still open when the run ends counts up to the end)."""
+    samples, cycles = list(guest.exit_samples), list(guest.exit_cycles)
+    lo, hi = list(guest.exit_min), list(guest.exit_max)
+    for v in guest.vcpus:
+        if v.exit_reason != NO_EXIT:
+            r, spent = v.exit_reason, sim.now - v.exit_at
+            cycles[r] += spent
+            lo[r] = spent if lo[r] < 0 else min(lo[r], spent)
+            hi[r] = max(hi[r], spent)
+    return {
+        reason: {"samples": samples[r], "time_ns": ns(cycles[r]), "min_ns": ns(max(lo[r], 0)), "max_ns": ns(hi[r]),
+                 "avg_ns": ns(cycles[r] / samples[r]) if samples[r] else 0.0}
+        for r, reason in enumerate(EXIT_REASONS)
+    }  # fmt: skip
 
 
-def guest_metrics(sim: Simulator, guest: Guest, torture: LockTorture) -> dict:
-    """Metrics of one guest's locktorture run, with stable names (the ``--json`` schema)."""
+def lock_contention(torture: LockTorture, ns) -> list[dict]:
+    """``perf lock contention``'s rows, per lock: acquisitions that found another writer holding
+    or waiting for the lock when they called spin_lock, and how long they waited."""
+    return [
+        {"lock": f"lock{i}", "contended": n, "total_wait_ns": ns(total), "max_wait_ns": ns(most),
+         "avg_wait_ns": ns(total / n) if n else 0.0}
+        for i, (n, total, most) in enumerate(zip(torture.contended, torture.wait_total, torture.wait_max, strict=True))
+    ]  # fmt: skip
+
+
+def locktorture_stats(stats: list[tuple], freq: int) -> list[dict]:
+    return [{"t_s": round(t / (freq * 1e6), 6), "total": total, "max": hi, "min": lo, "fail": fail}
+            for t, total, hi, lo, fail in stats]  # fmt: skip
+
+
+def guest_metrics(sim: Simulator, guest: Guest, torture: LockTorture, lock: str, t0: int, stats: list[tuple]) -> dict:
+    """Metrics of one guest's locktorture run, measured from cycle ``t0``, with stable names (the
+    ``--json`` schema); ``lock`` is the lock it ran, ``stats`` locktorture's periodic totals."""
     freq = sim.costs.freq_mhz
-    seconds = sim.now / (freq * 1e6) if sim.now else 0.0
+    elapsed = sim.now - t0
+    seconds = elapsed / (freq * 1e6) if elapsed else 0.0
     per_vcpu = list(torture.acquisitions)
     total = sum(per_vcpu)
     lo, hi = min(per_vcpu), max(per_vcpu)
     hist = torture.latencies
 
-    def ns(cycles: int) -> float:
+    def ns(cycles: float) -> float:
         return round(cycles * 1000 / freq, 1)
 
     vcpus = guest.vcpus
     acct = [sum(v.acct[i] for v in vcpus) for i in range(7)]
+    directory, counts = debugfs_counts(guest.lock_events, lock)
     return {
         "guest": guest.name,
         "vcpus": len(vcpus),
@@ -68,21 +99,29 @@ def guest_metrics(sim: Simulator, guest: Guest, torture: LockTorture) -> dict:
         "halts": sum(v.halts for v in vcpus),
         "kicks": sum(v.kicks for v in vcpus),
         "lock_holder_preemptions": guest.lock_holder_preemptions,
-        "irq_acquisitions": sum(torture.irq_acquisitions),
-        "lock_events": dict(sorted(guest.lock_events.items())),
-        # as /sys/kernel/debug/lock_event_counts/ shows them: latencies averaged per kick
-        "pv_latency_ns": {
-            "kick": _average(guest.lock_events, "pv_latency_kick", "pv_kick_unlock"),
-            "wake": _average(guest.lock_events, "pv_latency_wake", "pv_kick_wake"),
-        },
+        "irq_acquisitions": sum(torture.irq_acquisitions) - torture.irq_baseline,
+        "lock_events": dict(sorted(guest.lock_events.items())),  # raw per-CPU sums, as the kernel keeps them
+        # what reading each debugfs file gives: every counter the kernel has, in its order
+        "debugfs_dir": directory,
+        "lock_event_counts": counts,
         "warnings": len(guest.warnings),
+        "locktorture": {
+            "nwriters_stress": torture.writers,
+            "long_hold": torture.config.long_hold,
+            "stats": locktorture_stats(stats, freq),
+            "verdict": "FAILURE" if guest.mutex_failures else "SUCCESS",
+        },
+        "lock_contention": lock_contention(torture, ns),
+        "kvm_exits": kvm_exits(sim, guest, ns),
+        "steal_ns": [ns(v.acct[T_PREEMPT]) for v in vcpus],
+        "waiter_preemptions": guest.waiter_preemptions,
     }
 
 
-def host_metrics(sim: Simulator) -> dict:
-    """Where the physical CPUs' time went, over all guests."""
+def host_metrics(sim: Simulator, t0: int) -> dict:
+    """Where the physical CPUs' time went from cycle ``t0``, over all guests."""
     freq = sim.costs.freq_mhz
-    capacity = sim.now * len(sim.pcpus)
+    capacity = (sim.now - t0) * len(sim.pcpus)
     acct = [sum(v.acct[i] for v in sim.vcpus) for i in range(7)]
     busy = acct[T_RUN] + acct[T_HOST]
 
@@ -98,7 +137,8 @@ def host_metrics(sim: Simulator) -> dict:
             "hypervisor": share(acct[T_HV] + acct[T_HOST]),
             "idle": share(max(0, capacity - busy)),
         },
-        "simulated_seconds": sim.now / (freq * 1e6),
+        "simulated_seconds": (sim.now - t0) / (freq * 1e6),
+        "warmup_seconds": t0 / (freq * 1e6),
         "engine_events": sim.events,
         "guest_operations": sum(v.ops for v in sim.vcpus),
     }

@@ -12,7 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
-from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
 plt.rcParams["svg.hashsalt"] = "pvspin"
 
@@ -31,6 +31,37 @@ LOCK_STYLES = {
     "ticket": ("tab:purple", "v"),
     "pvticket": ("tab:brown", "P"),
 }
+# a user's locks (path/to/file.py:NAME), in the order the sweep lists them: none of the above
+USER_STYLES = [("tab:orange", "X"), ("tab:pink", "*"), ("tab:gray", "h"), ("tab:cyan", "p"), ("black", "<"),
+               ("gold", ">"), ("darkblue", "d"), ("lime", "8")]  # fmt: skip
+
+
+def lock_styles(locks: list[str]) -> dict[str, tuple[str, str]]:
+    """A colour and a marker per lock, distinct across the sweep's locks."""
+    styles, spare = {}, iter(USER_STYLES)
+    for lock in locks:
+        styles[lock] = LOCK_STYLES.get(lock) or next(spare, ("black", "x"))
+    return styles
+
+
+def plot_files(out: Path) -> list[Path]:
+    """The files :func:`plot_sweep` writes into ``out``."""
+    return [out / f"{stem}.{ext}" for stem, *_ in FIGURES.values() for ext in ("png", "svg")]
+
+
+def title(summary: dict) -> str:
+    """What was run: host, workload, duration, seeds."""
+    base = summary["sweep"]["base"]
+    host, guest = base["host"], base["guests"][0]
+    work = guest["workload"]
+    swept = {p["name"] for p in summary["sweep"]["params"]}
+    vcpus = "vCPUs swept" if swept & {"overcommit", "vcpus"} else f"{guest['vcpus']} vCPUs"
+    pcpus = "pCPUs swept" if "pcpus" in swept else f"{host['pcpus']} pCPUs"
+    hogs = f", {base['hog_guests']} hog guest(s)" if base["hog_guests"] else ""
+    warm = f" after {base['warmup_ms']:g} ms warm-up" if base.get("warmup_ms") else ""
+    return (f"{host['hypervisor']} host, {pcpus}{hogs}; locktorture on {vcpus}, {work['locks']} lock(s), "
+            f"hold {work['hold']['mean_ns']:g} ns, delay {work['delay']['mean_ns']:g} ns\n"
+            f"{base['duration_ms']:g} ms simulated{warm}, {summary['sweep']['seeds']} seed(s): mean ± std")
 
 
 def plot_sweep(summary: dict, out: Path) -> list[Path]:
@@ -53,17 +84,16 @@ def _figure(summary: dict, params: list[dict], metric: str, ylabel: str, scale: 
     fig, axes = plt.subplots(
         1, len(panels), figsize=(5.5 * len(panels), 4.2), sharey=True, squeeze=False, layout="constrained"
     )
-    base = summary["sweep"]["base"]
-    fig.suptitle(
-        f"{base['host']['pcpus']} pCPUs" + (f" (base; swept: {x_param['name']})" if x_param["name"] == "pcpus" else "")
-        + f", {base['duration_ms']:g} ms simulated, {summary['sweep']['seeds']} seed(s): mean ± std",
-        fontsize=10,
-    )  # fmt: skip
-    shown: list[float] = []
+    fig.suptitle(title(summary), fontsize=9)
+    # a log axis only when the values span a decade; decided first, so error bars can stay on it
+    values = [e[metric]["mean"] * scale for e in summary["aggregate"] if e.get(metric) and e[metric]["mean"] > 0]
+    log = log and bool(values) and max(values) > 10 * min(values)
+    styles = lock_styles(summary["sweep"]["locks"])
+    integer_x = all(isinstance(v, int) for v in x_param["values"])  # parse_param keeps integers ints
     for ax, panel in zip(axes[0], panels, strict=True):
         for lock in summary["sweep"]["locks"]:
             xs, ys, errs = [], [], []
-            color, marker = LOCK_STYLES.get(lock, (None, "x"))
+            color, marker = styles[lock]
             for entry in summary["aggregate"]:
                 if entry["lock"] != lock or (panel is not None and entry[params[1]["name"]] != panel):
                     continue
@@ -83,18 +113,21 @@ def _figure(summary: dict, params: list[dict], metric: str, ylabel: str, scale: 
             if not xs:
                 continue
             order = sorted(range(len(xs)), key=xs.__getitem__)
+            ys, errs = [ys[i] for i in order], [errs[i] for i in order]
+            # on a log axis a bar below zero would vanish: the lower bar stops short of zero
+            below = [min(e, 0.9 * y) for y, e in zip(ys, errs, strict=True)] if log else errs
             ax.errorbar(
-                [xs[i] for i in order], [ys[i] for i in order], yerr=[errs[i] for i in order],
-                label=lock, color=color, marker=marker, capsize=3,
+                [xs[i] for i in order], ys, yerr=[below, errs], label=lock, color=color, marker=marker, capsize=3,
             )  # fmt: skip
         ax.set_xlabel(x_param["label"])
+        if integer_x:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if panel is not None:
             ax.set_title(f"{params[1]['label']} = {panel:g}", fontsize=10)
-        shown.extend(y for line in ax.get_lines() for y in line.get_ydata() if y > 0)
         if metric == "throughput":
             ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-    if log and shown and max(shown) > 10 * min(shown):  # a log axis only when values span a decade
+    if log:
         for ax in axes[0]:
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(ScalarFormatter())

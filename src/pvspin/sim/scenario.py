@@ -6,6 +6,7 @@ its scenario alone: same scenario, same seed, same numbers.
 
 from __future__ import annotations
 
+import json
 import time
 import tomllib
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from .config import HostConfig, Interrupts
 from .engine import Simulator
 from .metrics import guest_metrics, host_metrics
 from .model import Model
-from .vcpu import SimulationError
+from .vcpu import NO_EXIT, SimulationError
 from .workload import LockTorture, WorkloadConfig
 
 KernelName = Literal["paravirt", "no-paravirt"]
@@ -48,7 +49,9 @@ class GuestSpec(Model):
     name: str = "guest0"
     vcpus: int = Field(4, gt=0, le=16384, description="at most NR_CPUS of the 16K lock-word layout")
     kernel: KernelName | None = Field(None, description="default: no-paravirt for ticket, paravirt otherwise")
-    lock: str = "pvqspinlock"
+    lock: str | None = Field(
+        None, description="default: what the kernel boots to on the host: pvqspinlock on kvm, qspinlock on "
+                          "baremetal or with one vCPU, virt-tas on kvm-nopv")  # fmt: skip
     patching: bool = Field(True, description="False: boot with noreplace-paravirt")
     knobs: LockKnobs = LockKnobs()
     workload: WorkloadConfig = WorkloadConfig()
@@ -56,8 +59,19 @@ class GuestSpec(Model):
 
     @model_validator(mode="after")
     def _known_lock(self) -> GuestSpec:
+        if self.lock is None:  # the host could not boot a kernel to tell: its own error says why
+            raise ValueError("no lock given, and none the host runs")
         if self.lock not in LOCKS and ":" not in self.lock:
             raise ValueError(f"unknown lock {self.lock!r}: one of {', '.join(LOCKS)}, or path/to/file.py:NAME")
+        return self
+
+    @model_validator(mode="after")
+    def _writers_fit(self) -> GuestSpec:
+        w = self.workload
+        if w.nwriters_stress is not None and w.nwriters_stress > self.vcpus:
+            raise ValueError(f"nwriters_stress {w.nwriters_stress}: at most one writer per vCPU ({self.vcpus} vCPUs)")
+        if w.long_hold is not None and w.long_hold_every:
+            raise ValueError("long_hold (locktorture's, ms) and long_hold_every: give one of them")
         return self
 
     @property
@@ -72,8 +86,28 @@ class Scenario(Model):
     guests: list[GuestSpec] = Field(default_factory=lambda: [GuestSpec()], min_length=1)
     hog_guests: int = Field(0, ge=0, le=1024, description="competing guests whose vCPUs only burn CPU")
     hog_vcpus: int = Field(1, gt=0, le=4096, description="vCPUs per hog guest")
-    duration_ms: float = Field(20.0, gt=0, le=3_600_000, description="simulated time (at most an hour)")
+    duration_ms: float = Field(20.0, gt=0, le=3_600_000, description="simulated time measured (at most an hour)")
+    warmup_ms: float = Field(
+        0.0, ge=0, le=3_600_000,
+        description="simulated time run before the measurement, its counts then reset (locktorture's Fail is kept)")
+    stat_interval_ms: float = Field(
+        0.0, ge=0, le=3_600_000,
+        description="locktorture's stat_interval, in simulated ms (the kernel's is in s): a Writes line each "
+                    "interval of the measurement; 0 none")  # fmt: skip
     seed: int = Field(0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lock_the_host_runs(cls, data):
+        """A guest given no lock runs what its kernel boots to on the host (``boot_kernel`` decides)."""
+        if not isinstance(data, dict):
+            return data
+        host = data.get("host", {})
+        hypervisor = host.get("hypervisor", HostConfig().hypervisor) if isinstance(host, dict) else None
+        guests = data.get("guests", [{}])
+        if not isinstance(guests, list):
+            return data
+        return {**data, "guests": [_with_lock(g, hypervisor) for g in guests]}
 
     @model_validator(mode="after")
     def _distinct_names(self) -> Scenario:
@@ -81,6 +115,17 @@ class Scenario(Model):
         if len(set(names)) != len(names):
             raise ValueError(f"guest names must differ: {names}")
         return self
+
+
+def _with_lock(guest, hypervisor):
+    if not isinstance(guest, dict) or guest.get("lock") is not None:
+        return guest
+    vcpus = guest.get("vcpus", GuestSpec.model_fields["vcpus"].default)
+    try:
+        lock = boot_kernel(Memory(), vcpus, kernel=guest.get("kernel") or "paravirt", host=hypervisor).name
+    except (ValueError, TypeError):  # a bad host, kernel or vCPU count: validation names it
+        return guest
+    return {**guest, "lock": lock}
 
 
 class BadInput(ValueError):
@@ -99,7 +144,7 @@ def scenario_from(scenario_file: str | None, overrides: dict | None = None, name
             if not Path(scenario_file).is_file():
                 raise BadInput(f"--scenario: no such file {scenario_file}")
             return load_scenario(scenario_file, overrides)
-        return Scenario.model_validate(merge(Scenario().model_dump(), overrides or {}))
+        return Scenario.model_validate(overrides or {})
     except ValidationError as err:
         message = describe_validation_error(err, names)
         if scenario_file and not message.startswith("--"):  # the file's value, not a flag's
@@ -135,6 +180,26 @@ def merge(base: dict, top: dict) -> dict:
     return out
 
 
+def idle(cpu: int):
+    """A vCPU with no writer (``nwriters_stress`` below the vCPUs): it ends at once."""
+    yield from ()
+
+
+def to_toml(data: dict, table: str = "") -> str:
+    """A scenario dump as TOML that ``--scenario`` reads back: scalars first, then tables and arrays
+    of tables; None (a default chosen at run time) is left out."""
+    lines, tables = [], []
+    for key, value in data.items():
+        name = f"{table}.{key}" if table else key
+        if isinstance(value, dict):
+            tables.append(f"\n[{name}]\n" + to_toml(value, name))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            tables += [f"\n[[{name}]]\n" + to_toml(v, name) for v in value]
+        elif value is not None:
+            lines.append(f"{key} = {json.dumps(value)}\n")  # JSON's strings, numbers and booleans are TOML's
+    return "".join(lines) + "".join(tables)
+
+
 def hog(cpu: int):
     """A CPU-hog vCPU: never takes a lock, never halts, always wants its pCPU."""
     chunk = o.work(1_000_000)
@@ -166,6 +231,8 @@ class Run:
         host = scenario.host
         self.sim = Simulator(host, seed=scenario.seed, tracer=tracer)
         self.tortures: list[tuple] = []
+        self.stats: list[list[tuple]] = [[] for _ in scenario.guests]  # (cycle, total, max, min, fails)
+        self.measure_from = 0  # the cycle the measurement starts at (the warm-up's end)
         for spec in scenario.guests:
             mem = Memory()
             kernel = self._boot(spec, mem, host.hypervisor)
@@ -174,7 +241,7 @@ class Run:
             guest = self.sim.add_guest(
                 spec.name,
                 mem,
-                [torture.writer(cpu) for cpu in range(spec.vcpus)],
+                [torture.writer(cpu) if cpu < torture.writers else idle(cpu) for cpu in range(spec.vcpus)],
                 irq_handler=torture.irq_handler if irq_rate > 0 else None,
                 irq_rate_hz=irq_rate,
                 irq_level=spec.interrupts.level,
@@ -194,29 +261,64 @@ class Run:
         )  # fmt: skip
 
     def run(self, progress: Callable[[float], None] | None = None, chunks: int = 50) -> dict:
-        """Run the whole duration (in ``chunks`` steps, reporting the fraction done)."""
+        """Run the warm-up and the measured duration, in ``chunks`` steps reporting the fraction done,
+        stopping also at the warm-up's end and at each statistics interval (a result does not
+        depend on where a run stops: ``tests/test_sim_chunks.py``)."""
         sim = self.sim
-        total = int(self.scenario.duration_ms * sim.costs.freq_mhz * 1000)
+        scenario = self.scenario
+        cycles_per_ms = sim.costs.freq_mhz * 1000
+        warmup = int(scenario.warmup_ms * cycles_per_ms)
+        end = warmup + int(scenario.duration_ms * cycles_per_ms)
+        interval = int(scenario.stat_interval_ms * cycles_per_ms)
+        stats = set(range(warmup + interval, end, interval)) if interval else set()
+        stops = sorted(({end * i // chunks for i in range(1, chunks + 1)} | {warmup} | stats) - {0})
         started = time.perf_counter()
-        done = 0
-        for i in range(1, chunks + 1):
-            target = total * i // chunks
+        for target in stops:
             try:
-                sim.run(target - done)
+                sim.run(target - sim.now)
             except SimulationError as err:
                 raise self._named(err) from None
-            done = target
+            if target == warmup:
+                self._start_measuring()
+            if target in stats:
+                self._stat()
             if progress:
-                progress(done / total)
+                progress(target / end)
+        self._stat()  # the last statistics, as lock_torture_cleanup() prints them
         return self.result(time.perf_counter() - started)
+
+    def _start_measuring(self) -> None:
+        """The warm-up is over: every counter starts again (mutual-exclusion failures are kept)."""
+        sim = self.sim
+        t = sim.now
+        self.measure_from = t
+        for v in sim.vcpus:
+            v.acct[:] = [0] * len(v.acct)
+            v.exits = v.kicks = v.halts = v.ple_exits = 0
+            v.exit_reason = NO_EXIT  # an exit taken in the warm-up is not measured, like its count
+        for guest in sim.guests:
+            guest.lock_events.clear()
+            guest.lock_holder_preemptions = guest.waiter_preemptions = 0
+            n = len(guest.exit_samples)
+            guest.exit_samples[:], guest.exit_cycles[:] = [0] * n, [0] * n
+            guest.exit_min[:], guest.exit_max[:] = [-1] * n, [0] * n
+        for _guest, torture, _kernel in self.tortures:
+            torture.reset()
+
+    def _stat(self) -> None:
+        """``lock_torture_stats_print()``: each guest's writer totals now."""
+        for guest, torture, _kernel in self.tortures:
+            per = torture.acquisitions
+            self.stats[guest.index].append((self.sim.now, sum(per), max(per), min(per), guest.mutex_failures))
 
     def result(self, host_seconds: float) -> dict:
         guests = []
         for guest, torture, kernel in self.tortures:
-            metrics = guest_metrics(self.sim, guest, torture)
-            metrics["lock"] = getattr(kernel, "name", self.scenario.guests[guest.index].lock)
+            lock = getattr(kernel, "name", self.scenario.guests[guest.index].lock)
+            metrics = guest_metrics(self.sim, guest, torture, lock, self.measure_from, self.stats[guest.index])
+            metrics["lock"] = lock
             guests.append(metrics)
-        host = host_metrics(self.sim)
+        host = host_metrics(self.sim, self.measure_from)
         host["host_seconds"] = round(host_seconds, 3)
         host["guest_operations_per_host_second"] = (
             round(host["guest_operations"] / host_seconds) if host_seconds else None

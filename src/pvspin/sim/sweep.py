@@ -50,6 +50,7 @@ NAMED_PARAMS = {
     "delay-ns": ("guests.0.workload.delay.mean_ns", "mean delay between acquisitions (ns)"),
     "lock-count": ("guests.0.workload.locks", "number of locks"),
     "hogs": ("hog_guests", "competing CPU-hog guests"),
+    "hog-vcpus": ("hog_vcpus", "vCPUs per hog guest"),
     "irq-rate": ("guests.0.interrupts.rate_hz", "interrupts per second per vCPU"),
     "spurious-hz": ("host.spurious_wakeup_hz", "spurious wake-ups per second"),
     "spin-threshold": ("guests.0.knobs.spin_threshold", "SPIN_THRESHOLD (loops)"),
@@ -203,6 +204,21 @@ def _get_path(data, path: str):
     return data
 
 
+_UNITS = {"ns": "ns", "us": "µs", "ms": "ms", "hz": "Hz", "mhz": "MHz"}
+_WORDS = {"vcpus": "vCPUs", "pcpus": "pCPUs", "ple": "PLE", "irq": "IRQ", "cpus": "CPUs"}
+
+
+def human_label(path: str) -> str:
+    """An axis label for a scenario field path: its last field in words, its unit in parentheses
+    (``hog_vcpus`` → "hog vCPUs", ``host.costs.kick_wake_ns`` → "kick wake (ns)")."""
+    words = path.rsplit(".", 1)[-1].split("_")
+    unit = _UNITS.get(words[-1]) if len(words) > 1 else None
+    if unit:
+        words = words[:-1]
+    text = " ".join(_WORDS.get(w, w) for w in words)
+    return f"{text} ({unit})" if unit else text
+
+
 def parse_param(text: str, base: Scenario) -> Param:
     """``name=v1,v2,...`` → a :class:`Param` (numbers only; integral values become ints)."""
     name, sep, values_text = text.partition("=")
@@ -214,7 +230,7 @@ def parse_param(text: str, base: Scenario) -> Param:
         path, label = NAMED_PARAMS[canonical]
         name = canonical
     else:
-        path, label = name, name
+        path, label = name, human_label(name)
         current = _get_path(base.model_dump(mode="json"), path)
         if current is KeyError or isinstance(current, (dict, list)):
             known = ", ".join(NAMED_PARAMS)
@@ -418,14 +434,49 @@ class Results:
         return rows
 
 
+def same_arguments(recorded: dict, sweep: Sweep) -> bool:
+    """Whether ``sweep.json``'s sweep is this one: parameters, locks, seeds and base scenario (the
+    base as the current model reads it; a new simulator version only makes the points stale)."""
+    mine = spec(sweep)
+    keys = ("params", "locks", "seeds")
+    try:
+        base = Scenario.model_validate(recorded.get("base"))
+    except ValidationError:
+        return False
+    return all(recorded.get(k) == mine[k] for k in keys) and base == sweep.base
+
+
+def claim_out(out: Path, sweep: Sweep, force: bool) -> None:
+    """Refuse an ``--out`` holding another sweep (its points would be replaced, its plots left
+    stale beside them) unless ``force``, which removes that sweep's files first."""
+    recorded_file = out / "sweep.json"
+    if not recorded_file.is_file():
+        return
+    try:
+        recorded = json.loads(recorded_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        recorded = {}
+    if isinstance(recorded, dict) and same_arguments(recorded, sweep):
+        return
+    if not force:
+        raise BadInput(f"--out {out}: holds a sweep with other arguments (see its sweep.json); "
+                       "give another --out, or --force to replace it")
+    from .plots import plot_files
+
+    for path in [out / name for name in FILES] + plot_files(out):
+        path.unlink(missing_ok=True)
+
+
 def run_sweep(
     sweep: Sweep,
     out: Path,
     jobs: int | None = None,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    force: bool = False,
 ) -> dict:
     """Run every point not yet in ``out`` (``jobs`` processes), then write the summary."""
     points = sweep.points()
+    claim_out(out, sweep, force)
     results = Results(out, sweep)
     (out / "sweep.json").write_text(json.dumps(spec(sweep), indent=2) + "\n")
     todo = [p for p in points if p.key not in results.done]
@@ -539,6 +590,7 @@ def main(
     flags: dict,
     jobs: str | None,
     plots: bool,
+    force: bool = False,
 ) -> int:
     """``pvspin sweep``: exit 0 when done, 2 on bad input (one line on stderr)."""
     from .command import BadInput as FlagError
@@ -555,6 +607,11 @@ def main(
     except (BadInput, FlagError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    try:
+        claim_out(Path(out), sweep, force)  # before anything is printed: a refusal is one line
+    except BadInput as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     points = len(sweep.points())
     print(f"sweep: {points} points ({len(sweep.locks)} lock(s) x "
           + " x ".join(f"{len(p.values)} {p.name}" for p in sweep.params)
@@ -562,7 +619,7 @@ def main(
     started = time.perf_counter()
     watchdog.sigterm_as_interrupt()  # SIGTERM stops as Ctrl-C does: finished points kept, resumable
     try:
-        summary = run_sweep(sweep, Path(out), njobs)
+        summary = run_sweep(sweep, Path(out), njobs, force=force)
     except KeyboardInterrupt:
         print(f"interrupted: finished points are in {out}; run the same command again to resume", file=sys.stderr)
         return 130

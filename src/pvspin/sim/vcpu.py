@@ -27,6 +27,12 @@ STATE_NAMES = ("running", "runnable", "halted", "done")
 T_RUN, T_SPIN, T_CS, T_HV, T_HOST, T_HALT, T_PREEMPT = range(7)
 ACCOUNT_NAMES = ("running", "spinning", "critical_section", "exits_in_place", "host", "halted", "runnable")
 
+# VM exit reasons, by VMX's names as `perf kvm stat` prints them.  EXTERNAL_INTERRUPT: the host's
+# timer or IPI preempting a vCPU; VMCALL: the kick hypercall.
+EXIT_EXTINT, EXIT_HLT, EXIT_PAUSE, EXIT_VMCALL = range(4)
+EXIT_REASONS = ("EXTERNAL_INTERRUPT", "HLT", "PAUSE_INSTRUCTION", "VMCALL")
+NO_EXIT = -1
+
 
 class SimulationError(Exception):
     """The simulated system did something the model forbids (a guest BUG(), a bad kick, a crash).
@@ -48,7 +54,7 @@ class VCpu:
         "state", "pcpu", "home", "vruntime", "run_since", "since",
         # hypervisor
         "kick_latched", "waking", "woken", "preempted", "ple_window", "ple_exits", "kick_time", "exits", "kicks",
-        "halts",
+        "halts", "exit_reason", "exit_at",
         # guest CPU
         "gcpu", "op", "step_at", "remaining", "spinning", "spin_deadline", "spin_budget", "spin_since", "cs_depth",
         "cs_since", "saved", "irq_pending", "ops", "cs_entries",
@@ -79,6 +85,8 @@ class VCpu:
         self.exits = 0
         self.kicks = 0
         self.halts = 0
+        self.exit_reason = NO_EXIT  # the exit it is out of guest mode for, until it runs again
+        self.exit_at = 0
         # guest CPU
         self.gcpu = GuestCpu(cpu)
         self.op: Any = None  # the pending operation (a tuple), None when the program ended
@@ -115,6 +123,12 @@ class Guest:
         self.holders: dict[object, VCpu] = {}
         self.mutex_failures = 0
         self.lock_holder_preemptions = 0
+        self.waiter_preemptions = 0  # preempted while spinning in a lock's wait
+        # per exit reason: samples, cycles out of guest mode, the shortest and the longest exit
+        self.exit_samples = [0] * len(EXIT_REASONS)
+        self.exit_cycles = [0] * len(EXIT_REASONS)
+        self.exit_min = [-1] * len(EXIT_REASONS)  # -1: none yet
+        self.exit_max = [0] * len(EXIT_REASONS)
         self.line_base = index << 40
         self.last_boosted = -1  # kvm->last_boosted_vcpu: where the next directed yield search starts
 
@@ -123,7 +137,9 @@ def close_accounts(vcpus: list[VCpu], pcpus: list, t: int) -> None:
     """Fold open intervals into the accounts, so metrics read at ``t`` are complete."""
     for v in vcpus:
         if v.state == RUNNING:
-            ran = max(0, t - v.run_since)
+            if t <= v.run_since:  # still in the host's switch-in: its run starts later
+                continue
+            ran = t - v.run_since
             v.acct[T_RUN] += ran
             v.vruntime += ran
             pcpus[v.pcpu].busy += ran

@@ -51,6 +51,14 @@ class WorkloadConfig(Model):
     shared_lines: int = Field(
         1, ge=0, description="cache lines of shared data read and written in each critical section"
     )
+    nwriters_stress: int | None = Field(
+        None, gt=0, le=16384,
+        description="locktorture's nwriters_stress: writers, one per vCPU from vCPU 0, at most the guest's vCPUs "
+                    "(default: one on every vCPU; the kernel's default, 2 x CPUs, needs guest threads)")  # fmt: skip
+    long_hold: int | None = Field(
+        None, ge=0, le=3_600_000,
+        description="locktorture's long_hold (ms): one acquisition in nwriters_stress x 2000 x long_hold holds the "
+                    "lock that long, as the kernel draws it; 0 never (the kernel's default is 100)")  # fmt: skip
     long_hold_every: int = Field(0, ge=0, description="one acquisition in N holds for long_hold_us (0: never)")
     long_hold_us: float = Field(100.0, ge=0)
     irq_locks: int = Field(1, gt=0, le=65536, description="locks taken by interrupt handlers (separate from the writers')")
@@ -70,12 +78,25 @@ class LockTorture:
         self.locks = [kernel.alloc_lock(f"lock{i}") for i in range(config.locks)]
         self.irq_locks = [kernel.alloc_lock(f"irq_lock{i}") for i in range(config.irq_locks)]
         self.data = [mem.alloc(SHARED, f"data{i}") for i in range(config.locks * config.shared_lines)]
-        self.acquisitions = [0] * ncpus
+        self.writers = config.nwriters_stress or ncpus
+        self.acquisitions = [0] * self.writers  # locktorture's n_lock_acquired, per writer
         self.irq_acquisitions = [0] * ncpus
+        self.irq_baseline = 0  # handler acquisitions before the measurement (the warm-up)
         self.latencies = Histogram()  # cycles from spin_lock called to lock held
+        # per lock, for `perf lock contention`: writers inside spin_lock..spin_unlock now, and the
+        # acquisitions that found another writer there (holding or waiting) with their waits
+        self.inside = [0] * config.locks
+        self.contended = [0] * config.locks
+        self.wait_total = [0] * config.locks
+        self.wait_max = [0] * config.locks
         self.seed = seed
         self.freq_mhz = freq_mhz
-        self.long_hold = int(config.long_hold_us * freq_mhz)
+        if config.long_hold is not None:  # the kernel's odds: torture_spin_lock_write_delay()
+            self.long_hold_every = self.writers * 2000 * config.long_hold
+            self.long_hold = config.long_hold * 1000 * freq_mhz
+        else:
+            self.long_hold_every = config.long_hold_every
+            self.long_hold = int(config.long_hold_us * freq_mhz)
 
     def writer(self, cpu: int, rounds: int | None = None):
         """``lock_torture_writer`` on ``cpu``: ``rounds`` acquisitions, or until the simulation stops."""
@@ -88,14 +109,17 @@ class LockTorture:
         nlocks = len(locks)
         lines = cfg.shared_lines
         data = self.data
-        long_every = cfg.long_hold_every
+        long_every = self.long_hold_every
         acquisitions = self.acquisitions
         latencies = self.latencies
+        inside, contended, wait_total, wait_max = self.inside, self.contended, self.wait_total, self.wait_max
         clock = o.local_clock()
         while rounds is None or acquisitions[cpu] < rounds:
             i = rng.randrange(nlocks) if nlocks > 1 else 0
             lock = locks[i]
             start = yield clock
+            busy = inside[i]
+            inside[i] += 1
             yield from kernel.spin_lock(lock)
             held = yield clock
             yield o.cs_enter(i)
@@ -108,9 +132,25 @@ class LockTorture:
                 yield o.work(hold(), o.WORK_CS)
             yield o.cs_exit(i)
             yield from kernel.spin_unlock(lock)
+            inside[i] -= 1
             acquisitions[cpu] += 1
             latencies.add(held - start)
+            if busy:
+                contended[i] += 1
+                wait_total[i] += held - start
+                if held - start > wait_max[i]:
+                    wait_max[i] = held - start
             yield o.work(delay())
+
+    def reset(self) -> None:
+        """Forget what the writers counted so far (the warm-up), in place: they hold these lists.
+
+        The handlers' counts go on (each seeds the handler's next draw): a baseline is kept instead.
+        """
+        for counts in (self.acquisitions, self.contended, self.wait_total, self.wait_max):
+            counts[:] = [0] * len(counts)
+        self.latencies.clear()
+        self.irq_baseline = sum(self.irq_acquisitions)
 
     def irq_handler(self, cpu: int):
         """A handler body: take one of the interrupt locks briefly (``spin_lock`` in hardirq)."""
