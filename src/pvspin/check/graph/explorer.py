@@ -127,6 +127,7 @@ LONGEST_ITERATION = 24  # memory operations, for that check
 # operations with an outcome that is no read's value: its own slot bit carries it (see _taint)
 _CHOICE_OPS = frozenset({o.STORE_EX, o.VCPU_IS_PREEMPTED})
 _CHOICE = ("choice",)
+_NEXT = object()  # a replay's next operation is still to be asked of the generator
 REPLAY_CACHE = 1 << 16  # thread replays remembered (children share the threads they do not change)
 
 
@@ -330,7 +331,7 @@ class Explorer:
             gen = program.thread(t)
             branches = _Branches()
             slot = 0
-            op = None
+            op = _NEXT
         else:
             _, slot, gen, branches, op, post, specs = paused
         saved = deps_mod.observer
@@ -338,7 +339,7 @@ class Explorer:
         try:
             result = None
             while True:
-                if op is None:
+                if op is _NEXT:
                     try:
                         op = gen.send(result)
                     except StopIteration as stop:
@@ -348,12 +349,12 @@ class Explorer:
                     code = op[0]
                     if code in o.LOCAL_OPS:
                         result = self._local(t, op)
-                        op = None
+                        op = _NEXT
                         if type(result) is tuple and result and result[0] == _CRASH:
                             return result
                         continue
                     if code == o.CPU_RELAX or code == o.WORK:
-                        result = op = None
+                        result, op = None, _NEXT
                         continue
                     if (slot >= len(recs) or type(recs[slot]) is not Rec) and operation_problem(op) is not None:
                         raise ValueError("malformed operation")  # a new event, unusable: named by guest_crash() below
@@ -362,7 +363,7 @@ class Explorer:
                         op, post = self.lower(op)
                     specs = _CHOICE if op[0] in _CHOICE_OPS and op[0] != o.STORE_EX else self._compile(op)
                     if not specs:
-                        result = op = None
+                        result, op = None, _NEXT
                         continue
                     if slot >= MAX_SLOTS:
                         raise Unsupported(_endless(program.cpu_of(t), recs))
@@ -387,11 +388,11 @@ class Explorer:
                     # follows depends on the read that ended it (it exists only because it did)
                     branches.ctrl |= 1 << eid(t, slot)
                 slot += 1
-                op = None
+                op = _NEXT
         except (Unsupported, DependencyMiss):
             raise
         except (Exception, SystemExit) as exc:  # see pvspin.machine.crash
-            crash = guest_crash(exc, op or NOTHING, gen)
+            crash = guest_crash(exc, NOTHING if op is _NEXT else op, gen)
             if crash is None:
                 raise
             return (_CRASH, crash.prop, f"cpu{program.cpu_of(t)}: {crash}")
