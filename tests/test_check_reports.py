@@ -61,6 +61,21 @@ def test_qspinlock_steps_show_the_lock_word_as_tail_pending_locked(cli):
     assert data["steps"][-1]["action"] == "halt: the vCPU sleeps"
 
 
+def test_values_are_spelled_as_what_they_are_pointers_and_lock_words(cli):
+    """A pointer stored into a node prints as the load of it does (``&qnodes[2][0]``), and every value
+    read from, written to or compared with a lock word is decoded, never a bare number."""
+    out = cli("--lock", "qspinlock", "--cpus", "3", "--acquisitions", "2", "--bug", "pending-after-tail")
+    steps = [line for line in out.stdout.splitlines() if line[:4].strip().isdigit()]
+    links = [s for s in steps if "WRITE_ONCE(qnodes[" in s and ".next, " in s and ".next, 0x0)" not in s]
+    assert links and all(".next, &qnodes[" in s for s in links), links
+    assert any(".next): read &qnodes[" in s for s in steps)
+    on_word = [s for s in steps if "(lock0.val" in s]
+    assert len(on_word) >= 10
+    for s in on_word:
+        assert "read (" in s and "0x" not in s.split("   [")[0], s
+    assert any("try_cmpxchg_acquire(lock0.val, (0,0,0), (0,0,1)): read (" in s for s in steps)
+
+
 def test_decode_word_in_both_layouts():
     q, q16k = qspinlock_types(False), qspinlock_types(True)
     assert decode_word(0x00080101, q) == "(cpu1/idx0,1,1)"

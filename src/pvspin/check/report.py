@@ -81,22 +81,33 @@ class Tracer:
             action = self._describe_op(world, cpu, ctx.op, kind)
         self._pending = Step(len(self.steps) + 1, cpu, level, function, line, action, "")
 
-    @staticmethod
-    def _describe_op(world: World, cpu: int, op: tuple, kind: int) -> str:
+    def _show(self, world: World, ref, value: int) -> str | None:
+        """A value at ``ref`` spelled as what it is: a lock word decoded, a pointer ``&name``; else None."""
+        for _, addr, layout in self.words:
+            if ref.addr == addr and ref.size == 4 and layout:
+                return decode_word(value, layout)
+        shown = world.mem.describe_value(value)
+        return shown if shown.startswith("&") else None
+
+    def _describe_op(self, world: World, cpu: int, op: tuple, kind: int) -> str:
         mem = world.mem
-        text = o.describe(op, lambda ref: mem.name_of(ref.addr, ref.size))
+        text = o.describe(op, lambda ref: mem.name_of(ref.addr, ref.size), lambda ref, v: self._show(world, ref, v))
         code = op[0]
         if code in (o.LOAD, o.COND_LOAD) or code in o.RMW_OPS:
             seen = world.load(cpu, op[1])
+
+            def value(v: int) -> str:  # what was read or written there: decoded, else decimal as before
+                return self._show(world, op[1], v) or str(v)
+
             if code == o.COND_LOAD and kind == ALT:
-                return f"{text}: gives up (bound), last read {mem.describe_value(seen)}"
+                return f"{text}: gives up (bound), last read {value(seen)}"
             if code == o.COND_LOAD and kind == CRASH:
-                return f"{text}: read {mem.describe_value(seen)}, and its condition raises"
+                return f"{text}: read {value(seen)}, and its condition raises"
             if code in o.RMW_OPS:
                 new, _ = o.rmw_result(code, seen, op, (1 << (8 * op[1].size)) - 1)
-                wrote = "no store" if new is None else f"wrote {mem.describe_value(new)}"
-                return f"{text}: read {mem.describe_value(seen)}, {wrote}"
-            return f"{text}: read {mem.describe_value(seen)}"
+                wrote = "no store" if new is None else f"wrote {value(new)}"
+                return f"{text}: read {value(seen)}, {wrote}"
+            return f"{text}: read {value(seen)}"
         if code == o.STORE:
             where = " (into the store buffer)" if world.tso else ""
             return f"{text}{where}"

@@ -493,21 +493,33 @@ def _arg(value) -> str:
     return hex(value) if isinstance(value, int) and not isinstance(value, bool) else repr(value)
 
 
-def describe(op: tuple, name_of: Callable[[Ref], str] | None = None) -> str:
-    """An operation as kernel code would spell it: ``xchg_relaxed(lock0.tail, 0x4)``."""
+def describe(op: tuple, name_of: Callable[[Ref], str] | None = None,
+             show: Callable[[Ref, int], str | None] | None = None) -> str:  # fmt: skip
+    """An operation as kernel code would spell it: ``xchg_relaxed(lock0.tail, 0x4)``.
+
+    ``show(ref, value)``, if given, spells the values an access stores or compares at ``ref``
+    (a pointer as ``&qnodes[2][0]``, a lock word decoded), None leaving one in hex.
+    """
     code = op[0]
     if code in MEMORY_OPS or code == PV_WAIT:
         loc = name_of(op[1]) if name_of else op[1].name
+        arg = _arg
+        if show is not None:
+            ref = op[1]
+
+            def arg(value):
+                shown = show(ref, value) if isinstance(value, int) and not isinstance(value, bool) else None
+                return _arg(value) if shown is None else shown
         if code == XCHG and op[-1] == STORE_MB:
-            return f"smp_store_mb({loc}, {_arg(op[2])})"
+            return f"smp_store_mb({loc}, {arg(op[2])})"
         if code == CMPXCHG_MASKED:
-            return f"{describe(op[5], name_of)} [an RMW of {loc}]"
+            return f"{describe(op[5], name_of, show)} [an RMW of {loc}]"
         if code in RMW_OPS and op[-1] == NORETURN and code in _NORETURN_NAMES:
-            return f"{_NORETURN_NAMES[code]}({_arg(op[2])}, {loc})"
+            return f"{_NORETURN_NAMES[code]}({arg(op[2])}, {loc})"
         if code in RMW_OPS:
             order = op[-1]
             suffix = "" if order == FULL else "_" + ORDER_NAMES[order]
-            return f"{_RMW_NAMES[code]}{suffix}({', '.join([loc, *map(_arg, op[2:-1])])})"
+            return f"{_RMW_NAMES[code]}{suffix}({', '.join([loc, *map(arg, op[2:-1])])})"
         if code == PV_WAIT:
             return f"pv_wait({loc}, {op[2]:#x})"
         if code == COND_LOAD:
@@ -515,7 +527,7 @@ def describe(op: tuple, name_of: Callable[[Ref], str] | None = None) -> str:
             return f"{_KERNEL_NAMES[(code, op[3])]}({loc}{bound})"
         if code == LOAD:
             return f"{_KERNEL_NAMES.get((code, op[2]), 'load')}({loc})"
-        return f"{_KERNEL_NAMES.get((code, op[3]), 'store')}({loc}, {_arg(op[2])})"
+        return f"{_KERNEL_NAMES.get((code, op[3]), 'store')}({loc}, {arg(op[2])})"
     if code == FENCE:
         return FENCE_NAMES[op[1]] + "()"
     if code in (LOAD_EX, STORE_EX):
