@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
 	$(BIN)/python benchmarks/bench_unlock.py
 	$(BIN)/python benchmarks/bench_check.py --budget 120
+	$(BIN)/python benchmarks/bench_pct.py
 
 # Optional: the simulator's hot modules compiled with mypyc (needs a C compiler and Python headers;
 # see pvspin/sim/_compiled.py); the pure-Python engine gives the same results, byte for byte, and

@@ -117,6 +117,18 @@ def test_random_and_pct_find_the_broken_lock_deterministically():
         assert a.replay == b.replay
 
 
+def test_pct_depth_defaults_to_one_change_point_per_context_and_shapes_the_schedules():
+    assert CheckOptions(cpus=2).depth() == 3 and CheckOptions(cpus=3, interrupts=2).depth() == 6
+    assert CheckOptions(cpus=3, pct_depth=2).depth() == 2
+    lock = f"{USER_LOCKS}:BrokenTasLock"
+    given = run(CheckOptions(lock=lock, cpus=3, strategy="pct", runs=200, seed=3, pct_depth=4))
+    default = run(CheckOptions(lock=lock, cpus=3, strategy="pct", runs=200, seed=3))
+    assert given.replay == default.replay  # 3 CPUs: the default is 4
+    others = {run(CheckOptions(lock=lock, cpus=3, strategy="pct", runs=200, seed=3, pct_depth=d)).replay
+              for d in (1, 2, 6)}
+    assert len(others | {given.replay}) > 1
+
+
 def test_sampling_a_correct_lock_is_incomplete_not_verified():
     result = run(CheckOptions(lock="qspinlock", cpus=3, strategy="random", runs=50)).result
     assert result.verdict == "incomplete" and result.executions == 50

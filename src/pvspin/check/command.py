@@ -82,6 +82,8 @@ def command_line(opts: CheckOptions, search: bool = False) -> str:
         parts.append(f"--strategy bounded --preemptions {opts.preemptions}")
     elif search and opts.strategy != "exhaustive":
         parts.append(f"--strategy {opts.strategy} --runs {opts.runs} --seed {opts.seed}")
+        if opts.strategy == "pct":
+            parts.append(f"--pct-depth {opts.depth()}")
     if opts.spurious_wakeups:
         parts.append(f"--spurious-wakeups {opts.spurious_wakeups}")
     if opts.interrupts:
@@ -97,6 +99,8 @@ def command_line(opts: CheckOptions, search: bool = False) -> str:
 def render(report: Report) -> str:
     opts, r = report.options, report.result
     strategy = f"bounded to {opts.preemptions} preemption(s)" if r.strategy == "bounded" else r.strategy
+    if r.strategy == "pct":
+        strategy = f"pct of depth {opts.depth()}"
     head = (f"pvspin check: {opts.lock}, {opts.cpus} CPU(s) x {opts.acquisitions} acquisition(s), "
             f"{opts.memory_model.upper()}, {strategy}")
     if opts.bugs:

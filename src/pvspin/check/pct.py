@@ -16,8 +16,20 @@ from .randomwalk import sample
 from .result import CheckResult
 from .world import Violation, World
 
+MAX_DEPTH = 64  # change points beyond this many only dilute the ones a bug needs
 
-def pct(world: World, runs: int, seed: int, depth: int = 3, *, progress=None) -> CheckResult:
+
+def default_depth(cpus: int, interrupts: int) -> int:
+    """One change point per context that can be preempted (each CPU's task, each interrupt), plus one.
+
+    A bug that needs every context to lose the CPU once at the right step has that depth;
+    more change points than a bug needs lower the chance of each (1/k per point).  With two
+    CPUs and no interrupts it is 3, the depth of Burckhardt et al.'s examples.
+    """
+    return min(MAX_DEPTH, cpus + interrupts + 1)
+
+
+def pct(world: World, runs: int, seed: int, depth: int, *, progress=None) -> CheckResult:
     n = world.n
     length = _first_run_length(world)
 

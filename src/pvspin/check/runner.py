@@ -10,7 +10,7 @@ from . import cycles, preemption, token
 from .bugs import split
 from .exhaustive import explore
 from .harness import BadInput, make_setup
-from .pct import pct
+from .pct import MAX_DEPTH, default_depth, pct
 from .randomwalk import random_walks
 from .report import NotEnabled, Step, trace
 from .result import VIOLATION, CheckResult
@@ -33,6 +33,7 @@ class CheckOptions:
     runs: int = 1000
     seed: int = 0
     preemptions: int = 2  # the bounded strategy's bound
+    pct_depth: int | None = None  # PCT's bug depth (None: pct.default_depth() of the configuration)
     spurious_wakeups: int = 0
     interrupts: int = 0
     workload: str = "locktorture"
@@ -43,6 +44,10 @@ class CheckOptions:
     symmetry: str = "auto"  # auto, full, start or none: reduction over CPUs running the same code (see World)
     overrides: dict = field(default_factory=dict)  # LockConfig knobs
     lkmm_version: str | None = None  # with memory_model "lkmm": v00, v01 or current (None: current)
+
+    def depth(self) -> int:
+        """The PCT depth this run uses: the one given, else the configuration's default."""
+        return self.pct_depth if self.pct_depth is not None else default_depth(self.cpus, self.interrupts)
 
     def fingerprint(self) -> dict:
         # a user's lock by file name and NAME: the token replays however the path is spelled
@@ -94,6 +99,7 @@ CONFLICTS = (
     ("--runs", lambda o: o.strategy in ("random", "pct") and o.replay is None, "--strategy random or pct"),
     ("--seed", lambda o: o.strategy in ("random", "pct") and o.replay is None, "--strategy random or pct"),
     ("--preemptions", lambda o: o.strategy == "bounded" and o.replay is None, "--strategy bounded"),
+    ("--pct-depth", lambda o: o.strategy == "pct" and o.replay is None, "--strategy pct"),
     # --strategy graph names the engine, which a replay needs; the others are searches
     ("--strategy", lambda o: o.replay is None or o.strategy == "graph",
      "a search (--replay re-runs one recorded execution)"),
@@ -126,6 +132,8 @@ def validate(opts: CheckOptions) -> None:
         raise BadInput(f"--preemptions {opts.preemptions}: must not be negative")
     if opts.runs < 1:
         raise BadInput(f"--runs {opts.runs}: need at least 1")
+    if opts.pct_depth is not None and not 1 <= opts.pct_depth <= MAX_DEPTH:
+        raise BadInput(f"--pct-depth {opts.pct_depth}: must be 1 to {MAX_DEPTH}")
     if opts.symmetry not in SYMMETRIES:
         raise BadInput(f"--symmetry {opts.symmetry!r}: choose from {', '.join(SYMMETRIES)}")
     if opts.spurious_wakeups < 0:
@@ -181,7 +189,7 @@ def _run(opts: CheckOptions, progress) -> Report:
     elif opts.strategy == "random":
         result = random_walks(world, opts.runs, opts.seed, progress=progress)
     elif opts.strategy == "pct":
-        result = pct(world, opts.runs, opts.seed, progress=progress)
+        result = pct(world, opts.runs, opts.seed, opts.depth(), progress=progress)
     else:
         result = preemption.search(world, opts.preemptions, max_states=opts.max_states, progress=progress)
     # only the exhaustive search keys states by orbit; the others keep start order at most
