@@ -17,7 +17,7 @@ from .result import CheckResult
 from .world import Violation, World
 
 
-def pct(world: World, runs: int, seed: int, depth: int = 3, *, progress=None) -> CheckResult:
+def pct(world: World, runs: int, seed: int, depth: int = 3, *, first: int = 0, progress=None) -> CheckResult:
     n = world.n
     length = _first_run_length(world)
 
@@ -38,7 +38,7 @@ def pct(world: World, runs: int, seed: int, depth: int = 3, *, progress=None) ->
 
         return choose
 
-    return sample(world, chooser_for_run, runs, "pct", progress=progress)
+    return sample(world, chooser_for_run, runs, "pct", first=first, progress=progress)
 
 
 def _first_run_length(world: World) -> int:
