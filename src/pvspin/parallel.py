@@ -86,8 +86,8 @@ class RayPool:
         return self.future(task.remote(*args))
 
     def actor(self, cls, *args):
-        """An instance of ``cls`` in a worker process of its own (not restarted: the caller rebuilds it)."""
-        return self.ray.remote(max_restarts=0)(cls).remote(*args)
+        """An instance of ``cls`` in a worker process of its own, a CPU to itself (not restarted: the caller rebuilds it)."""
+        return self.ray.remote(num_cpus=1, max_restarts=0)(cls).remote(*args)
 
     def call(self, actor, method: str, *args) -> Future:
         return self.future(getattr(actor, method).remote(*args))

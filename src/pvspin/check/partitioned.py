@@ -284,7 +284,11 @@ class _Driver:
     def _send(self, i: int) -> None:
         batches, self.pending[i] = self.pending[i], []
         self.log[i].extend(batches)
-        self.inflight[self.pool.call(i, "step", batches)] = i
+        try:
+            self.inflight[self.pool.call(i, "step", batches)] = i
+        except BaseException as err:  # a local pool whose process died while idle refuses the call
+            self._lost(i, err)
+            self._send(i)
 
     def _lost(self, i: int, err: BaseException) -> None:
         from ..parallel import lost_worker
