@@ -6,6 +6,9 @@ import sys
 
 import typer
 
+RAY_HELP = ("run on a Ray cluster: ADDRESS (host:port, ray://host:port, or auto for the one `ray start` runs "
+            "here), or no address for a cluster on this machine started for the run; needs pip install 'pvspin[ray]'")
+
 # rich_markup_mode=None: help texts are plain text ("[default: ...]" and "x [y]" are not markup)
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="The Linux paravirt queued spinlock, executable, measurable and checkable.")
@@ -68,13 +71,14 @@ def sweep(
     lock_count: str = LOCK_COUNT,
     jobs: str = typer.Option(None, metavar="N", help="worker processes  [default: CPU count]", show_default=False),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="draw PNG and SVG plots"),
+    ray: str = typer.Option(None, "--ray", metavar="[ADDRESS]", help=RAY_HELP),
 ) -> None:
     """Sweep one or two scenario parameters over lock kinds and seeds, in parallel; CSV, JSON and plots."""
     from .sim import sweep as sweeper
 
     flags = dict(host=host, pcpus=pcpus, vcpus=vcpus, duration_ms=duration_ms, warmup_ms=warmup_ms, hold_ns=hold_ns,
                  delay_ns=delay_ns, lock_count=lock_count)  # fmt: skip
-    raise typer.Exit(sweeper.main(param, locks, seeds, out, scenario, flags, jobs, plots, force))
+    raise typer.Exit(sweeper.main(param, locks, seeds, out, scenario, flags, jobs, plots, force, ray))
 
 
 @app.command()
@@ -180,6 +184,8 @@ def check(
     lkmm_version: str = typer.Option(None, metavar="VERSION", help="with --memory-model lkmm: v00 (before rmw-sequences), v01 or current  [default: current]", show_default=False),
     max_states: str = typer.Option(None, metavar="N", help="stop after this many states (graphs for the graph checker): INCOMPLETE  [default: no limit]", show_default=False),
     max_seconds: str = typer.Option(None, metavar="S", help="stop after this many seconds: INCOMPLETE  [default: no limit]", show_default=False),
+    jobs: str = typer.Option(None, metavar="N", help="workers: local processes, or with --ray Ray workers [default: 1; with --ray, the cluster's CPUs]", show_default=False),
+    ray: str = typer.Option(None, "--ray", metavar="[ADDRESS]", help=RAY_HELP),
 ) -> None:
     """Model-check a lock: every interleaving (or a sample) under SC or x86-TSO, or every execution graph (ARMv8, LKMM).
 
@@ -210,7 +216,7 @@ def check(
             overrides=command.parse_knobs(knob or ()), replay=replay, symmetry=symmetry, lkmm_version=lkmm_version,
             max_states=None if max_states is None else command.parse_int("--max-states", max_states),
             max_seconds=None if max_seconds is None else command.parse_float("--max-seconds", max_seconds),
-            given=given)
+            jobs=command.parse_int("--jobs", "1" if jobs is None else jobs), ray=ray, given=given)
     except command.BadInput as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(command.EXIT_BAD_INPUT) from None
@@ -277,4 +283,16 @@ def patch(
 
 
 def main() -> None:
-    app()
+    app(args=optional_ray_address(sys.argv[1:]))
+
+
+def optional_ray_address(args: list[str]) -> list[str]:
+    """``--ray`` may stand alone (a local cluster): give it its value, which click cannot leave out."""
+    from .parallel import LOCAL
+
+    out = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--ray" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append(LOCAL)
+    return out

@@ -29,7 +29,7 @@ def default_depth(cpus: int, interrupts: int) -> int:
     return min(MAX_DEPTH, cpus + interrupts + 1)
 
 
-def pct(world: World, runs: int, seed: int, depth: int, *, progress=None) -> CheckResult:
+def pct(world: World, runs: int, seed: int, depth: int, *, first: int = 0, progress=None) -> CheckResult:
     n = world.n
     length = _first_run_length(world)
 
@@ -50,7 +50,7 @@ def pct(world: World, runs: int, seed: int, depth: int, *, progress=None) -> Che
 
         return choose
 
-    return sample(world, chooser_for_run, runs, "pct", progress=progress)
+    return sample(world, chooser_for_run, runs, "pct", first=first, progress=progress)
 
 
 def _first_run_length(world: World) -> int:

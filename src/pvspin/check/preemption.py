@@ -183,10 +183,11 @@ def _found(result: CheckResult, v: Violation, moves: list[int]) -> None:
     result.verdict, result.prop, result.detail, result.moves = VIOLATION, v.prop, v.detail, moves
 
 
-def fewest_preemptions(make_world, moves: list[int], max_states: int = 500_000) -> list[int]:
+def fewest_preemptions(make_world, moves: list[int], max_states: int = 500_000, inclusive: bool = False) -> list[int]:
     """The counterexample with the fewest preemptions, starting from the one found (``moves``).
 
-    Searches with bound 0, 1, ... below the found schedule's count; ``make_world()``
+    Searches with bound 0, 1, ... below the found schedule's count (with ``inclusive``, up to
+    it: the answer is then the bounded search's first, whichever was found); ``make_world()``
     builds a fresh world of the configuration.  ``max_states`` caps the states of all
     rounds together (a state count, not a time, so the answer does not depend on the
     machine); when it runs out, or on Ctrl-C, the schedule found is returned.
@@ -194,7 +195,7 @@ def fewest_preemptions(make_world, moves: list[int], max_states: int = 500_000) 
     found = count(make_world(), moves)
     budget = max_states
     try:
-        for bound in range(found):
+        for bound in range(found + inclusive):
             better, states = bounded_search(make_world(), bound, budget)
             if better is not None:
                 return better

@@ -14,10 +14,12 @@ from ..machine.watchdog import stopped
 from .result import INCOMPLETE, VERIFIED, VIOLATION, CheckResult
 from .world import Violation, World
 
+MAX_STEPS = 20_000  # a run longer than this is cut (guest code that can spin forever)
 
-def sample(world: World, chooser_for_run, runs: int, strategy: str, *, max_steps: int = 20_000,
+
+def sample(world: World, chooser_for_run, runs: int, strategy: str, *, first: int = 0, max_steps: int = MAX_STEPS,
            progress=None) -> CheckResult:
-    """Run ``runs`` executions; ``chooser_for_run(run)`` returns ``choose(moves, step, again) -> move``.
+    """Run executions ``first`` to ``runs - 1``; ``chooser_for_run(run)`` returns ``choose(moves, step, again) -> move``.
 
     ``again`` tells the chooser that the current state already occurred in this run: the
     schedule is going round a spin loop (PCT then demotes the spinning CPU).
@@ -28,7 +30,7 @@ def sample(world: World, chooser_for_run, runs: int, strategy: str, *, max_steps
     initial = world.snapshot()
     truncated = 0
     try:
-        for run in range(runs):
+        for run in range(first, runs):
             world.restore(initial)
             choose = chooser_for_run(run)
             moves_taken: list[int] = []
@@ -52,7 +54,7 @@ def sample(world: World, chooser_for_run, runs: int, strategy: str, *, max_steps
                     break
             else:
                 truncated += 1
-            result.executions = run + 1
+            result.executions = run + 1 - first
             if violation is not None:
                 result.verdict = VIOLATION
                 result.prop, result.detail, result.moves = violation.prop, violation.detail, moves_taken
@@ -64,17 +66,22 @@ def sample(world: World, chooser_for_run, runs: int, strategy: str, *, max_steps
     except KeyboardInterrupt as stop:
         result.verdict = INCOMPLETE
         result.note = stopped(stop)
+    result.truncated = truncated
     if result.verdict == VERIFIED:
         result.verdict = INCOMPLETE  # sampling never proves absence
-        result.note = f"no violation in {result.executions} sampled runs" + (
-            f" ({truncated} truncated at {max_steps} steps)" if truncated else "")
+        result.note = sampled(result.executions, truncated, max_steps)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def random_walks(world: World, runs: int, seed: int, *, progress=None) -> CheckResult:
+def sampled(runs: int, truncated: int, max_steps: int = MAX_STEPS) -> str:
+    """Why a sampling run that found nothing is incomplete."""
+    return f"no violation in {runs} sampled runs" + (f" ({truncated} truncated at {max_steps} steps)" if truncated else "")
+
+
+def random_walks(world: World, runs: int, seed: int, *, first: int = 0, progress=None) -> CheckResult:
     def chooser_for_run(run: int):
         rng = random.Random(f"{seed}:{run}")
         return lambda moves, step, again: moves[rng.randrange(len(moves))]
 
-    return sample(world, chooser_for_run, runs, "random", progress=progress)
+    return sample(world, chooser_for_run, runs, "random", first=first, progress=progress)

@@ -23,3 +23,4 @@ class CheckResult:
     seconds: float = 0.0
     note: str = ""  # why a run is incomplete
     cycle_start: int | None = None  # a liveness lasso: moves[cycle_start:] repeat forever
+    truncated: int = 0  # sampling: runs cut at their step limit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from ..kernel.declarations import UNDECLARED
@@ -44,6 +45,8 @@ class CheckOptions:
     symmetry: str = "auto"  # auto, full, start or none: reduction over CPUs running the same code (see World)
     overrides: dict = field(default_factory=dict)  # LockConfig knobs
     lkmm_version: str | None = None  # with memory_model "lkmm": v00, v01 or current (None: current)
+    jobs: int = 1  # workers: local processes, or with ``ray`` Ray workers (see pvspin.check.partitioned, .swarm)
+    ray: str | None = None  # a Ray cluster's address, or pvspin.parallel.LOCAL for one started for the run
 
     def depth(self) -> int:
         """The PCT depth this run uses: the one given, else the configuration's default."""
@@ -106,6 +109,12 @@ CONFLICTS = (
     ("--max-states", lambda o: o.replay is None and o.strategy in ("exhaustive", "bounded", "graph"),
      "an exhaustive, bounded or graph search"),
     ("--max-seconds", lambda o: o.replay is None, "a search, not --replay"),
+    ("--jobs", lambda o: o.replay is None and o.strategy != "bounded" and not uses_graphs(o),
+     "the exhaustive, random and pct searches of the interleaving checker (the bounded search and the "
+     "execution-graph checker run on one core for now)"),
+    ("--ray", lambda o: o.replay is None and o.strategy != "bounded" and not uses_graphs(o),
+     "the exhaustive, random and pct searches of the interleaving checker (the bounded search and the "
+     "execution-graph checker run on one core for now)"),
 )
 
 
@@ -117,6 +126,8 @@ def refuse_conflicts(opts: CheckOptions) -> None:
             raise BadInput(f"{option} means nothing with {shown}: it is for {needs}")
     if opts.max_states is not None and opts.max_states < 1:
         raise BadInput(f"--max-states {opts.max_states}: need at least 1")
+    if opts.jobs < 1:
+        raise BadInput(f"--jobs {opts.jobs}: need at least 1")
 
 
 def validate(opts: CheckOptions) -> None:
@@ -184,7 +195,10 @@ def _run(opts: CheckOptions, progress) -> Report:
         except token.BadToken as exc:
             raise BadInput(str(exc)) from None
         return _replay(opts, world, moves)
-    if opts.strategy == "exhaustive":
+    parallel = opts.jobs > 1 or opts.ray is not None
+    if parallel:
+        result = _in_parallel(opts, progress)
+    elif opts.strategy == "exhaustive":
         result = explore(world, max_states=opts.max_states, progress=progress)
     elif opts.strategy == "random":
         result = random_walks(world, opts.runs, opts.seed, progress=progress)
@@ -198,12 +212,39 @@ def _run(opts: CheckOptions, progress) -> Report:
     if result.verdict == VIOLATION:
         hang = result.prop == "guest-hang"  # each replay would wait out the watchdog again: replay once
         if result.cycle_start is None and not hang:  # a lasso is kept as found: the bounded search looks for safety only
-            result.moves = preemption.fewest_preemptions(lambda: build_world(opts), result.moves)
+            # which counterexample a parallel exhaustive search finds first depends on timing; the
+            # first one of the fewest preemptions does not
+            result.moves = preemption.fewest_preemptions(lambda: build_world(opts), result.moves,
+                                                         inclusive=parallel and opts.strategy == "exhaustive")
             result.prop, result.detail = _outcome(opts, result.moves)
         report.replay = token.encode(opts.fingerprint(), result.moves)
         report.preemptions = preemption.count(build_world(opts), result.moves[:-1] if hang else result.moves)
         report.steps, _ = trace(build_world(opts), result.moves, _words(world))
     return report
+
+
+def _in_parallel(opts: CheckOptions, progress) -> CheckResult:
+    """The search on ``opts.jobs`` local processes, or on a Ray cluster (as many workers as it has CPUs, or --jobs)."""
+    from ..machine import watchdog
+    from ..parallel import RayPool, RayUnavailable, local_pool
+    from . import partitioned, swarm
+
+    watchdog.watch(time.monotonic_ns)  # guest code runs in the workers, each with its own watchdog, not here
+    try:
+        ray = RayPool(opts.ray) if opts.ray is not None else None
+    except RayUnavailable as exc:
+        raise BadInput(str(exc)) from None
+    workers = opts.jobs if ray is None or "--jobs" in opts.given else ray.cpus()
+    try:
+        if opts.strategy == "exhaustive":
+            return partitioned.explore(opts, workers, ray, max_states=opts.max_states, progress=progress)
+        if ray is not None:
+            return swarm.sample(opts, workers, ray, progress=progress)
+        with local_pool(workers) as pool:
+            return swarm.sample(opts, workers, pool, progress=progress)
+    finally:
+        if ray is not None:
+            ray.shutdown()
 
 
 def _outcome(opts: CheckOptions, moves: list[int]) -> tuple[str, str]:

@@ -34,6 +34,7 @@ counter.
 
 from __future__ import annotations
 
+import zlib
 from types import FunctionType
 
 from ..machine import ops as o
@@ -257,7 +258,8 @@ class World:
         # per-CPU fields that only ever hold their CPU's number: which ones were written (for the key)
         self.owner_fields = self.symmetry.owner_fields if self.symmetry is not None else {}
         self.owners_set = 0
-        self._orbits: dict[int, tuple] = {}  # concrete key hash -> (orbit key hash, renaming)
+        self._orbits: dict[int, tuple] = {}  # concrete key hash -> (orbit key hash, renaming, place)
+        self._place = 0  # the place of the state last given a state_id (under full symmetry)
         self._ample = Ample(self)
 
     # ----------------------------------------------------------------- programs
@@ -535,8 +537,13 @@ class World:
             if crash is None:
                 raise
             raise Violation(crash.prop, f"cpu{cpu}: {crash}") from None
-        ctx.op = op
         ctx.hist = hist
+        self._pending(ctx, op)
+        self._refresh_key(cpu)
+
+    def _pending(self, ctx: Ctx, op: tuple) -> None:
+        """The context's generator yielded ``op``, a visible operation: it is pending, and keys the context."""
+        ctx.op = op
         # the pending operation too: its operands were computed from locals that may be dead
         # once the generator resumes, yet it is still to be performed
         for v in op:
@@ -545,8 +552,7 @@ class World:
                 break
         else:
             op_key = op
-        ctx.key = (ctx.level, ctx.program[0], op_key, generator_key(gen, ctx.frames))
-        self._refresh_key(cpu)
+        ctx.key = (ctx.level, ctx.program[0], op_key, generator_key(ctx.gen, ctx.frames))
 
     def _finish_ctx(self, cpu: int) -> None:
         self.progressed = True
@@ -618,11 +624,80 @@ class World:
         known = self._orbits.get(h)
         if known is None:
             key, renaming = self.symmetry.canonical()
-            known = (hash(key), renaming)
+            known = (hash(key), renaming, self._crc_shared(key[0], self.first_object))
             if len(self._orbits) >= ORBIT_MEMO:
                 self._orbits.clear()
             self._orbits[h] = known
-        return known
+        self._place = known[2]
+        return known[0], known[1]
+
+    def state_place(self) -> tuple[int, tuple | None, int]:
+        """:meth:`state_id`, and the state's *place*, the same in every process: ``acquisitions << 32 | crc``.
+
+        ``acquisitions``: how many the CPUs completed together; ``crc``: a CRC-32 of the shared
+        memory (outside per-CPU objects: the lock words, the PV hash table, the critical
+        sections' data), under full symmetry of the orbit's canonical memory, so that every
+        state of an orbit has one place.  (The state's hash is not: it mixes in objects hashed by identity and
+        strings hashed with the process's own seed.)  The parallel search partitions states
+        by place (:mod:`pvspin.check.partitioned`).
+        """
+        h, renaming = self.state_id()
+        crc = self._crc_shared(self.data, 0) if self.symmetry is None else self._place
+        return h, renaming, sum(self.k) << 32 | crc
+
+    def _crc_shared(self, memory, offset: int) -> int:
+        """A CRC-32 of the shared memory (not per-CPU) in ``memory``, which starts at address ``offset``."""
+        view = memoryview(memory)
+        crc = 0
+        for start, end in self._ample.shared:
+            crc = zlib.crc32(view[start - offset:end - offset], crc)
+        return crc
+
+    def export_state(self) -> tuple:
+        """The state as plain values, for a world of the same configuration in another process (:meth:`import_state`).
+
+        A context travels as the results sent to it: the receiving world rebuilds its generator.
+        """
+        ctxs = []
+        for live in self.ctxs:
+            saved = []
+            for c in live:
+                results = []
+                hist = c.hist
+                while hist is not None:
+                    results.append(hist[1])
+                    hist = hist[0]
+                results.reverse()
+                saved.append((c.level, c.program, tuple(results)))
+            ctxs.append(tuple(saved))
+        return (self.unmoved, self.owners_set, bytes(self.data), tuple(self.buffers), tuple(ctxs), tuple(self.k),
+                tuple(self.halted), tuple(self.latched), tuple(self.irqs_enabled), tuple(self.holders.items()),
+                self.spurious_budget, self.irqs_taken)
+
+    def import_state(self, state: tuple) -> None:
+        """Take the state :meth:`export_state` gave (in this process or another)."""
+        (self.unmoved, self.owners_set, data, buffers, ctxs, k, halted, latched, irqs, holders, self.spurious_budget,
+         self.irqs_taken) = state
+        self.data[:] = data
+        self.buffers = list(buffers)
+        self.k = list(k)
+        self.halted = list(halted)
+        self.latched = list(latched)
+        self.irqs_enabled = list(irqs)
+        self.holders = dict(holders)
+        for cpu, saved in enumerate(ctxs):
+            live = []
+            for level, program, results in saved:
+                ctx = Ctx(level, program)
+                ctx.gen = self.setup.program(program)
+                op = ctx.gen.send(None)
+                for r in results:
+                    op = ctx.gen.send(r)
+                    ctx.hist = (ctx.hist, r)
+                self._pending(ctx, op)
+                live.append(ctx)
+            self.ctxs[cpu] = live
+            self._refresh_key(cpu)
 
     def snapshot(self) -> tuple:
         return (

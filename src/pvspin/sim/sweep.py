@@ -20,10 +20,9 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from itertools import product
-from multiprocessing import get_context
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -33,6 +32,7 @@ from ..kernel.lockevents import LOCK_EVENTS
 from ..kernel.userlock import UserLockError
 from ..machine import watchdog
 from ..output import unwritable
+from ..parallel import RayPool, RayUnavailable, local_pool
 from .scenario import BadInput, Run, Scenario, describe_validation_error, merge, scenario_from
 from .vcpu import SimulationError
 
@@ -473,8 +473,12 @@ def run_sweep(
     jobs: int | None = None,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
     force: bool = False,
+    ray: str | None = None,
 ) -> dict:
-    """Run every point not yet in ``out`` (``jobs`` processes), then write the summary."""
+    """Run every point not yet in ``out`` (``jobs`` processes, or tasks on the Ray cluster at ``ray``), then write the summary.
+
+    Raises :class:`~pvspin.parallel.RayUnavailable` when Ray is asked for and cannot be had.
+    """
     points = sweep.points()
     claim_out(out, sweep, force)
     results = Results(out, sweep)
@@ -502,12 +506,12 @@ def run_sweep(
             f"max/min {fmt_spread(metrics['fairness_max_over_min'])} ({time.perf_counter() - started:.0f} s)"
         )
 
-    if jobs == 1:
+    if jobs == 1 and ray is None:
         for n, point in enumerate(todo, 1):
             finished(n, point, measured(point, lambda p=point: measure(p.scenario.model_dump_json())))
     elif todo:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("fork"), initializer=_exit_with_parent,
-                                 initargs=(os.getpid(),)) as pool:
+        # a point whose Ray worker dies is run again by Ray; a row is written only once its point returned
+        with RayPool(ray) if ray is not None else local_pool(jobs) as pool:
             futures = {pool.submit(measure, p.scenario.model_dump_json()): p for p in todo}
             try:
                 for n, future in enumerate(as_completed(futures), 1):
@@ -521,22 +525,6 @@ def run_sweep(
     summary = {"sweep": spec(sweep), "aggregate": aggregate(sweep, rows)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def _exit_with_parent(parent: int) -> None:
-    """In a worker: exit when the sweep's process is gone (``kill -9`` leaves no one to shut the pool down).
-
-    Otherwise idle workers live on, holding the parent's stdout open.  A thread polls the parent
-    once a second (portable; Linux's PR_SET_PDEATHSIG would need ctypes and still race the fork).
-    """
-    import threading
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def fmt_spread(value) -> str:
@@ -591,6 +579,7 @@ def main(
     jobs: str | None,
     plots: bool,
     force: bool = False,
+    ray: str | None = None,
 ) -> int:
     """``pvspin sweep``: exit 0 when done, 2 on bad input (one line on stderr)."""
     from .command import BadInput as FlagError
@@ -602,6 +591,8 @@ def main(
         check_out(out)
         nseeds = parse_number("--seeds", seeds, minimum=1)
         njobs = parse_number("--jobs", jobs, minimum=1)
+        if ray is not None and jobs is not None:
+            raise BadInput("--jobs is for processes on this machine; with --ray the cluster's CPUs run the points")
         with watchdog.guard():  # booting every point runs the locks' setup code
             sweep = build_sweep(params, locks, nseeds, scenario_file, flag_overrides(flags), flag_fields(flags))
     except (BadInput, FlagError) as err:
@@ -619,14 +610,14 @@ def main(
     started = time.perf_counter()
     watchdog.sigterm_as_interrupt()  # SIGTERM stops as Ctrl-C does: finished points kept, resumable
     try:
-        summary = run_sweep(sweep, Path(out), njobs, force=force)
+        summary = run_sweep(sweep, Path(out), njobs, force=force, ray=ray)
     except KeyboardInterrupt:
         print(f"interrupted: finished points are in {out}; run the same command again to resume", file=sys.stderr)
         return 130
     except SimulationError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_GUEST_FAILED
-    except BadInput as err:  # the output directory, found unusable once the sweep is known
+    except (BadInput, RayUnavailable) as err:  # the output directory, found unusable once the sweep is known; no Ray
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     written = [Path(out) / name for name in ("points.csv", "points.jsonl", "summary.json")]

@@ -1,0 +1,193 @@
+"""Where parallel work runs: worker processes on this machine, or a Ray cluster.
+
+Both backends hand out :class:`concurrent.futures.Future` objects, so a caller waits on local
+processes and on Ray tasks alike (``as_completed``, ``wait``):
+
+* :func:`local_pool` -- forked worker processes (the sweep's pool, and one per checker worker);
+* :class:`RayPool` -- tasks and actors on a Ray cluster: an existing one (``--ray ADDRESS``,
+  ``auto`` for the one ``ray start`` runs on this node) or one started for the run (``--ray``
+  alone).  The driver's own ``pvspin`` package is shipped to the workers (a runtime
+  environment), so every node runs the code the driver's results are keyed by.
+
+Ray is an optional extra (``pip install 'pvspin[ray]'``): it is imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+LOCAL = "local"  # ``--ray`` without an address: a cluster on this machine, started for the run
+RAY_MISSING = "--ray needs Ray, an optional extra: pip install 'pvspin[ray]'"
+RETRIES = 5  # a Ray task whose worker died is run again, up to this many times
+
+
+class RayUnavailable(Exception):
+    """Ray is not installed, or the cluster cannot be reached: one line for the user."""
+
+
+def local_pool(jobs: int) -> ProcessPoolExecutor:
+    """``jobs`` forked processes that exit when this one is gone."""
+    return ProcessPoolExecutor(jobs, mp_context=get_context("fork"), initializer=_exit_with_parent,
+                               initargs=(os.getpid(),))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: exit when the driver's process is gone (``kill -9`` leaves no one to shut the pool down).
+
+    Otherwise idle workers live on, holding the parent's stdout open.  A thread polls the parent
+    once a second (portable; Linux's PR_SET_PDEATHSIG would need ctypes and still race the fork).
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise RayUnavailable(RAY_MISSING) from None
+    return ray
+
+
+class RayPool:
+    """A connection to a Ray cluster for one run; :meth:`shutdown` leaves it (and stops a local one)."""
+
+    def __init__(self, address: str):
+        ray = self.ray = _import_ray()
+        import logging
+
+        package = str(Path(__file__).resolve().parent)
+        try:
+            ray.init(address=address, runtime_env={"py_modules": [package]}, logging_level=logging.WARNING,
+                     log_to_driver=False, include_dashboard=False, configure_logging=True)
+        except (ConnectionError, ValueError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise RayUnavailable(f"--ray {address}: {first}") from None
+        self._tasks: dict = {}
+
+    def cpus(self) -> int:
+        return max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+
+    def submit(self, fn, *args) -> Future:
+        """``fn(*args)`` as a Ray task, run again if its worker dies; its own exception, not Ray's wrapper."""
+        task = self._tasks.get(fn)
+        if task is None:
+            task = self._tasks[fn] = self.ray.remote(max_retries=RETRIES)(fn)
+        return self.future(task.remote(*args))
+
+    def actor(self, cls, *args):
+        """An instance of ``cls`` in a worker process of its own, a CPU to itself (not restarted: the caller rebuilds it)."""
+        return self.ray.remote(num_cpus=1, max_restarts=0)(cls).remote(*args)
+
+    def call(self, actor, method: str, *args) -> Future:
+        return self.future(getattr(actor, method).remote(*args))
+
+    def kill(self, actor) -> None:
+        self.ray.kill(actor, no_restart=True)
+
+    def future(self, ref) -> Future:
+        ray = self.ray
+        out: Future = Future()
+        out.ref = ref
+
+        def done(inner: Future) -> None:
+            try:
+                out.set_result(inner.result())
+            except ray.exceptions.RayTaskError as err:  # the task raised: that exception, as raised locally
+                cause = err.cause
+                out.set_exception(cause if isinstance(cause, BaseException) else err)
+            except BaseException as err:  # the worker or its node is gone (after the retries)
+                out.set_exception(err)
+
+        ref.future().add_done_callback(done)
+        return out
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:  # noqa: ARG002 -- as ProcessPoolExecutor's
+        """Leave the cluster: a local one stops, an existing one cancels this driver's tasks."""
+        self.ray.shutdown()
+
+    def __enter__(self) -> RayPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+
+def lost_worker(err: BaseException) -> bool:
+    """Whether a failed call means its worker process died (a killed process, a lost node), not a bug."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    if isinstance(err, BrokenProcessPool):
+        return True
+    ray = _loaded_ray()
+    return ray is not None and isinstance(err, ray.exceptions.RayActorError | ray.exceptions.WorkerCrashedError)
+
+
+def _loaded_ray():
+    import sys
+
+    return sys.modules.get("ray")
+
+
+class Workers:
+    """``n`` instances of ``cls(*args, index, n)``, each in a process of its own: forked here, or Ray actors.
+
+    :meth:`call` runs a method of one of them and gives a Future; one whose process died can be
+    :meth:`restart`\\ ed, fresh (the caller gives it again what it needs).
+    """
+
+    def __init__(self, cls, args: tuple, n: int, ray: RayPool | None = None):
+        self.cls, self.args, self.n, self.ray = cls, args, n, ray
+        self.handles = [self._start(i) for i in range(n)]
+
+    def _start(self, i: int):
+        args = (*self.args, i, self.n)
+        if self.ray is not None:
+            return self.ray.actor(self.cls, *args)
+        pool = local_pool(1)
+        pool.submit(_create, self.cls, args)
+        return pool
+
+    def call(self, i: int, method: str, *args) -> Future:
+        if self.ray is not None:
+            return self.ray.call(self.handles[i], method, *args)
+        return self.handles[i].submit(_call, method, args)
+
+    def restart(self, i: int) -> None:
+        self._stop(i)
+        self.handles[i] = self._start(i)
+
+    def _stop(self, i: int) -> None:
+        if self.ray is not None:
+            try:
+                self.ray.kill(self.handles[i])
+            except Exception:  # noqa: BLE001 -- already gone with its node: nothing to stop
+                pass
+        else:
+            self.handles[i].shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        for i in range(self.n):
+            self._stop(i)
+
+
+_instance = None  # in a local worker process: its Workers instance
+
+
+def _create(cls, args: tuple) -> None:
+    global _instance
+    _instance = cls(*args)
+
+
+def _call(method: str, args: tuple):
+    return getattr(_instance, method)(*args)
