@@ -7,7 +7,7 @@ import sys
 import typer
 
 RAY_HELP = ("run on a Ray cluster: ADDRESS (host:port, ray://host:port, or auto for the one `ray start` runs "
-            "here), or no address for a cluster on this machine started for the run; needs pip install 'pvspin[ray]'")
+            "here), or no address for a cluster on this machine started for the run; needs pip install 'pvspin[ray]'  [default: none, local processes]")
 
 # rich_markup_mode=None: help texts are plain text ("[default: ...]" and "x [y]" are not markup)
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -71,7 +71,7 @@ def sweep(
     lock_count: str = LOCK_COUNT,
     jobs: str = typer.Option(None, metavar="N", help="worker processes  [default: CPU count]", show_default=False),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="draw PNG and SVG plots"),
-    ray: str = typer.Option(None, "--ray", metavar="[ADDRESS]", help=RAY_HELP),
+    ray: str = typer.Option(None, "--ray", metavar="[ADDRESS]", help=RAY_HELP, show_default=False),
 ) -> None:
     """Sweep one or two scenario parameters over lock kinds and seeds, in parallel; CSV, JSON and plots."""
     from .sim import sweep as sweeper
@@ -185,7 +185,7 @@ def check(
     max_states: str = typer.Option(None, metavar="N", help="stop after this many states (graphs for the graph checker): INCOMPLETE  [default: no limit]", show_default=False),
     max_seconds: str = typer.Option(None, metavar="S", help="stop after this many seconds: INCOMPLETE  [default: no limit]", show_default=False),
     jobs: str = typer.Option(None, metavar="N", help="workers: local processes, or with --ray Ray workers [default: 1; with --ray, the cluster's CPUs]", show_default=False),
-    ray: str = typer.Option(None, "--ray", metavar="[ADDRESS]", help=RAY_HELP),
+    ray: str = typer.Option(None, "--ray", metavar="[ADDRESS]", help=RAY_HELP, show_default=False),
 ) -> None:
     """Model-check a lock: every interleaving (or a sample) under SC or x86-TSO, or every execution graph (ARMv8, LKMM).
 
