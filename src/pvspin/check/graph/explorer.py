@@ -874,7 +874,17 @@ def _revisited(g: Graph, prefix: set, t0: int, slot0: int, stamp: int, write: in
         else:
             threads[t][slot] = None
     threads[t0][slot0] = Forced(write, deps=pending.deps, stamp=pending.stamp)
-    co = {loc: tuple(w for w in order if not dead >> w & 1) for loc, order in g.co.items()}
+    # One graph, one form: a hole at the end of a thread is no hole (the thread appends there, or
+    # ends before it), and a location whose writes all went has no order (as if never written).
+    # Left in, they made the same execution two graphs, explored and counted twice.
+    for recs in threads:
+        while recs and recs[-1] is None:
+            recs.pop()
+    co = {}
+    for loc, order in g.co.items():
+        kept = tuple(w for w in order if not dead >> w & 1)
+        if kept:
+            co[loc] = kept
     return Graph(threads, co, g.clock)
 
 
