@@ -51,6 +51,9 @@ def test_the_docs_have_snapshots():
 def test_printed_output_is_what_the_command_prints(doc, command, expected):
     args = shlex.split(command)
     assert args[0] == "pvspin", f"{doc}: a console block runs pvspin, not {args[0]}"
+    shared = [a for a in args if a.startswith("../shared/") and not (ROOT / a).exists()]
+    if shared:  # the peers' litmus suites are read where they are, never copied here
+        pytest.skip(f"{shared[0]} not found")
     run = subprocess.run([sys.executable, "-m", "pvspin", *args[1:]], capture_output=True, text=True, cwd=ROOT,
                          timeout=300)  # fmt: skip
     actual = (run.stdout + run.stderr).splitlines()

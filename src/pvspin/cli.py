@@ -230,12 +230,15 @@ def litmus(
     expect: str = typer.Option(None, metavar="FILE.csv", help="CSV of recorded verdicts (path,0|1; paths relative to the CSV's folder)  [default: none]", show_default=False),
     engine: str = typer.Option(None, metavar="NAME", help="interleaving or graph  [default: interleaving for sc and tso, graph for armv8 and lkmm]", show_default=False),
     lkmm_version: str = typer.Option(None, metavar="VERSION", help="with --memory-model lkmm: v00, v01 or current  [default: current]", show_default=False),
+    spinlock: str = typer.Option(None, metavar="LOCK", help="C tests: spin_*() as abstract (lock.cat's lock), qspinlock, qspinlock-16k, pvqspinlock or path/to/file.py:NAME (the kernel's code, on the execution-graph checker, under any model)  [default: abstract]", show_default=False),
+    compare_abstract: bool = typer.Option(False, "--compare-abstract", help="with --spinlock LOCK: run every C test that takes a lock with LOCK and with lock.cat's lock under LKMM, and compare their final states"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Run X86, AArch64 and C litmus tests: reachable final states and herd7's Observation line per test."""
     from .litmus import command
 
-    raise typer.Exit(command.main(paths, memory_model, expect, json_out, engine, lkmm_version))
+    raise typer.Exit(command.main(paths, memory_model, expect, json_out, engine, lkmm_version, spinlock,
+                                  compare_abstract))
 
 
 @app.command()

@@ -226,6 +226,13 @@ class QSpinlock:
 
     spin_trylock = queued_spin_trylock
 
+    def queued_spin_is_locked(self, lock: View) -> GuestCode:
+        """queued_spin_is_locked(): the word, read once; any non-zero state counts as locked, even if
+        ``_Q_LOCKED_VAL`` is not yet observable (a pending or queued waiter about to take it)."""
+        return (yield atomic_read(lock.val))
+
+    spin_is_locked = queued_spin_is_locked
+
     def native_queued_spin_unlock(self, lock: View) -> GuestCode:
         """native_queued_spin_unlock(): (*,*,1) -> (*,*,0), a release store to the locked byte."""
         yield smp_store_release(lock.locked, 0)

@@ -43,7 +43,8 @@ C                                                        guest operation (:mod:`
 =======================================================  =====================================
 
 The spinlock is LKMM's abstract lock of ``lock.cat`` (see :mod:`pvspin.check.graph.models.lkmm`):
-these tests run under ``--memory-model lkmm`` only.
+these tests run under ``--memory-model lkmm`` only.  With ``--spinlock LOCK`` the ``spin_*()``
+calls are the kernel's lock code instead (:mod:`.spinlock`), and the tests run under any model.
 
 **Dependencies** are carried as the AArch64 front end carries them: a value read is a
 :class:`~pvspin.machine.deps.Dep`, C arithmetic on it keeps its reads, an access through a
@@ -129,6 +130,8 @@ def _calls() -> None:
 
 _calls()
 
+
+_SPIN = frozenset({"spin_lock", "spin_unlock", "spin_trylock", "spin_is_locked"})
 
 # atomic_add(v, p) and the like: the pointer is the second argument
 _OPERAND_FIRST = frozenset({"op_return", "fetch", "fetch_bits", "fetch_and", "noreturn", "noreturn_bits", "noreturn_and",
@@ -510,10 +513,19 @@ class CThread:
             _unsupported("a plain read through a pointer", e[2])
         raise AssertionError(tag)
 
+    def _lock(self, inst, value, line: int):
+        name = inst.names.get(int(value) & MASK64)
+        if name not in inst.locks:
+            _fault(f"the lock pointer at line {line} ({int(value) & MASK64:#x}) is no lock")
+        return inst.locks[name]
+
     def _ref(self, inst, value, line: int):
         name = inst.names.get(int(value) & MASK64)
         if name is None:
             _fault(f"the address computed at line {line} ({int(value) & MASK64:#x}) is no location")
+        if name in inst.locks:
+            _fault(f"line {line} accesses the lock {name} other than through spin_*(): its word is the "
+                   f"{inst.spinlock.name} lock's")
         ref = inst.mem.ref_at(value & MASK64, 8)
         return inst.refs[name].depending(ref.deps)
 
@@ -524,10 +536,16 @@ class CThread:
         for a in args:
             vals.append((yield from self._eval(a, env, inst)))
         if kind == "fence":
+            if inst.spinlock is not None:  # the lock's own barriers, as the lock's architecture defines them
+                what = inst.spinlock.fence(what)
+                if what is None:
+                    return 0
             yield (o.FENCE, what)
             return 0
         if kind == "nothing":
             return 0
+        if inst.spinlock is not None and kind in _SPIN:  # the kernel's lock code on the lock's word
+            return (yield from inst.spinlock.call(kind, inst.lock, self._lock(inst, vals[0], line)))
         ref = self._ref(inst, vals[1 if kind in _OPERAND_FIRST else 0], line)
         if kind in ("load", "load*"):
             return _signed((yield (o.LOAD, ref, order)))
@@ -599,7 +617,7 @@ class CThread:
                 yield from self._run(s[1], env, inst)
 
     def program(self, inst, tid: int):
-        env = {p: inst.refs[p].addr for p in self.params}
+        env = {p: inst.address(p) for p in self.params}
         for name, value in self.registers.items():
             env[name] = inst.value(value) if isinstance(value, str) else value
         yield from self._run(self.body, env, inst)
@@ -749,6 +767,7 @@ def parse_text(path: Path, text: str) -> LitmusTest:
     condition = parse_condition(path, _ALL_HERD_COMMENTS.sub(_blank, text[tail_at:]), line_of(tail_at))
     threads = []
     used: set[str] = set()
+    locks: dict[str, int] = {}  # what spin_*() take, by the parameter naming it ("" : a computed pointer)
     for (tid, params_text, fline, body_text, bline), regs in zip(functions, registers, strict=True):
         params = []
         for part in params_text.split(","):
@@ -761,7 +780,8 @@ def parse_text(path: Path, text: str) -> LitmusTest:
         used.update(params)
         toks = _Toks(path, body_text, bline)
         body = _block(toks)
-        _check_locks(body, fline)
+        for lock, at in _check_locks(body, fline, params).items():
+            locks.setdefault(lock, at)
         threads.append(CThread(params, body, regs))
         used.update(v for v in regs.values() if isinstance(v, str))
     for var in condition.variables():
@@ -770,16 +790,21 @@ def parse_text(path: Path, text: str) -> LitmusTest:
                             f"but the test has no thread {var.thread}")
     registers_out = [dict(t.registers) for t in threads]
     return LitmusTest(path, "C", name, complete_locations(locations, used, condition), registers_out, threads,
-                      condition, {})
+                      condition, {}, dict(sorted(locks.items())))
 
 
 def condition_line(text: str, at: int, line_of) -> int:
     return line_of(at)
 
 
-def _check_locks(body: list, line: int) -> None:
-    """A spin_unlock() needs a spin_lock()/spin_trylock() of the same lock before it in the thread (textually)."""
+def _check_locks(body: list, line: int, params: list[str]) -> dict[str, int]:
+    """A spin_unlock() needs a spin_lock()/spin_trylock() of the same lock before it in the thread (textually).
+
+    Returns the locations the thread passes to any ``spin_*()``, each with its first line;
+    a lock pointer that is not one of the thread's parameters is ``""`` (computed).
+    """
     locked: set = set()
+    taken: dict[str, int] = {}
 
     def walk(stmts):
         for s in stmts:
@@ -801,9 +826,10 @@ def _check_locks(body: list, line: int) -> None:
         if e[0] == "call":
             for a in e[3]:
                 visit(a)
-            if e[1] not in ("spin_lock", "spin_trylock", "spin_unlock"):
+            if e[1] not in ("spin_lock", "spin_trylock", "spin_unlock", "spin_is_locked"):
                 return
             lock = e[3][0][1] if e[3][0][0] == "var" else repr(e[3][0])
+            taken.setdefault(lock if lock in params else "", e[4])
             if e[1] in ("spin_lock", "spin_trylock"):
                 locked.add(lock)
             elif e[1] == "spin_unlock" and lock not in locked:
@@ -815,6 +841,7 @@ def _check_locks(body: list, line: int) -> None:
                 visit(part)
 
     walk(body)
+    return taken
 
 
 def parse(src) -> LitmusTest:

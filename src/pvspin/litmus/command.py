@@ -9,20 +9,31 @@ in ``../shared/litmus``) it compares the verdicts and ends with the agree / disa
 unsupported counts, every disagreement and every unsupported test with its reason.
 ``--json`` prints one object instead.
 
-Exit status: 0, or 1 when some verdict disagrees with the CSV; 2 for bad input (a
-missing path, a malformed test or CSV, a memory model without an engine), with one line
-on stderr naming the file and line.
+``--spinlock LOCK`` (C tests only; :mod:`.spinlock`) runs ``spin_*()`` as the kernel's lock
+code instead of lock.cat's abstract lock, under any model (``abstract``, the default, is
+today's lock.cat).  With ``--compare-abstract`` every C test that takes a lock runs both
+ways -- the lock under ``--memory-model``, the abstract lock under LKMM (the version given,
+else current) -- and each test's reachable final states are compared: ``agree``,
+``stronger`` (the real lock reaches fewer), ``weaker`` (it reaches a state LKMM's lock
+forbids) or ``incomparable``.
+
+Exit status: 0, or 1 when some verdict disagrees with the CSV (with ``--compare-abstract``:
+when some test is weaker or incomparable); 2 for bad input (a missing path, a malformed
+test or CSV, a memory model without an engine, a ``--spinlock`` that names no lock), with
+one line on stderr naming the file and line or the value.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import load
+from . import spinlock as spin
 from .run import ARCHES, ENGINE_NAMES, ENGINES_BY_NAME, LKMM_VERSIONS, MEMORY_MODELS, judge, outcomes
 from .source import Malformed, Unsupported
 from .test import LitmusTest, format_state
@@ -44,6 +55,7 @@ class Outcome:
     result: object = None
     reason: str | None = None
     expected: int | None = None
+    lock_run: spin.LockRun | None = None  # with --spinlock LOCK: what the search counted
 
 
 @dataclass
@@ -51,6 +63,7 @@ class Summary:
     memory_model: str
     expect: str | None
     outcomes: list[Outcome] = field(default_factory=list)
+    spinlock: str | None = None  # the header's description of the lock, when --spinlock was given
 
     @property
     def supported(self) -> list[Outcome]:
@@ -132,18 +145,23 @@ def check_model(memory_model: str, engine: str | None, lkmm_version: str | None 
                        "only the execution-graph checker runs it)")
 
 
-def execute(paths: list[str], memory_model: str, expect: str | None, engine: str | None = None,
-            lkmm_version: str | None = None) -> Summary:
-    """Parse every test first (a malformed one stops everything), then run the supported ones.
+def kernel_lock(spinlock: str | None, memory_model: str, engine: str | None) -> spin.KernelLock | None:
+    """The lock ``--spinlock`` names (None: lock.cat's abstract lock); :class:`BadInput` naming the value."""
+    if spinlock is None or spinlock == spin.ABSTRACT:
+        return None
+    try:
+        lock = spin.KernelLock(spinlock, memory_model)
+    except spin.BadSpinlock as exc:
+        raise BadInput(str(exc)) from None
+    if engine not in (None, "graph"):
+        raise BadInput(f"--spinlock {spinlock} --engine {engine}: the lock's spin-waits are the execution-graph "
+                       "checker's awaits (use --engine graph or leave --engine out)")
+    return lock
 
-    A test whose front end has no memory model here (a C test under armv8, an AArch64 test
-    under lkmm) is bad input: the model cannot say anything about it.
-    """
-    check_model(memory_model, engine, lkmm_version)
-    version = (lkmm_version or "current") if memory_model == "lkmm" else None
-    files = collect(paths)
-    base, verdicts = read_expectations(expect) if expect else (None, {})
-    summary = Summary(f"{memory_model} {version}" if version else memory_model, expect)
+
+def read_tests(summary: Summary, files: list[Path], base: Path | None, verdicts: dict, memory_model: str,
+               spinlock: str | None) -> None:
+    """Parse every test (a malformed one stops everything) into ``summary``; refuse tests the run cannot take."""
     for path in files:
         item = Outcome(_test_id(path, base), expected=verdicts.get(path.resolve()))
         try:
@@ -152,18 +170,48 @@ def execute(paths: list[str], memory_model: str, expect: str | None, engine: str
             raise BadInput(str(exc)) from None
         except Unsupported as exc:
             item.reason = exc.reason
-        if item.test is not None and item.test.arch not in ARCHES[memory_model]:
+        if item.test is not None and spinlock is not None and item.test.arch != "C":
+            raise BadInput(f"--spinlock {spinlock}: {path} is an {item.test.arch} test; the lock is what a C "
+                           "test's spin_*() calls")
+        if item.test is not None and item.test.arch not in ARCHES[memory_model] and (
+                spinlock in (None, spin.ABSTRACT)):
             raise BadInput(f"{path}: {item.test.arch} litmus tests do not run under --memory-model {memory_model} "
                            f"(it takes {', '.join(ARCHES[memory_model])} tests)")
         summary.outcomes.append(item)
+
+
+def execute(paths: list[str], memory_model: str, expect: str | None, engine: str | None = None,
+            lkmm_version: str | None = None, spinlock: str | None = None) -> Summary:
+    """Parse every test first (a malformed one stops everything), then run the supported ones.
+
+    A test whose front end has no memory model here (a C test under armv8 with the abstract
+    lock, an AArch64 test under lkmm) is bad input: the model cannot say anything about it.
+    With a real ``spinlock`` C tests run under every model.
+    """
+    check_model(memory_model, engine, lkmm_version)
+    lock = kernel_lock(spinlock, memory_model, engine)
+    version = (lkmm_version or "current") if memory_model == "lkmm" else None
+    files = collect(paths)
+    base, verdicts = read_expectations(expect) if expect else (None, {})
+    summary = Summary(f"{memory_model} {version}" if version else memory_model, expect)
+    if spinlock is not None:
+        summary.spinlock = lock.describe(memory_model) if lock else ABSTRACT_DESCRIPTION
+    read_tests(summary, files, base, verdicts, memory_model, spinlock)
     for item in summary.outcomes:
         if item.test is None:
             continue
         try:
-            item.result = judge(item.test, outcomes(item.test, memory_model, engine, version))
+            if lock is None:
+                item.result = judge(item.test, outcomes(item.test, memory_model, engine, version))
+            else:
+                item.lock_run = spin.run(item.test, lock, memory_model, version)
+                item.result = judge(item.test, item.lock_run.outcomes)
         except Unsupported as exc:
             item.reason = exc.reason
     return summary
+
+
+ABSTRACT_DESCRIPTION = "abstract (lock.cat's LKR/LKW/UL/RL/RU events)"
 
 
 # --------------------------------------------------------------------------- output
@@ -179,13 +227,49 @@ def render_test(item: Outcome) -> list[str]:
     lines.append("Ok" if r.verdict else "No")
     lines.append(f"Condition {item.test.condition}")
     lines.append(r.observation)
+    if item.lock_run is not None:
+        lines.extend(_lock_lines(item.lock_run))
     if item.expected is not None:
         lines.append("agree" if item.expected == r.verdict else f"DISAGREE: expected {item.expected}, got {r.verdict}")
     return lines
 
 
+def _lock_lines(run: spin.LockRun, indent: str = "") -> list[str]:
+    """What a run with a real lock counted besides executions: never dropped silently."""
+    lines = [f"{indent}run: {run.note}"]
+    if run.first_stuck:
+        lines.append(f"{indent}stuck (a CPU spins forever; the first): {run.first_stuck}")
+    if run.cut:
+        lines.append(f"{indent}bounded: the final states are those of the executions within the loop bound")
+    return lines
+
+
+def _lowered(runs) -> str:
+    """The lowered fields of every run, by field name (``locked in val``): the same for every lock of a test."""
+    fields = set()
+    for run in runs:
+        for text in run.lowered:
+            m = re.fullmatch(r"[^.\s]+\.(\S+) in [^.\s]+\.(\S+)", text)
+            fields.add(f"{m.group(1)} in {m.group(2)}" if m else text)
+    if not fields:
+        return "checked: no sub-word access of a lock word was made"
+    return "checked: the lock word's sub-word accesses as whole-word RMWs (check/graph/wholeword.py): " + \
+        ", ".join(sorted(fields))
+
+
+def _model(name: str) -> str:
+    """``lkmm current`` as the check command's header spells a model: ``LKMM current``."""
+    model, _, version = name.partition(" ")
+    return f"{model.upper()} {version}".strip()
+
+
 def render(summary: Summary) -> str:
     lines = []
+    if summary.spinlock:
+        runs = [o.lock_run for o in summary.outcomes if o.lock_run is not None]
+        lines = [f"spinlock: {summary.spinlock}",
+                 _lowered(runs) if not summary.spinlock.startswith(spin.ABSTRACT) else
+                 "checked: lock.cat's lock, as without --spinlock", ""]
     for item in summary.outcomes:
         lines.extend(render_test(item))
         lines.append("")
@@ -212,7 +296,11 @@ def as_dict(summary: Summary) -> dict:
             "states": [{"state": format_state(s, inst), "count": n, "satisfies": s in o.result.satisfied}
                        for s, n in o.result.states.items()],
         })
+        if o.lock_run is not None:
+            results[-1]["spinlock_run"] = _run_dict(o.lock_run)
+    extra = {"spinlock": summary.spinlock} if summary.spinlock else {}
     return {
+        **extra,
         "memory_model": summary.memory_model,
         "expect": summary.expect,
         "tests": len(summary.outcomes),
@@ -227,13 +315,191 @@ def as_dict(summary: Summary) -> dict:
     }
 
 
+def _run_dict(run: spin.LockRun) -> dict:
+    return {"executions": run.executions, "stuck": run.stuck, "first_stuck": run.first_stuck, "cut": run.cut,
+            "graphs": run.graphs, "seconds": round(run.seconds, 3), "lowered": run.lowered}
+
+
+# --------------------------------------------------------------------------- --compare-abstract
+AGREE, STRONGER, WEAKER, INCOMPARABLE = "agree", "stronger", "weaker", "incomparable"
+
+
+@dataclass
+class Comparison:
+    """One lock-taking test both ways: the abstract lock under LKMM, the real lock under the run's model."""
+
+    test_id: str
+    test: LitmusTest
+    abstract: object = None  # run.Result
+    real: object = None  # run.Result
+    lock_run: spin.LockRun | None = None
+    reason: str | None = None  # why it was not compared (which side is unsupported)
+
+    @property
+    def relation(self) -> str:
+        a, b = set(self.abstract.states), set(self.real.states)
+        if a == b:
+            return AGREE
+        return STRONGER if b < a else WEAKER if a < b else INCOMPARABLE
+
+
+@dataclass
+class CompareSummary:
+    spinlock: str
+    memory_model: str
+    reference: str
+    tests: int = 0  # files read
+    unreadable: list[Outcome] = field(default_factory=list)  # the C front end refused them: no lock known
+    no_lock: int = 0
+    items: list[Comparison] = field(default_factory=list)
+
+    @property
+    def compared(self) -> list[Comparison]:
+        return [c for c in self.items if c.reason is None]
+
+    def count(self, relation: str) -> int:
+        return sum(1 for c in self.compared if c.relation == relation)
+
+
+def compare(paths: list[str], memory_model: str, engine: str | None, lkmm_version: str | None,
+            spinlock: str | None) -> CompareSummary:
+    """Every C test that takes a lock, with lock.cat's lock under LKMM and with ``spinlock`` under the model."""
+    check_model(memory_model, engine, lkmm_version)
+    if spinlock in (None, spin.ABSTRACT):
+        raise BadInput("--compare-abstract compares a real lock with the abstract one: give --spinlock LOCK "
+                       f"({', '.join(spin.NAMED)} or path/to/file.py:NAME)")
+    lock = kernel_lock(spinlock, memory_model, engine)
+    version = (lkmm_version or "current") if memory_model == "lkmm" else None
+    reference = lkmm_version or "current"
+    summary = CompareSummary(lock.describe(memory_model), f"{memory_model} {version}" if version else memory_model,
+                             f"lkmm {reference}")
+    holder = Summary(summary.memory_model, None)
+    read_tests(holder, collect(paths), None, {}, memory_model, spinlock)
+    summary.tests = len(holder.outcomes)
+    for item in holder.outcomes:
+        if item.test is None:
+            summary.unreadable.append(item)
+            continue
+        if not item.test.locks:
+            summary.no_lock += 1
+            continue
+        c = Comparison(item.test_id, item.test)
+        try:
+            c.abstract = judge(item.test, outcomes(item.test, "lkmm", None, reference))
+        except Unsupported as exc:
+            c.reason = f"abstract lock: {exc.reason.removeprefix('unsupported: ')}"
+        if c.reason is None:
+            try:
+                c.lock_run = spin.run(item.test, lock, memory_model, version)
+                c.real = judge(item.test, c.lock_run.outcomes)
+            except Unsupported as exc:
+                c.reason = f"{lock.name}: {exc.reason.removeprefix('unsupported: ')}"
+        summary.items.append(c)
+    return summary
+
+
+def _verdict_word(result) -> str:
+    return result.observation.split()[2]  # Never / Sometimes / Always
+
+
+def render_compare(summary: CompareSummary, name: str) -> str:
+    lines = [f"spinlock: {summary.spinlock}, under {_model(summary.memory_model)}",
+             f"compared with: lock.cat's abstract lock under {_model(summary.reference)}",
+             _lowered(c.lock_run for c in summary.compared), ""]
+    for c in summary.items:
+        if c.reason is not None:
+            lines.append(f"Test {c.test_id}: not compared: {c.reason}")
+            continue
+        a, b, rel = c.abstract, c.real, c.relation
+        verdicts = f"abstract {_verdict_word(a)}, {name} {_verdict_word(b)}"
+        if rel == AGREE:
+            lines.append(f"Test {c.test_id}: agree: {verdicts}, {len(a.states)} states "
+                         f"({name}: {c.lock_run.note})")
+            lines.extend(_lock_lines(c.lock_run, "  ")[1:])
+            continue
+        sa, sb = set(a.states), set(b.states)
+        what = {STRONGER: f"{name} reaches {len(sa - sb)} final state(s) fewer",
+                WEAKER: f"{name} reaches {len(sb - sa)} final state(s) the abstract lock does not",
+                INCOMPARABLE: f"{len(sb - sa)} state(s) only with {name}, {len(sa - sb)} only with the abstract lock"}
+        lines.append(f"Test {c.test_id}: DIFFER, {rel}: {what[rel]}; {verdicts}")
+        lines.append(f"  Condition {c.test.condition}")
+        inst = c.test.instance()
+        for label, result, other in (("abstract", a, sb), (name, b, sa)):
+            lines.append(f"  {label}: States {len(result.states)}")
+            for state in result.states:
+                mark = "*>" if state in result.satisfied else ":>"
+                only = "" if state in other else f"   <- {label} only"
+                lines.append(f"    {mark} {format_state(state, inst)}{only}")
+        lines.extend(_lock_lines(c.lock_run, "  "))
+    lines.append("")
+    compared = summary.compared
+    differ = len(compared) - summary.count(AGREE)
+    lines.append(f"{summary.tests} tests: {len(summary.items)} take a lock, {summary.no_lock} take none (not run), "
+                 f"{len(summary.unreadable)} unsupported by the C front end")
+    lines.append(f"of the {len(summary.items)}: {summary.count(AGREE)} agree, {differ} differ ({summary.count(WEAKER)} "
+                 f"weaker, {summary.count(STRONGER)} stronger, {summary.count(INCOMPARABLE)} incomparable), "
+                 f"{len(summary.items) - len(compared)} not compared")
+    for c in compared:
+        if c.relation != AGREE:
+            lines.append(f"{c.relation}: {c.test_id}: abstract {_verdict_word(c.abstract)}, "
+                         f"{name} {_verdict_word(c.real)}")
+    for c in summary.items:
+        if c.reason is not None:
+            lines.append(f"not compared: {c.test_id}: {c.reason}")
+    for o in summary.unreadable:
+        lines.append(f"unsupported: {o.test_id}: {o.reason.removeprefix('unsupported: ')}")
+    return "\n".join(lines)
+
+
+def compare_dict(summary: CompareSummary) -> dict:
+    def side(result, inst, run=None) -> dict:
+        states = [{"state": format_state(s, inst), "count": n, "satisfies": s in result.satisfied}
+                  for s, n in result.states.items()]
+        out = {"verdict": result.verdict, "observation": result.observation, "states": states}
+        if run is not None:
+            out.update(_run_dict(run))
+        return out
+
+    results = []
+    for c in summary.items:
+        inst = c.test.instance()
+        entry = {"test": c.test_id, "name": c.test.name, "locks": sorted(c.test.locks)}
+        if c.reason is not None:
+            entry["not_compared"] = c.reason
+        else:
+            entry.update({"relation": c.relation, "agree": c.relation == AGREE, "abstract": side(c.abstract, inst),
+                          "spinlock": side(c.real, inst, c.lock_run)})
+        results.append(entry)
+    compared = summary.compared
+    return {
+        "spinlock": summary.spinlock, "memory_model": summary.memory_model, "reference": summary.reference,
+        "tests": summary.tests, "take_a_lock": len(summary.items), "no_lock": summary.no_lock,
+        "agree": summary.count(AGREE), "differ": len(compared) - summary.count(AGREE),
+        "weaker": summary.count(WEAKER), "stronger": summary.count(STRONGER),
+        "incomparable": summary.count(INCOMPARABLE), "not_compared": len(summary.items) - len(compared),
+        "unsupported": [{"test": o.test_id, "reason": o.reason} for o in summary.unreadable],
+        "results": results,
+    }
+
+
 def main(paths: list[str], memory_model: str, expect: str | None, as_json: bool, engine: str | None = None,
-         lkmm_version: str | None = None) -> int:
+         lkmm_version: str | None = None, spinlock: str | None = None, compare_abstract: bool = False) -> int:
     try:
-        summary = execute(paths, memory_model, expect, engine, lkmm_version)
+        if compare_abstract:
+            if expect:
+                raise BadInput("--compare-abstract compares two runs of each test; --expect compares one run with "
+                               "a CSV: give one of them")
+            comparison = compare(paths, memory_model, engine, lkmm_version, spinlock)
+        else:
+            summary = execute(paths, memory_model, expect, engine, lkmm_version, spinlock)
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if compare_abstract:
+        print(json.dumps(compare_dict(comparison), indent=2) if as_json else render_compare(comparison, spinlock))
+        sys.stdout.flush()
+        worse = comparison.count(WEAKER) + comparison.count(INCOMPARABLE)
+        return EXIT_DISAGREE if worse else EXIT_OK
     if as_json:
         print(json.dumps(as_dict(summary), indent=2))
     else:

@@ -59,34 +59,53 @@ class LitmusTest:
     threads: list[ThreadCode]  # per thread: the front end's compiled code
     condition: Condition
     features: dict[str, int] = field(default_factory=dict)  # construct -> first line (e.g. "exclusive")
+    locks: dict[str, int] = field(default_factory=dict)  # C tests: location passed to spin_*() -> first line
 
     @property
     def observed(self) -> tuple[Var, ...]:
         """What each final state shows: the condition's locations and registers and ``locations [...]``."""
         return self.condition.variables()
 
-    def instance(self) -> Instance:
-        return Instance(self)
+    def instance(self, spinlock=None) -> Instance:
+        return Instance(self, spinlock)
 
 
 class Instance:
-    """A test's memory and threads, ready to run; build a fresh one per run."""
+    """A test's memory and threads, ready to run; build a fresh one per run.
 
-    def __init__(self, test: LitmusTest):
+    With ``spinlock`` (a :class:`pvspin.litmus.spinlock.KernelLock`), the locations the test
+    passes to ``spin_*()`` are lock words of that lock, allocated by it (``locks``: name ->
+    view), beside its per-CPU nodes, one CPU per thread; they are not in ``refs``, so no
+    final state or condition reads them.  Without it, a lock is a location like the others
+    (lock.cat's abstract lock).
+    """
+
+    def __init__(self, test: LitmusTest, spinlock=None):
         self.test = test
         self.mem = Memory()
-        self.refs = {name: self.mem.alloc(SLOT, name, align=CACHE_LINE).v for name in sorted(test.locations)}
+        self.spinlock = spinlock
+        lock_names = set(test.locks) if spinlock is not None else set()
+        # every name gets its slot, a lock's unused with a real lock: the test's locations keep the
+        # addresses they have with the abstract lock, so that pointer values compare across the two
+        self.refs = {name: self.mem.alloc(SLOT, name if name not in lock_names else f"{name}(abstract)",
+                                          align=CACHE_LINE).v for name in sorted(test.locations)}
+        for name in lock_names:
+            del self.refs[name]
+        self.lock = spinlock.build(self.mem, len(test.threads)) if spinlock is not None else None
+        self.locks = {name: self.lock.alloc_lock(name) for name in sorted(lock_names)}
         self.names = {ref.addr: name for name, ref in self.refs.items()}  # location address -> name
+        self.names.update({view.addr: name for name, view in self.locks.items()})
         for name, value in test.locations.items():
-            self.mem.write(self.refs[name].addr, LOCATION_SIZE, self.value(value))
+            if name not in lock_names:
+                self.mem.write(self.refs[name].addr, LOCATION_SIZE, self.value(value))
         self.threads = [Thread(code, self, tid) for tid, code in enumerate(test.threads)]
 
     def value(self, v: int | str) -> int:
         """An initial value as stored: a location name is its address; an int, 64-bit two's complement."""
-        return self.refs[v].addr if isinstance(v, str) else v & MASK64
+        return self.address(v) if isinstance(v, str) else v & MASK64
 
     def address(self, name: str) -> int:
-        return self.refs[name].addr
+        return self.locks[name].addr if name in self.locks else self.refs[name].addr
 
     def final_state(self, registers: Callable[[Var], int], memory: Callable[[int], int]) -> FinalState:
         """The observed part of a final state, given how to read a register and a location's memory."""
