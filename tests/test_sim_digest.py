@@ -11,7 +11,9 @@ pins its bytes, so the tracer hooks stay where they are.
 The expected digests were produced by commit 2ae79f4's engine (the single-class
 ``sim/engine.py``, before it was split), and re-recorded once when reading the accounts between
 two steps stopped moving the run start of a vCPU inside its host switch-in (a result depended on
-where the 50 progress steps fell; ``tests/test_sim_chunks.py``).  A change that alters the model
+where the 50 progress steps fell; ``tests/test_sim_chunks.py``), and again when two more such
+dependences went: a newly idle pCPU's pull of the vCPU that waited longest, and the spin time
+of a spinner interrupted at its switch-in.  A change that alters the model
 on purpose must say so in its commit and record the new digests; nothing else may.
 """
 
@@ -145,21 +147,21 @@ EXPECTED = {
     "qspinlock-no-paravirt-kernel": "416981a6935d87984063d680623860637bd57d7e04ffd5487919c06e806ff86e",
     "qspinlock-no-paravirt-kvm-nopv": "018e537ddf3f265fa8ecaa6170f90d3b48874061b40d8f5d509e77dd6afdbd12",
     "pvqspinlock-kvm-overcommit": "96e770a6aaa062fceb3ed8dd24134de825480f8cee707860e363d5884c15b3f8",
-    "pvqspinlock-kvm-irq-spurious": "f3e83d6a80d56a27c8f0fb2a6eea691e19cd63802ccae25c759cc2aba4c5fa10",
-    "pvqspinlock-no-patching-locks": "98aa8b12d86da30c11e621fa25b3e69224c961fea7b7cd11d88b816059a1d785",
+    "pvqspinlock-kvm-irq-spurious": "776d054e9ae6e84c91f20d02dbd71103f59a96322239b7705c91bd7603796e1d",
+    "pvqspinlock-no-patching-locks": "aff286265878fab99ec40b17dfe0fa1ccd9072bcf7fcaf4dbc63708fa4e20458",
     "pvqspinlock-hogs": "90fdcba3052f667eee1a933a92861172d89a2f1615ab1d1a5ca6f105335db9fa",
     "pvqspinlock-4.2-kvm-overcommit": "005480436c02e5717473af9d015def52f60c3f04e8cbefc7b0d3be5ec74a33c7",
     "virt-tas-kvm-nopv-overcommit": "c5ecc2bb203e19e08351d4a6ba86a709d772e7b1d7c01c27f0862625224b3965",
     "virt-tas-hogs-no-ple": "98e36e0753c9f8085eb8a0f4282da543793869f38017d64a21c9d63100f058cd",
-    "ticket-kvm-overcommit-irq": "5c7811b69328ac6543f85b4183f9d4bafd165a2451defa60ff5463f96f8061f0",
+    "ticket-kvm-overcommit-irq": "d64c75e98d140dffb0e6e27e531337089e3c96d9569c608c24072004e60fc3ed",
     "ticket-baremetal": "357df16a189dd9e8555df5f7fb322103d3cf3674398ca93da9898df8884c1009",
-    "two-guests-softirq-nmi": "fd7a257e109d0990cd604fbb94f05eed9be9500a9f42069f5b191571c19015cc",
-    "tuned-host-traced": "3e26430d435e90830598b7c3dea70a4186b39fc3a841cfc06fed4d35bdbaa051",
+    "two-guests-softirq-nmi": "32d3c04347a17c1a30809f40c091a5dd9c9f8e695135e16082bd9fdd040c3569",
+    "tuned-host-traced": "99a90eec84effe698f916e2f2a41857f4033cfc8327d29a77671acb8c428c060",
 }
 
 TRACED = "tuned-host-traced"
 # ... and of its trace file, by the same engine
-TRACE_DIGEST = "97e86258975ae3f9b69bcff775cef4b557299c03a1991f2618e6fc9eb9e89af9"
+TRACE_DIGEST = "24d7a19aff7e3354310b7551d0cd63525baa1899ab110b233f0f9eb1f2c315e9"
 
 
 def scenario_of(text: str | None, flags: dict, tmp_path):

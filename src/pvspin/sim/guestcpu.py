@@ -173,6 +173,10 @@ class GuestCpus:
             if v.remaining is not None:  # the handler saves what is left of the preempted operation
                 v.step_at = t + v.remaining
                 v.remaining = None
+            if v.spinning:  # the wait resumes at t and is interrupted at once: its clocks start here
+                v.spin_since = t
+                if v.spin_budget is not None:
+                    v.spin_deadline = t + v.spin_budget
             self._deliver_irq(v, t)
             return
         if v.spinning:

@@ -104,12 +104,12 @@ class HostScheduler:
 
     def make_runnable(self, v: VCpu, t: int) -> None:
         """A halted ``v`` becomes runnable at ``t`` (on no queue yet: the policy places it)."""
-        v.acct[T_HALT] += t - v.since
+        v.acct[T_HALT] += t - v.acct_since
         if self.tracer is not None:
             self.tracer.vcpu_state(t, v, "runnable")
         v.gen += 1
         v.state = RUNNABLE
-        v.since = t
+        v.since = v.acct_since = t
 
     def switch_in(self, pcpu: PCpu, v: VCpu, t: int) -> None:
         """Run ``v`` (on no queue) on ``pcpu`` (which runs nothing) from ``t``, after the host's switch."""
@@ -120,7 +120,7 @@ class HostScheduler:
             v.vruntime += self.context_switch  # the switch-in runs on the incoming task's clock
         pcpu.vcpu = v
         pcpu.last_vcpu = v
-        v.acct[T_PREEMPT] += t - v.since  # runnable, waiting for a pCPU
+        v.acct[T_PREEMPT] += t - v.acct_since  # runnable, waiting for a pCPU
         if self.tracer is not None:
             self.tracer.pcpu(t, pcpu.id, v)
             self.tracer.vcpu_state(t, v, "running")
@@ -128,7 +128,7 @@ class HostScheduler:
         v.pcpu = pcpu.id
         v.home = pcpu.id
         v.run_since = start
-        v.since = t
+        v.since = v.acct_since = t
         pcpu.gen += 1
         slice_ = self.timeslice(pcpu)
         if slice_ is not None:
@@ -147,7 +147,7 @@ class HostScheduler:
         self.sched_out(v, t, upto, state)
         v.gen += 1
         v.state = state
-        v.since = t
+        v.since = v.acct_since = t
         v.pcpu = None
         pcpu.vcpu = None
         pcpu.gen += 1
