@@ -92,6 +92,8 @@ class Tracer:
         for name, start, pid, tid in list(self.open_state.values()):
             self._span(name, start, t, pid, tid, "vcpu")
         for v, start in list(self.open_spin.items()):
+            if start > t:  # resumed after a switch-in that ends after the trace does
+                continue
             pid, tid = self._ids(v)
             self._span("spinning", start, t, pid, tid, "spin")
         for pcpu, (name, start) in list(self.open_pcpu.items()):
