@@ -106,7 +106,7 @@ def run(
     ple: bool = typer.Option(None, "--ple/--no-ple", help="pause-loop exiting  [default: on]", show_default=False),
     patching: bool = typer.Option(None, "--patching/--no-patching", help="apply_paravirt at boot  [default: on]", show_default=False),
     scenario: str = typer.Option(None, metavar="FILE", help="TOML scenario file (flags override it); see pvspin scenario  [default: none]", show_default=False),
-    trace: str = typer.Option(None, metavar="FILE", help="write a Perfetto/Chrome trace of the timeline to this file  [default: none]", show_default=False),
+    trace: str = typer.Option(None, metavar="FILE", help="write a Perfetto/Chrome trace of the timeline to this file, as it is simulated  [default: none]", show_default=False),
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Run locktorture on a simulated virtualization host and measure the lock.

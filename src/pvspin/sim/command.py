@@ -91,24 +91,35 @@ def build_scenario(scenario_file: str | None, flags: dict) -> Scenario:
 
 
 def execute(scenario: Scenario, trace_path: str | None, show_progress: bool) -> dict:
+    """Run ``scenario``; with ``trace_path``, stream its timeline there.
+
+    The trace file is opened once the run is set up, and ended (valid JSON) however the run ends:
+    a guest's crash leaves the timeline up to it.
+    """
     tracer = Tracer(scenario.host.costs.freq_mhz) if trace_path else None
     try:
         run = Run(scenario, tracer=tracer)
     except (ValueError, UserLockError) as err:
         raise BadInput(str(err)) from None
-    if show_progress:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    if tracer is None:
+        return _run(run, show_progress)
+    with open(trace_path, "w", encoding="utf-8", buffering=1 << 20) as out:
+        tracer.start(out)
+        try:
+            return _run(run, show_progress)
+        finally:
+            tracer.finish(run.sim.now, run.sim)
 
-        columns = (TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
-        with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
-            task = bar.add_task("run", total=1.0)
-            result = run.run(lambda done: bar.update(task, completed=done))
-    else:
-        result = run.run()
-    if tracer is not None:
-        tracer.finish(run.sim.now, run.sim)
-        tracer.write(trace_path)
-    return result
+
+def _run(run: Run, show_progress: bool) -> dict:
+    if not show_progress:
+        return run.run()
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("run", total=1.0)
+        return run.run(lambda done: bar.update(task, completed=done))
 
 
 def render(result: dict, console: Console) -> None:
