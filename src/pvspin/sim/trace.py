@@ -9,7 +9,8 @@ hooks only when a tracer is installed.
 Events are written to the file as they are produced (a slice when it ends), so memory does
 not grow with simulated time: the tracer keeps only the slices still open, one per track.
 The file is the JSON object format, ``{"traceEvents": [...], "displayTimeUnit": "ns"}``;
-the track names (``M`` events) come last, when every track is known.
+the track names (``M`` events) come last, when every track is known.  A ``window`` of
+cycles keeps only what happens within it, slices crossing its edges clipped to them.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ def _quote(name: str) -> str:
 
 
 class Tracer:
-    def __init__(self, freq_mhz: int):
+    def __init__(self, freq_mhz: int, window: tuple[int, int] | None = None):
+        """A tracer of what happens within ``window`` (cycles [lo, hi]; None: all of it)."""
         self.freq = freq_mhz
         self.out: TextIO | None = None
         self.early: list[str] = []  # what the guests' boot traced before the file was started
+        self.lo, self.hi = window if window is not None else (0, float("inf"))
         self.open_state: dict[object, tuple[str, int, int, int]] = {}  # vcpu -> (name, start, pid, tid)
         self.open_spin: dict[object, int] = {}
         self.open_pcpu: dict[int, tuple[str, int]] = {}
@@ -65,6 +68,10 @@ class Tracer:
         self._put(_dumps(event))
 
     def _span(self, name: str, start: int, end: int, pid: int, tid: int, cat: str, args: dict | None = None):
+        if start < self.lo or end > self.hi:  # clipped to the window; left out if nothing is inside
+            start, end = max(start, self.lo), min(end, self.hi)
+            if start >= end:
+                return
         # what json.dumps(event) writes, by hand: a slice is most of the file (floats are repr()'d
         # by json too), and the encoder's per-call set-up cost more than the simulation
         freq = self.freq
@@ -116,6 +123,8 @@ class Tracer:
         self._span(f"{v}", start, t, pid, tid, "lock", {"lock": str(lock_id)})
 
     def instant(self, t: int, v, name: str, args: dict | None = None) -> None:
+        if t < self.lo or t > self.hi:
+            return
         pid, tid = self._ids(v)
         event = {"name": name, "ph": "i", "s": "t", "ts": self._us(t), "pid": pid, "tid": tid, "cat": "event"}
         if args:
