@@ -421,6 +421,19 @@ def test_run_refuses_a_trace_path_it_cannot_write_before_running(path, names):
     refused("run", "--duration-ms", "0.1", "--trace", path, names=names)
 
 
+@pytest.mark.parametrize("window", ["5:2", "1:1", "a:b", "3", "", ":", "-1:2", "inf:5", "1:nan", "1e400:1e401",
+                                    "30:40"])  # fmt: skip
+def test_run_refuses_a_bad_trace_window_before_running(tmp_path, window):
+    line = refused("run", "--duration-ms", "20", "--trace", str(tmp_path / "t.json"), f"--trace-window={window}",
+                   names="--trace-window must")  # fmt: skip
+    assert repr(window) in line
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_run_refuses_a_trace_window_without_a_trace():
+    refused("run", "--duration-ms", "0.1", "--trace-window", "0:1", names="--trace FILE")
+
+
 @pytest.mark.parametrize("path, names", [
     ("", "--out ''"),
     ("/proc/version", "not a directory"),

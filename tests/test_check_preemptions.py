@@ -99,3 +99,32 @@ def test_a_budget_too_small_to_finish_keeps_the_schedule_found():
     first = explore(build_world(PENDING_AFTER_TAIL))
     kept = preemption.fewest_preemptions(lambda: build_world(PENDING_AFTER_TAIL), first.moves, max_states=1000)
     assert kept == first.moves
+
+
+def test_the_preference_puts_the_cause_before_its_consequences():
+    assert preemption.preference("mutual-exclusion", 50) < preemption.preference("guest-bug", 10)
+    assert preemption.preference("guest-bug", 50) < preemption.preference("guest-warning", 10)
+    assert preemption.preference("guest-warning", 50) < preemption.preference("deadlock", 1)
+    assert preemption.preference("deadlock", 30) < preemption.preference("lost-wakeup", 31)
+
+
+def test_among_the_fewest_preemptions_the_two_owners_are_reported_not_the_hung_queue():
+    """pending-after-tail makes two owners or a hung queue head, with as many preemptions: the
+    first counterexample at the lowest bound (what was reported before) is the hang; the two
+    owners are the cause, and their counterexample is no longer."""
+    report = run(PENDING_AFTER_TAIL)
+    first, _ = preemption.bounded_search(build_world(PENDING_AFTER_TAIL), report.preemptions, max_states=10**7)
+    assert first is not None and preemption.count(build_world(PENDING_AFTER_TAIL), first) == report.preemptions
+    assert preemption.outcome(lambda: build_world(PENDING_AFTER_TAIL), first) != "mutual-exclusion"
+    assert report.result.prop == "mutual-exclusion"
+    assert len(report.result.moves) <= len(first)
+    _assert_minimal(PENDING_AFTER_TAIL, report)
+
+
+def test_the_counterexample_reported_does_not_depend_on_the_one_found():
+    """Whichever schedule a strategy found, the preferred one of the fewest preemptions comes back."""
+    make = lambda: build_world(PENDING_AFTER_TAIL)  # noqa: E731
+    found = [explore(make()).moves, preemption.search(make(), 6).moves]
+    assert found[0] != found[1]
+    answers = [preemption.fewest_preemptions(make, moves) for moves in found]
+    assert answers[0] == answers[1]

@@ -59,7 +59,7 @@ def test_a_subclass_gets_the_bugs_and_the_decoded_lock_word(cli):
     args = ("--cpus", "3", "--acquisitions", "2", "--bug", "pending-after-tail", "--json")
     named = json.loads(cli("--lock", "qspinlock", *args).stdout)
     derived = json.loads(cli("--lock", f"{DERIVED}:PendingAfterTail", *args).stdout)
-    assert derived["property"] == named["property"] == "deadlock"
+    assert derived["property"] == named["property"] == "mutual-exclusion"  # the two owners: preemption.PREFERENCE
     assert (derived["states"], derived["steps"]) == (named["states"], named["steps"])
     words = [s["lock_word"] for s in derived["steps"] if s["lock_word"]]
     assert words and all(w.startswith("lock0 = (") for w in words)  # (tail, pending, locked), not hex

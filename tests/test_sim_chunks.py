@@ -8,9 +8,9 @@ from pvspin.sim.scenario import Run, Scenario, merge
 HOST_TIMING = ("host_seconds", "guest_operations_per_host_second")
 
 
-def result(lock: str, chunks: int) -> dict:
-    data = merge(Scenario().model_dump(), {"duration_ms": 3, "host": {"pcpus": 4},
-                                           "guests": [{"vcpus": 8, "lock": lock}]})  # fmt: skip
+def result(lock: str, chunks: int, host: dict | None = None, guest: dict | None = None, seed: int = 0) -> dict:
+    data = merge(Scenario().model_dump(), {"duration_ms": 3, "seed": seed, "host": {"pcpus": 4, **(host or {})},
+                                           "guests": [{"vcpus": 8, "lock": lock, **(guest or {})}]})  # fmt: skip
     out = Run(Scenario.model_validate(data)).run(chunks=chunks)
     for field in HOST_TIMING:
         del out["host"][field]
@@ -24,3 +24,20 @@ def test_one_step_or_many_give_the_same_result(lock):
     whole = result(lock, 1)
     assert result(lock, 7) == whole
     assert result(lock, 50) == whole
+
+
+@pytest.mark.parametrize(
+    ("lock", "host", "guest", "seed"),
+    [
+        # a newly idle pCPU pulls the vCPU that waited longest: folding the accounts at a step
+        # used to restart every runnable vCPU's wait, so the pull took another one
+        ("pvqspinlock", {"spurious_wakeup_hz": 20000}, {"vcpus": 6, "interrupts": {"rate_hz": 20000}}, 3),
+        # an interrupt pending at a spinner's switch-in used to count its time off the pCPU as
+        # spinning, from the spin's start or from the last step, whichever came later
+        ("ticket", {}, {"vcpus": 6, "interrupts": {"rate_hz": 10000}}, 0),
+    ],
+    ids=["pull-after-a-step", "interrupt-at-switch-in"],
+)
+def test_steps_do_not_move_the_scheduler_or_the_spin_clocks(lock, host, guest, seed):
+    whole = result(lock, 1, host, guest, seed)
+    assert result(lock, 50, host, guest, seed) == whole

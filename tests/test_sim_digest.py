@@ -11,8 +11,13 @@ pins its bytes, so the tracer hooks stay where they are.
 The expected digests were produced by commit 2ae79f4's engine (the single-class
 ``sim/engine.py``, before it was split), and re-recorded once when reading the accounts between
 two steps stopped moving the run start of a vCPU inside its host switch-in (a result depended on
-where the 50 progress steps fell; ``tests/test_sim_chunks.py``).  A change that alters the model
-on purpose must say so in its commit and record the new digests; nothing else may.
+where the 50 progress steps fell; ``tests/test_sim_chunks.py``), and again when two more such
+dependences went: a newly idle pCPU's pull of the vCPU that waited longest, and the spin time
+of a spinner interrupted at its switch-in; and again when nothing could act on a vCPU before its
+switch-in had completed any more (a pCPU picks at the end of a VM exit, a preemption or an
+interrupt during a host switch waits for its end: ``tests/test_sim_trace_order.py``).  A change
+that alters the model on purpose must say so in its commit and record the new digests; nothing
+else may.
 """
 
 from __future__ import annotations
@@ -139,27 +144,28 @@ SCENARIOS = [
 EXPECTED = {
     "qspinlock-baremetal": "14c4f0a3e597696510cb2879b701102e1926461ddc66a82512da315c7025c0d2",
     "qspinlock-baremetal-no-patching": "0fd43e74f6681836101323db057b61cc66203640116d7cc23af18a22c2055ad5",
-    "qspinlock-kvm-overcommit-ple": "a325d744332bb96bf49dcd9292f6f13e94b3b19a82d05f7c6bfd4381751b2829",
-    "qspinlock-kvm-overcommit-no-ple": "57717f931fff80ad38347891da31f4b667485e2566f76eca61269e93799c7b78",
-    "qspinlock-kvm-32-on-16": "39169e919141f4e0db95d832d0d6b7beae4ae5ab1855498792bc99e7f4a010f5",
-    "qspinlock-no-paravirt-kernel": "416981a6935d87984063d680623860637bd57d7e04ffd5487919c06e806ff86e",
-    "qspinlock-no-paravirt-kvm-nopv": "018e537ddf3f265fa8ecaa6170f90d3b48874061b40d8f5d509e77dd6afdbd12",
-    "pvqspinlock-kvm-overcommit": "96e770a6aaa062fceb3ed8dd24134de825480f8cee707860e363d5884c15b3f8",
-    "pvqspinlock-kvm-irq-spurious": "f3e83d6a80d56a27c8f0fb2a6eea691e19cd63802ccae25c759cc2aba4c5fa10",
-    "pvqspinlock-no-patching-locks": "98aa8b12d86da30c11e621fa25b3e69224c961fea7b7cd11d88b816059a1d785",
-    "pvqspinlock-hogs": "90fdcba3052f667eee1a933a92861172d89a2f1615ab1d1a5ca6f105335db9fa",
-    "pvqspinlock-4.2-kvm-overcommit": "005480436c02e5717473af9d015def52f60c3f04e8cbefc7b0d3be5ec74a33c7",
-    "virt-tas-kvm-nopv-overcommit": "c5ecc2bb203e19e08351d4a6ba86a709d772e7b1d7c01c27f0862625224b3965",
-    "virt-tas-hogs-no-ple": "98e36e0753c9f8085eb8a0f4282da543793869f38017d64a21c9d63100f058cd",
-    "ticket-kvm-overcommit-irq": "5c7811b69328ac6543f85b4183f9d4bafd165a2451defa60ff5463f96f8061f0",
+    "qspinlock-kvm-overcommit-ple": "3eeac17e413c9e762026debd5c01e146cbbed946af404227e2712453e8b31207",
+    "qspinlock-kvm-overcommit-no-ple": "184e514b5229b441af2650860a46e31d7f102371e519376cc748bd110fb109cb",
+    "qspinlock-kvm-32-on-16": "f9d8520bf62ed5e9a5d04568140a33c72029fff69cd0d8afe65a7c26162b6a83",
+    "qspinlock-no-paravirt-kernel": "cd858cb93cc914656a77448c4a010da1f1d466fa48564f4878d1fc37389c37d0",
+    "qspinlock-no-paravirt-kvm-nopv": "2fb43c73c1c9a3ee4b20e200be90e15c0eea9ac945fbd55dbaf9bc40aacb7867",
+    "pvqspinlock-kvm-overcommit": "77968b8153655bd5184463b88c080b50e6c50928c34b50d101a9951c0eb43ea8",
+    "pvqspinlock-kvm-irq-spurious": "dcbc7d5990e34653a7f70a51ef98aa95eda72c65af1297ed472ddbdacd2203fe",
+    "pvqspinlock-no-patching-locks": "a2868ee753c082c69ec4927b7eaf9f2d0ee500036cf4954a67070c8fe50c8e46",
+    "pvqspinlock-hogs": "e77132efc2621acf309a5a17c0e7b71bc8d02be4e6f3913b62eabaf5718e9ff9",
+    "pvqspinlock-4.2-kvm-overcommit": "3188435a1a655bab45783519b4fc004b8b6700eb5ac6477177a990f0096dc872",
+    "virt-tas-kvm-nopv-overcommit": "d2024602f15e5591b3ca58f8832316d20f2065fefc241b641f4b0cfeafa046d6",
+    "virt-tas-hogs-no-ple": "4339f2a5383d171a258934ab8f95b6e73906a5e29938cebc46b06720b8371e0e",
+    "ticket-kvm-overcommit-irq": "fce839205375cac9f8ff26cfe6fd2c5d0b61da48063fbd2fbd17b99e89dd94bd",
     "ticket-baremetal": "357df16a189dd9e8555df5f7fb322103d3cf3674398ca93da9898df8884c1009",
-    "two-guests-softirq-nmi": "fd7a257e109d0990cd604fbb94f05eed9be9500a9f42069f5b191571c19015cc",
-    "tuned-host-traced": "3e26430d435e90830598b7c3dea70a4186b39fc3a841cfc06fed4d35bdbaa051",
+    "two-guests-softirq-nmi": "9d2d57a66fb59b45e56385010cb825c61e834138e895316ad2a709b084d30a48",
+    "tuned-host-traced": "c8feb59f7fe47a23d65303523544ab5c3f5c83896bfe9b6d55aa43fc1e9d8b83",
 }
 
 TRACED = "tuned-host-traced"
-# ... and of its trace file, by the same engine
-TRACE_DIGEST = "97e86258975ae3f9b69bcff775cef4b557299c03a1991f2618e6fc9eb9e89af9"
+# ... and of its trace file, by the same engine (re-recorded alone when the file came to be
+# streamed: the same events in the same order, written compactly, the track names last)
+TRACE_DIGEST = "5ffbbf274fe8c7f71acb03e5e9a0e9287e79b1cdd98305b5bf80a77a2faf8179"
 
 
 def scenario_of(text: str | None, flags: dict, tmp_path):

@@ -106,7 +106,8 @@ def run(
     ple: bool = typer.Option(None, "--ple/--no-ple", help="pause-loop exiting  [default: on]", show_default=False),
     patching: bool = typer.Option(None, "--patching/--no-patching", help="apply_paravirt at boot  [default: on]", show_default=False),
     scenario: str = typer.Option(None, metavar="FILE", help="TOML scenario file (flags override it); see pvspin scenario  [default: none]", show_default=False),
-    trace: str = typer.Option(None, metavar="FILE", help="write a Perfetto/Chrome trace of the timeline to this file  [default: none]", show_default=False),
+    trace: str = typer.Option(None, metavar="FILE", help="write a Perfetto/Chrome trace of the timeline to this file, as it is simulated  [default: none]", show_default=False),
+    trace_window: str = typer.Option(None, metavar="START:END", help="only what happens from START to END ms of simulated time since boot (a warm-up included) goes into the --trace file, slices crossing the edges clipped  [default: the whole run]", show_default=False),
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Run locktorture on a simulated virtualization host and measure the lock.
@@ -121,7 +122,7 @@ def run(
                    err=True)  # fmt: skip
         raise typer.Exit(command.EXIT_BAD_INPUT)
     flags = {name: ctx.params[name] for name in command.FLAG_FIELDS}
-    raise typer.Exit(command.main(scenario, flags, trace, json_out))
+    raise typer.Exit(command.main(scenario, flags, trace, json_out, trace_window))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

@@ -212,10 +212,9 @@ def _run(opts: CheckOptions, progress) -> Report:
     if result.verdict == VIOLATION:
         hang = result.prop == "guest-hang"  # each replay would wait out the watchdog again: replay once
         if result.cycle_start is None and not hang:  # a lasso is kept as found: the bounded search looks for safety only
-            # which counterexample a parallel exhaustive search finds first depends on timing; the
-            # first one of the fewest preemptions does not
-            result.moves = preemption.fewest_preemptions(lambda: build_world(opts), result.moves,
-                                                         inclusive=parallel and opts.strategy == "exhaustive")
+            # the preferred one of the fewest preemptions: it does not depend on which one was found
+            # first (which, in a parallel search, depends on timing)
+            result.moves = preemption.fewest_preemptions(lambda: build_world(opts), result.moves)
             result.prop, result.detail = _outcome(opts, result.moves)
         report.replay = token.encode(opts.fingerprint(), result.moves)
         report.preemptions = preemption.count(build_world(opts), result.moves[:-1] if hang else result.moves)

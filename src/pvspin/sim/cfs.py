@@ -45,6 +45,7 @@ class CfsScheduler(HostScheduler):
         self.sched_latency = costs.us(sched.sched_latency_us)
         self.min_granularity = costs.us(sched.min_granularity_us)
         self.wakeup_granularity = costs.us(sched.wakeup_granularity_us)
+        self.on_resched = self._resched_event
 
     # ------------------------------------------------------------- the interface
     def start(self, vcpus: list[VCpu]) -> None:
@@ -82,18 +83,28 @@ class CfsScheduler(HostScheduler):
             self._check_wakeup_preempt(v, pcpu, t)
 
     def pick_next(self, pcpu: PCpu, t: int) -> None:
-        """Run the leftmost vCPU of ``pcpu``'s queue; an empty queue first pulls (newidle balance)."""
+        """Run the leftmost vCPU of ``pcpu``'s queue, or the buddy a directed yield asked for
+        (``pcpu.next``) if still queued; an empty queue first pulls (newidle balance)."""
         rq = pcpu.rq
-        if not rq and not self._pull(pcpu, t):
+        buddy = pcpu.next
+        pcpu.next = None
+        if buddy is not None and buddy in rq:  # chosen when the pCPU was rescheduled for it
+            v = buddy
+        elif not rq and not self._pull(pcpu, t):
             self.idle.append(pcpu)
             self.idle.sort(key=lambda p: p.id)
             return
-        v = _leftmost(rq)
+        else:
+            v = _leftmost(rq)
         rq.remove(v)
         self.switch_in(pcpu, v, t)
 
     def tick(self, pcpu: PCpu, t: int) -> None:
         """The slice ended: balance, then preempt if anyone waits here, else start another slice."""
+        cur = pcpu.vcpu
+        if t < cur.run_since:  # the host switches with interrupts off: the timer is taken after
+            self.loop.at(cur.run_since, self.on_tick, pcpu, pcpu.gen)
+            return
         self._balance(pcpu, t)
         if pcpu.rq:
             self._preempt(pcpu, t)
@@ -121,6 +132,9 @@ class CfsScheduler(HostScheduler):
             if there is own:
                 if self._eligible(own, target, t):
                     switch_to = target
+            elif there.vcpu is None:  # in an exit: the pick at its end takes the buddy CFS lets run
+                if self._eligible(there, target, t):
+                    there.next = target
             else:  # resched_curr(): that pCPU picks again, the buddy if CFS lets it, else its leftmost
                 pick: VCpu | None = target
                 if not self._eligible(there, target, t):
@@ -169,23 +183,45 @@ class CfsScheduler(HostScheduler):
     def _preempt(self, pcpu: PCpu, t: int) -> None:
         """Preempt what ``pcpu`` runs: a VM exit (the host's timer or IPI), then the leftmost runs."""
         v = pcpu.vcpu
+        if self._switching_in(pcpu, t):
+            return
         v.exits += 1
         v.acct[T_HOST] += self.exit_cost
         self.switch_out(v, t, RUNNABLE)
         pcpu.rq.append(v)
-        self.pick_next(pcpu, t + self.exit_cost)
+        self.pick_after_exit(pcpu, t)
         self._balance_idle(t)
 
     def _switch(self, pcpu: PCpu, u: VCpu, t: int, exited: bool = False) -> None:
         """Preempt what ``pcpu`` runs (``exited``: it already took its VM exit) for ``u``, queued there."""
         cur = pcpu.vcpu
+        if self._switching_in(pcpu, t):
+            pcpu.next = u
+            return
         if not exited:
             cur.exits += 1
         cur.acct[T_HOST] += self.exit_cost
         self.switch_out(cur, t, RUNNABLE)
         pcpu.rq.append(cur)
-        pcpu.rq.remove(u)
-        self.switch_in(pcpu, u, t + self.exit_cost)
+        pcpu.next = u
+        self.pick_after_exit(pcpu, t)
+
+    def _switching_in(self, pcpu: PCpu, t: int) -> bool:
+        """What ``pcpu`` runs is still in its host switch-in at ``t``: the preemption waits for its end.
+
+        The switch runs with preemption off; the resched it was asked for (``need_resched``) is
+        seen before VM entry, when the vCPU has done nothing yet.  Preempting it at ``t`` would
+        take it off before it ever ran, stamped before the guest code it had been given.
+        """
+        start = pcpu.vcpu.run_since
+        if t >= start:
+            return False
+        self.loop.at(start, self.on_resched, pcpu, pcpu.gen)
+        return True
+
+    def _resched_event(self, pcpu: PCpu, gen: int, t: int) -> None:
+        if gen == pcpu.gen:
+            self._preempt(pcpu, t)  # the pick takes the buddy asked for (pcpu.next), if still queued
 
     # ------------------------------------------------------------- balancing
     def _migrate(self, v: VCpu, src: PCpu, dst: PCpu, t: int) -> None:

@@ -90,25 +90,71 @@ def build_scenario(scenario_file: str | None, flags: dict) -> Scenario:
     return scenario
 
 
-def execute(scenario: Scenario, trace_path: str | None, show_progress: bool) -> dict:
-    tracer = Tracer(scenario.host.costs.freq_mhz) if trace_path else None
+WINDOW_FORMAT = "START:END, milliseconds of simulated time since boot"
+
+
+def parse_window(text: str | None) -> tuple[float, float] | None:
+    """``--trace-window START:END`` as (START, END) in milliseconds, 0 <= START < END, both finite."""
+    if text is None:
+        return None
+    start_text, colon, end_text = text.partition(":")
+    try:
+        if not colon:
+            raise ValueError
+        start, end = float(start_text), float(end_text)
+    except ValueError:
+        raise BadInput(f"--trace-window must be {WINDOW_FORMAT}, got {text!r}") from None
+    if not (math.isfinite(start) and math.isfinite(end)):
+        raise BadInput(f"--trace-window must be finite milliseconds, got {text!r}")
+    if start < 0:
+        raise BadInput(f"--trace-window must not start before 0 ms, got {text!r}")
+    if start >= end:
+        raise BadInput(f"--trace-window must start before it ends, got {text!r}")
+    return start, end
+
+
+def window_cycles(scenario: Scenario, window: tuple[float, float] | None, text: str | None) -> tuple[int, int] | None:
+    """A window in ms as cycles of ``scenario``'s clock, refused if it starts after the run ends."""
+    if window is None:
+        return None
+    cycles_per_ms = scenario.host.costs.freq_mhz * 1000
+    length = scenario.warmup_ms + scenario.duration_ms
+    if window[0] >= length:
+        raise BadInput(f"--trace-window must start before the run ends (at {length:g} ms), got {text!r}")
+    return int(window[0] * cycles_per_ms), int(window[1] * cycles_per_ms)  # as Run.run converts
+
+
+def execute(scenario: Scenario, trace_path: str | None, show_progress: bool,
+            trace_window: tuple[int, int] | None = None) -> dict:  # fmt: skip
+    """Run ``scenario``; with ``trace_path``, stream its timeline there (within ``trace_window``, cycles).
+
+    The trace file is opened once the run is set up, and ended (valid JSON) however the run ends:
+    a guest's crash leaves the timeline up to it.
+    """
+    tracer = Tracer(scenario.host.costs.freq_mhz, trace_window) if trace_path else None
     try:
         run = Run(scenario, tracer=tracer)
     except (ValueError, UserLockError) as err:
         raise BadInput(str(err)) from None
-    if show_progress:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    if tracer is None:
+        return _run(run, show_progress)
+    with open(trace_path, "w", encoding="utf-8", buffering=1 << 20) as out:
+        tracer.start(out)
+        try:
+            return _run(run, show_progress)
+        finally:
+            tracer.finish(run.sim.now, run.sim)
 
-        columns = (TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
-        with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
-            task = bar.add_task("run", total=1.0)
-            result = run.run(lambda done: bar.update(task, completed=done))
-    else:
-        result = run.run()
-    if tracer is not None:
-        tracer.finish(run.sim.now, run.sim)
-        tracer.write(trace_path)
-    return result
+
+def _run(run: Run, show_progress: bool) -> dict:
+    if not show_progress:
+        return run.run()
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("run", total=1.0)
+        return run.run(lambda done: bar.update(task, completed=done))
 
 
 def render(result: dict, console: Console) -> None:
@@ -220,20 +266,25 @@ def perf_kvm_lines(exits: dict) -> list[str]:
     return lines
 
 
-def main(scenario_file: str | None, flags: dict, trace_path: str | None, json_out: bool) -> int:
+def main(scenario_file: str | None, flags: dict, trace_path: str | None, json_out: bool,
+         trace_window: str | None = None) -> int:  # fmt: skip
     try:
         problem = unwritable("--trace", trace_path) if trace_path is not None else None
         if problem:
             raise BadInput(problem)
+        window = parse_window(trace_window)
+        if window is not None and trace_path is None:
+            raise BadInput(f"--trace-window {trace_window}: there is no trace to window (give --trace FILE)")
         with watchdog.guard():
             scenario = build_scenario(scenario_file, flags)
+            cycles = window_cycles(scenario, window, trace_window)
             if trace_path is not None:  # what the checks above cannot tell (e.g. as root): try it
                 try:
                     open(trace_path, "ab").close()
                 except OSError as err:
                     raise BadInput(f"--trace {trace_path}: {err.strerror or err}") from None
             interactive = sys.stderr.isatty() and not json_out
-            result = execute(scenario, trace_path, interactive)
+            result = execute(scenario, trace_path, interactive, cycles)
     except BadInput as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

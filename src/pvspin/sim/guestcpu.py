@@ -173,6 +173,10 @@ class GuestCpus:
             if v.remaining is not None:  # the handler saves what is left of the preempted operation
                 v.step_at = t + v.remaining
                 v.remaining = None
+            if v.spinning:  # the wait resumes at t and is interrupted at once: its clocks start here
+                v.spin_since = t
+                if v.spin_budget is not None:
+                    v.spin_deadline = t + v.spin_budget
             self._deliver_irq(v, t)
             return
         if v.spinning:
@@ -188,21 +192,21 @@ class GuestCpus:
         else:
             self._issue(v, v.op, t)
 
-    def sched_out(self, v: VCpu, t: int, upto: int, state: int) -> None:
-        """``v`` leaves its pCPU at ``t`` into ``state``, having run until ``upto``: keep what it was doing."""
+    def sched_out(self, v: VCpu, t: int, state: int) -> None:
+        """``v`` leaves its pCPU at ``t`` into ``state``: keep what it was doing."""
         if v.spinning:
             self._unwatch(v)
-            v.acct[T_SPIN] += upto - v.spin_since
+            v.acct[T_SPIN] += t - v.spin_since
             if self.tracer is not None:
                 self.tracer.spin(t, v, False)
             if v.spin_budget is not None:
-                v.spin_budget = max(0, v.spin_deadline - upto)
+                v.spin_budget = max(0, v.spin_deadline - t)
             if state == RUNNABLE:
                 v.guest.waiter_preemptions += 1
-        elif state == RUNNABLE and v.step_at > upto:
-            v.remaining = v.step_at - upto
+        elif state == RUNNABLE and v.step_at > t:
+            v.remaining = v.step_at - t
         if v.cs_depth:
-            v.acct[T_CS] += upto - v.cs_since
+            v.acct[T_CS] += t - v.cs_since
             if state != DONE:
                 v.guest.lock_holder_preemptions += 1
 
@@ -525,7 +529,10 @@ class GuestCpus:
             self.loop.at(at, self.on_irq, v, 0)
         if v.state == DONE or v.gcpu.level >= guest.irq_level:
             return  # handlers do not nest at their own level: this one is dropped
-        if v.state == RUNNING and v.gcpu.irqs_enabled:
+        if v.state == RUNNING and t < v.run_since:  # still in the host's switch-in: injected at VM entry
+            v.irq_pending = True
+            self.loop.at(v.run_since, self.on_irq, v, 1)
+        elif v.state == RUNNING and v.gcpu.irqs_enabled:
             v.irq_pending = False
             self._deliver_irq(v, t)
         elif v.state == HALTED and v.gcpu.irqs_enabled:

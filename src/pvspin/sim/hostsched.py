@@ -28,9 +28,13 @@ Invariants a policy keeps (and may rely on):
 * Every switch goes through :meth:`HostScheduler.switch_in` / :meth:`switch_out`, which keep
   the state and time accounts and call the hypervisor's ``sched_in`` / ``sched_out`` hooks
   (KVM's preempt notifiers, ``kvm_sched_in`` / ``kvm_sched_out``).  A vCPU switched in at
-  ``t`` starts executing at ``t`` plus any host context-switch cost.
+  ``t`` starts executing at ``t`` plus any host context-switch cost (``v.run_since``).  Until
+  then nothing acts on it: a policy defers a preemption asked for meanwhile to that moment (the
+  switch runs with preemption off; ``need_resched`` is seen before VM entry), and an interrupt
+  for the guest waits for the VM entry too.
 * Leaving a pCPU costs ``exit_cost`` (the VM exit: 0 on bare metal) before the pCPU can run
-  anything else; it is charged to the vCPU that left (``T_HOST``).
+  anything else; it is charged to the vCPU that left (``T_HOST``).  The pCPU picks what runs
+  next when the exit is over (:meth:`HostScheduler.pick_after_exit`), not at its start.
 * Every choice among equals breaks ties by id: same inputs, same schedule.
 """
 
@@ -39,13 +43,13 @@ from __future__ import annotations
 from typing import Any
 
 from .events import EventLoop
-from .vcpu import RUNNABLE, RUNNING, STATE_NAMES, T_HALT, T_HOST, T_PREEMPT, T_RUN, VCpu
+from .vcpu import RUNNABLE, RUNNING, STATE_NAMES, T_HALT, T_HOST, T_PREEMPT, T_RUN, SimulationError, VCpu
 
 
 class PCpu:
     """A physical CPU and its run queue (``struct rq``): the vCPU it runs and those waiting."""
 
-    __slots__ = ("id", "socket", "vcpu", "rq", "min_vruntime", "gen", "busy", "last_vcpu")
+    __slots__ = ("id", "socket", "vcpu", "rq", "min_vruntime", "gen", "busy", "last_vcpu", "next")
 
     def __init__(self, pid: int, socket: int):
         self.id = pid
@@ -56,6 +60,7 @@ class PCpu:
         self.gen = 0  # bumped at every switch: a pending slice timer goes stale
         self.busy = 0  # cycles spent running vCPUs (closed intervals)
         self.last_vcpu: Any = None
+        self.next: Any = None  # cfs_rq->next: the vCPU the coming pick prefers (a directed yield's)
 
 
 class HostScheduler:
@@ -67,9 +72,10 @@ class HostScheduler:
         self.context_switch = context_switch  # host switch between two vCPU threads on one pCPU
         self.exit_cost = exit_cost
         self.tracer = tracer
-        self.sched_in: Any = None  # hooks, set by the hypervisor: sched_in(v, t), sched_out(v, t, upto, state)
+        self.sched_in: Any = None  # hooks, set by the hypervisor: sched_in(v, t), sched_out(v, t, state)
         self.sched_out: Any = None
-        self.on_tick = self._tick_event  # one bound method: the slice timer's callback
+        self.on_tick = self._tick_event  # bound methods: the slice timer's callback, the end of an exit
+        self.on_exit_done = self._exit_done_event
 
     # ------------------------------------------------------------- the interface (policies)
     def start(self, vcpus: list[VCpu]) -> None:
@@ -95,21 +101,38 @@ class HostScheduler:
         """``v`` blocks or exits: off its pCPU, which runs something else once the exit is over."""
         pcpu = self.switch_out(v, t, state)
         v.acct[T_HOST] += self.exit_cost
-        self.pick_next(pcpu, t + self.exit_cost)
+        self.pick_after_exit(pcpu, t)
 
     # ------------------------------------------------------------- the mechanism
     def _tick_event(self, pcpu: PCpu, gen: int, t: int) -> None:
         if gen == pcpu.gen:
             self.tick(pcpu, t)
 
+    def pick_after_exit(self, pcpu: PCpu, t: int) -> None:
+        """``pcpu``'s vCPU left it at ``t`` by a VM exit: ``__schedule()`` picks once the exit is over.
+
+        The pick is an event at the exit's end, not a switch-in stamped ahead: a vCPU switched in
+        early would look running while the exit still went on, and a directed yield or a
+        wake-up in between could preempt it before it had started.  Until then the pCPU runs
+        nothing and is not idle (a waking vCPU queues for the pick).
+        """
+        if self.exit_cost == 0:
+            self.pick_next(pcpu, t)
+        else:
+            self.loop.at(t + self.exit_cost, self.on_exit_done, pcpu, pcpu.gen)
+
+    def _exit_done_event(self, pcpu: PCpu, gen: int, t: int) -> None:
+        if gen == pcpu.gen and pcpu.vcpu is None:
+            self.pick_next(pcpu, t)
+
     def make_runnable(self, v: VCpu, t: int) -> None:
         """A halted ``v`` becomes runnable at ``t`` (on no queue yet: the policy places it)."""
-        v.acct[T_HALT] += t - v.since
+        v.acct[T_HALT] += t - v.acct_since
         if self.tracer is not None:
             self.tracer.vcpu_state(t, v, "runnable")
         v.gen += 1
         v.state = RUNNABLE
-        v.since = t
+        v.since = v.acct_since = t
 
     def switch_in(self, pcpu: PCpu, v: VCpu, t: int) -> None:
         """Run ``v`` (on no queue) on ``pcpu`` (which runs nothing) from ``t``, after the host's switch."""
@@ -120,7 +143,7 @@ class HostScheduler:
             v.vruntime += self.context_switch  # the switch-in runs on the incoming task's clock
         pcpu.vcpu = v
         pcpu.last_vcpu = v
-        v.acct[T_PREEMPT] += t - v.since  # runnable, waiting for a pCPU
+        v.acct[T_PREEMPT] += t - v.acct_since  # runnable, waiting for a pCPU
         if self.tracer is not None:
             self.tracer.pcpu(t, pcpu.id, v)
             self.tracer.vcpu_state(t, v, "running")
@@ -128,7 +151,7 @@ class HostScheduler:
         v.pcpu = pcpu.id
         v.home = pcpu.id
         v.run_since = start
-        v.since = t
+        v.since = v.acct_since = t
         pcpu.gen += 1
         slice_ = self.timeslice(pcpu)
         if slice_ is not None:
@@ -138,16 +161,16 @@ class HostScheduler:
     def switch_out(self, v: VCpu, t: int, state: int) -> PCpu:
         """Take ``v`` off its pCPU at ``t`` into ``state``; the pCPU, now running nothing."""
         pcpu = self.pcpus[v.pcpu]
-        # taken off before its switch-in completed (a yield storm can do that), it did nothing
-        upto = max(t, v.run_since)
-        ran = upto - v.run_since
+        if t < v.run_since:  # a policy defers a preemption asked for during the switch-in (above)
+            raise SimulationError(f"{v} switched out at cycle {t}, before its switch-in completed")
+        ran = t - v.run_since
         v.acct[T_RUN] += ran
         pcpu.busy += ran
         v.vruntime += ran  # update_curr(): runtime charged at nice 0
-        self.sched_out(v, t, upto, state)
+        self.sched_out(v, t, state)
         v.gen += 1
         v.state = state
-        v.since = t
+        v.since = v.acct_since = t
         v.pcpu = None
         pcpu.vcpu = None
         pcpu.gen += 1

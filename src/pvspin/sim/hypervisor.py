@@ -86,14 +86,14 @@ class Hypervisor:
             v.exit_reason = NO_EXIT
         self.guest.sched_in(v, t)
 
-    def sched_out(self, v: VCpu, t: int, upto: int, state: int) -> None:
-        """``kvm_sched_out``: ``v`` leaves its pCPU at ``t`` (it ran until ``upto``) into ``state``."""
+    def sched_out(self, v: VCpu, t: int, state: int) -> None:
+        """``kvm_sched_out``: ``v`` leaves its pCPU at ``t`` into ``state``."""
         v.preempted = state == RUNNABLE  # only a vCPU that still wants to run counts as preempted
         if v.exit_reason == NO_EXIT and state != DONE and not self.bare_metal:  # a PLE exit says so first
             v.exit_reason = EXIT_HLT if state == HALTED else EXIT_EXTINT
             v.exit_at = t
             v.guest.exit_samples[v.exit_reason] += 1
-        self.guest.sched_out(v, t, upto, state)
+        self.guest.sched_out(v, t, state)
 
     @staticmethod
     def exit_done(guest: Guest, reason: int, cycles: int) -> None:

@@ -51,7 +51,7 @@ class VCpu:
     __slots__ = (
         "id", "guest", "cpu", "gen", "acct", "rng",
         # host scheduler
-        "state", "pcpu", "home", "vruntime", "run_since", "since",
+        "state", "pcpu", "home", "vruntime", "run_since", "since", "acct_since",
         # hypervisor
         "kick_latched", "waking", "woken", "preempted", "ple_window", "ple_exits", "kick_time", "exits", "kicks",
         "halts", "exit_reason", "exit_at",
@@ -73,7 +73,8 @@ class VCpu:
         self.home: Any = None  # the pCPU whose run queue holds it (the host thread's CPU)
         self.vruntime = 0
         self.run_since = 0
-        self.since = 0
+        self.since = 0  # when it entered its state (the scheduler reads it: who waited longest)
+        self.acct_since = 0  # halted or runnable: the start of what the accounts do not hold yet
         # hypervisor
         self.kick_latched = False
         self.waking = False
@@ -150,9 +151,9 @@ def close_accounts(vcpus: list[VCpu], pcpus: list, t: int) -> None:
             if v.cs_depth:
                 v.acct[T_CS] += max(0, t - v.cs_since)
                 v.cs_since = t
-        elif v.state == HALTED:
-            v.acct[T_HALT] += t - v.since
-            v.since = t
+        elif v.state == HALTED:  # v.since stays: it is a clock the scheduler reads, not an account
+            v.acct[T_HALT] += t - v.acct_since
+            v.acct_since = t
         elif v.state == RUNNABLE:
-            v.acct[T_PREEMPT] += t - v.since
-            v.since = t
+            v.acct[T_PREEMPT] += t - v.acct_since
+            v.acct_since = t
