@@ -6,7 +6,8 @@ and reads-from are acyclic (add the events in an order that extends both), and o
 consistent executions.  The explorer must therefore find each of those, and, being
 deduplicated by content, count each execution once: two forms of one graph (a hole left at
 the end of a thread, an emptied coherence order) once made qspinlock 2x2 under armv8 count
-1,016 executions where there are 656.
+1,016 executions where there are 656; merging graphs of the same content added in different
+orders, which a backward revisit tells apart, once missed executions.
 """
 
 import pytest
@@ -22,6 +23,10 @@ class Forward(X.Explorer):
 
     def _revisits(self, g, write, shared=None):
         return []
+
+    @staticmethod
+    def state_hash(g):  # without revisits the order of addition does not matter
+        return hash(g.key())
 
     def children(self, g, step):
         out = []
@@ -75,6 +80,8 @@ def test_every_execution_once(lock, cpus, k, model):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["armv8", "sc"])
-def test_qspinlock_2x2(model):
-    check("qspinlock", 2, 2, model)
+@pytest.mark.parametrize("cpus,k,model", [(2, 2, "armv8"), (2, 2, "sc"), (3, 1, "armv8")])
+def test_qspinlock(cpus, k, model):
+    # 3x1 under armv8: merging graphs by content alone, whatever order their records were
+    # added in, missed 6 of its 462 executions
+    check("qspinlock", cpus, k, model)

@@ -21,8 +21,9 @@ lowest-numbered thread that can go on, compiles it into events with the model
   be revisited by it.
 * an RMW reads like a read and places its write right after the write it read.
 
-Graphs are remembered by their content, so one reached twice (through different
-revisits) is explored once.  A graph that is not consistent is not extended: the models
+Graphs are remembered by their content and the order of addition that revisits can
+still tell apart (:meth:`Graph.state_key`), so one reached twice (through different
+revisits) is explored once; an execution reached in several orders is counted once.  A graph that is not consistent is not extended: the models
 only grow their relations when events are added, so no extension of it is consistent.
 A blocked spin-wait always reads the last write to its location in coherence order (the
 rule of VSync's await model checking and GenMC's spin-assume): a new write to the
@@ -166,6 +167,7 @@ class Explorer:
         self._paused: dict[int, tuple] = {}  # id(a thread's record list) -> its generator where its replay stopped
         self._sizes: dict[int, int] = {}  # location -> access size (mixed sizes are refused)
         self._init: dict[int, int] = {}
+        self._executions: set[int] = set()  # complete graphs seen, by content: each execution counted once
 
     # ----------------------------------------------------------------- the search
     def run(self) -> GraphResult:
@@ -180,7 +182,7 @@ class Explorer:
         try:
             while stack:
                 g = stack.pop()
-                h = hash(g.key())
+                h = self.state_hash(g)
                 if h in seen:
                     continue
                 seen.add(h)
@@ -212,6 +214,11 @@ class Explorer:
         except KeyboardInterrupt as stop:
             result.verdict, result.note = "incomplete", watchdog.stopped(stop)
         return self._finish(result, started)
+
+    @staticmethod
+    def state_hash(g: Graph) -> int:
+        """What the search deduplicates by: the graph and the order its records were added in (Graph.state_key)."""
+        return hash(g.state_key())
 
     def children(self, g: Graph, step: tuple) -> tuple[list[Graph], int]:
         """The graphs one step extends ``g`` into (``step`` is its :meth:`_next`), each knowing its parent."""
@@ -265,6 +272,10 @@ class Explorer:
         if step[1]:
             result.blocked += 1
             return False
+        h = hash(g.key())
+        if h in self._executions:  # the same execution, its records added in another order
+            return False
+        self._executions.add(h)
         result.executions += 1
         problem = self._complete(g, step[2], result)
         if problem is not None:
