@@ -54,8 +54,7 @@ from ...machine import watchdog
 from ...machine.crash import NOTHING, guest_crash, operation_problem
 from ...machine.deps import Dep, deps_of
 from ...machine.memory import MASKS
-from .execution import Execution
-from .graph import AMO, AWAIT, EXCL, INIT, MAX_SLOTS, Ev, F, Forced, Graph, R, Rec, W, eid, where
+from .graph import AMO, AWAIT, EXCL, INIT, MAX_SLOTS, STRIDE, Ev, F, Forced, Graph, R, Rec, W, eid, where
 
 
 class Unsupported(Exception):
@@ -187,7 +186,7 @@ class Explorer:
                     continue
                 seen.add(h)
                 result.graphs += 1
-                if not consistent(Execution(g)):
+                if not consistent(g):
                     continue
                 try:
                     step = self._next(g)
@@ -645,7 +644,7 @@ class Explorer:
                 shared.append(prefix)
         out = []
         for t, slot, rec in reads:
-            if (t, slot) not in prefix:
+            if not prefix >> eid(t, slot) & 1:
                 revisited = _revisited(g, prefix, t, slot, rec.stamp, wid)
                 lo, hi_read, _ = _coherence_bounds(revisited, t, slot, loc)
                 at = revisited.co[loc].index(wid)
@@ -805,9 +804,9 @@ def _exclusive_partner(g: Graph, t: int, slot: int, loc: int) -> Ev | None:
     return None
 
 
-def _prefix(g: Graph, t0: int, slot0: int) -> set:
+def _prefix(g: Graph, t0: int, slot0: int) -> int:
     """The records the record at ``(t0, slot0)`` depends on, itself included: its dependencies' and
-    reads-from sources' records, transitively.
+    reads-from sources' records, transitively; as a mask, bit ``eid(t, slot)`` for each.
 
     An exclusive store's load is not in it: the store's being there does not depend on
     what the load read, and the pairing (by event number) survives the load being redone;
@@ -815,31 +814,37 @@ def _prefix(g: Graph, t0: int, slot0: int) -> set:
     store-exclusive's status alone does not bring the store in: it may be redone (its value
     may change) as long as it comes out the same, success or failure (see :func:`_revisited`).
     """
-    keep = {(t0, slot0)}
-    work = [g.threads[t0][slot0]]
+    threads = g.threads
+    keep = 1 << eid(t0, slot0)
+    looked = 0  # event numbers (and statuses) already followed
+    work = [threads[t0][slot0]]
     while work:
         rec = work.pop()
         sources = rec.deps
         for ev in rec.events:
             if ev.kind == R and ev.rf is not None and ev.rf != INIT:
                 sources |= 1 << ev.rf
+        sources &= ~looked
+        looked |= sources
         while sources:
             low = sources & -sources
             sources ^= low
-            t, slot, part = where(low.bit_length() - 1)
-            if (t, slot) in keep:
+            e = low.bit_length() - 1
+            slot_bit = 1 << (e & ~1)
+            if keep & slot_bit:
                 continue
-            rec = g.threads[t][slot]
+            t, rest = divmod(e, STRIDE)
+            rec = threads[t][rest >> 1]
             if type(rec) is not Rec:
                 continue  # a store-exclusive already to be redone with its outcome fixed
-            if part and rec.op[0] in _CHOICE_OPS:
+            if rest & 1 and rec.op[0] in _CHOICE_OPS:
                 continue
-            keep.add((t, slot))
+            keep |= slot_bit
             work.append(rec)
     return keep
 
 
-def _revisited(g: Graph, prefix: set, t0: int, slot0: int, stamp: int, write: int) -> Graph:
+def _revisited(g: Graph, prefix: int, t0: int, slot0: int, stamp: int, write: int) -> Graph:
     """``g`` with the read at ``(t0, slot0)`` to be redone from ``write``: what was added after it and is not
     in the write's ``prefix`` deleted, and then whatever depends on something deleted.
 
@@ -848,41 +853,51 @@ def _revisited(g: Graph, prefix: set, t0: int, slot0: int, stamp: int, write: in
     store-exclusive that is deleted while something kept branches on its status is redone
     with that status fixed, not forgotten.
     """
-    threads = [list(recs) for recs in g.threads]
-    pending = threads[t0][slot0]
+    old = g.threads
+    pending = old[t0][slot0]
     dead_slots = set()
-    for t, recs in enumerate(threads):
+    live = []  # (t, slot, record, what it depends on: its dependencies and reads-from sources)
+    for t, recs in enumerate(old):
         for slot, rec in enumerate(recs):
-            if rec is not None and (rec.stamp > stamp or (t, slot) == (t0, slot0)) and (t, slot) not in prefix:
+            if rec is None:
+                continue
+            if (rec.stamp > stamp or (t == t0 and slot == slot0)) and not prefix >> eid(t, slot) & 1:
                 dead_slots.add((t, slot))
+                continue
+            sources = rec.deps
+            if type(rec) is Forced:
+                if rec.rf is not None and rec.rf != INIT:
+                    sources |= 1 << rec.rf
+            else:
+                for ev in rec.events:
+                    if ev.kind == R and ev.rf is not None and ev.rf != INIT:
+                        sources |= 1 << ev.rf
+            live.append((t, slot, rec, sources))
     dead = 0  # events deleted (and slots being redone), for reads-from and value dependencies
     status = 0  # statuses of deleted store-exclusives and hypervisor answers
     for t, slot in dead_slots:
-        dead, status = _kill(threads[t][slot], t, slot, dead, status)
+        dead, status = _kill(old[t][slot], t, slot, dead, status)
     changed = True
     while changed:
         changed = False
-        for t, recs in enumerate(threads):
-            for slot, rec in enumerate(recs):
-                if rec is None or (t, slot) in dead_slots:
-                    continue
-                sources = rec.deps
-                if type(rec) is Forced:
-                    if rec.rf is not None and rec.rf != INIT:
-                        sources |= 1 << rec.rf
-                else:
-                    for ev in rec.events:
-                        if ev.kind == R and ev.rf is not None and ev.rf != INIT:
-                            sources |= 1 << ev.rf
-                if sources & dead:
-                    dead_slots.add((t, slot))
-                    dead, status = _kill(rec, t, slot, dead, status)
-                    changed = True
+        still = []
+        for entry in live:
+            t, slot, rec, sources = entry
+            if sources & dead:
+                dead_slots.add((t, slot))
+                dead, status = _kill(rec, t, slot, dead, status)
+                changed = True
+            else:
+                still.append(entry)
+        live = still
     branched = 0  # statuses something kept depends on
-    for t, recs in enumerate(threads):
-        for slot, rec in enumerate(recs):
-            if rec is not None and (t, slot) not in dead_slots:
-                branched |= rec.deps & status
+    for _, _, rec, _ in live:
+        branched |= rec.deps & status
+    # only the threads that change are copied: the others stay shared with g (and their replays, keys
+    # and model caches with them)
+    threads = list(old)
+    for t in {t for t, _ in dead_slots} | {t0}:
+        threads[t] = list(old[t])
     for t, slot in dead_slots:
         rec = threads[t][slot]
         if branched >> eid(t, slot, 1) & 1:  # something kept branched on its outcome: redo it with the same
@@ -894,7 +909,8 @@ def _revisited(g: Graph, prefix: set, t0: int, slot0: int, stamp: int, write: in
     # One graph, one form: a hole at the end of a thread is no hole (the thread appends there, or
     # ends before it), and a location whose writes all went has no order (as if never written).
     # Left in, they made the same execution two graphs, explored and counted twice.
-    for recs in threads:
+    for t in {t for t, _ in dead_slots}:
+        recs = threads[t]
         while recs and recs[-1] is None:
             recs.pop()
     co = {}

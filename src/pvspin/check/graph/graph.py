@@ -105,7 +105,7 @@ class Rec:
     condition); the graph's identity leaves it out.
     """
 
-    __slots__ = ("op_sig", "events", "result", "op", "deps", "stamp", "post", "where")
+    __slots__ = ("op_sig", "events", "result", "op", "deps", "stamp", "post", "where", "_sig")
 
     def __init__(self, op_sig: tuple, events: tuple[Ev, ...], result, op: tuple, deps: int = 0, post=None):
         self.op_sig = op_sig
@@ -119,9 +119,12 @@ class Rec:
             deps |= e.deps
         self.deps = deps
         self.stamp = 0  # when it was added to the graph (the search's clock): revisits delete what came later
+        self._sig = None
 
     def sig(self) -> tuple:
-        return (self.op_sig, tuple(e.sig() for e in self.events), self.result)
+        if self._sig is None:  # what it is never changes once made
+            self._sig = (self.op_sig, tuple(e.sig() for e in self.events), self.result)
+        return self._sig
 
 
 class Forced:
@@ -138,6 +141,22 @@ class Forced:
 
     def sig(self) -> tuple:
         return ("forced", self.rf, self.status)
+
+
+_THREAD_KEYS: dict[int, tuple] = {}  # id(a record list) -> (the list, its content): lists are never changed once made
+_THREAD_KEYS_LIMIT = 1 << 16
+
+
+def _thread_key(recs: list) -> tuple:
+    """A thread's records as content; the graphs of a search share the lists of the threads a step did not touch."""
+    known = _THREAD_KEYS.get(id(recs))
+    if known is not None and known[0] is recs:
+        return known[1]
+    if len(_THREAD_KEYS) >= _THREAD_KEYS_LIMIT:
+        _THREAD_KEYS.clear()
+    key = tuple(None if r is None else r.sig() for r in recs)
+    _THREAD_KEYS[id(recs)] = (recs, key)
+    return key
 
 
 class Graph:
@@ -170,8 +189,7 @@ class Graph:
 
     def key(self) -> tuple:
         if self._key is None:
-            self._key = (tuple(tuple(None if r is None else r.sig() for r in t) for t in self.threads),
-                         tuple(sorted(self.co.items())))
+            self._key = (tuple(_thread_key(t) for t in self.threads), tuple(sorted(self.co.items())))
         return self._key
 
     def state_key(self) -> tuple:

@@ -159,15 +159,13 @@ def run(opts, progress=None) -> GraphReport:
 
 def _replay(opts, explorer: Explorer, path: list[int]) -> GraphResult:
     """The violation a token's graph is: rebuilt, checked as the search checks it."""
-    from .execution import Execution
-
     try:
         g = explorer.replay(path)
     except ValueError as exc:
         raise BadInput(f"--replay: the token does not fit this configuration ({exc})") from None
     result = GraphResult(verdict="verified", graphs=len(path))
     step = explorer._next(g)
-    if step[0] == _FRONTIER or not explorer.model.consistent(Execution(g)) or not explorer._end(g, step, result):
+    if step[0] == _FRONTIER or not explorer.model.consistent(g) or not explorer._end(g, step, result):
         raise BadInput("--replay: the token does not lead to a violation (not a complete counterexample)")
     return result
 

@@ -9,7 +9,8 @@ A model is a module with
   for it;
 * ``AXIOMS`` -- ``(name, check)`` pairs, ``check(execution)`` returning None when the
   axiom holds and otherwise the events of a violating cycle (or pair), for reports;
-* ``consistent(execution)`` -- all axioms hold.
+* ``consistent(graph)`` -- all axioms hold (of the graph's :class:`..execution.Execution`,
+  or decided on the graph directly, as :mod:`.armv8_direct` does).
 
 Adding a model adds a file and a line below.
 

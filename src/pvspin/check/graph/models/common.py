@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ....machine import ops as o
 from .. import relations as rel
+from ..execution import Execution
 from ..graph import AMO, EXCL, F, R, W
 
 
@@ -29,9 +30,10 @@ def atomicity(x) -> list[int] | None:
 
 
 def axiom_check(axioms):
-    """``consistent()`` for a model's ``AXIOMS``."""
+    """``consistent(graph)`` for a model's ``AXIOMS``: the graph's relations built, every axiom checked."""
 
-    def consistent(x) -> bool:
+    def consistent(g) -> bool:
+        x = Execution(g)
         return all(check(x) is None for _, check in axioms)
 
     return consistent

@@ -90,6 +90,7 @@ from __future__ import annotations
 
 from ....machine import ops as o
 from .. import relations as rel
+from ..execution import Execution
 from ..graph import ACQ, AMO, EXCL, LOCK, MB, NORET, REL, UNLOCK, F, R, W
 from . import common
 
@@ -170,7 +171,8 @@ class Lkmm:
     def __repr__(self) -> str:
         return f"<LKMM {self.version}>"
 
-    def consistent(self, x) -> bool:
+    def consistent(self, g) -> bool:
+        x = Execution(g)
         if common.sc_per_location(x) is not None or common.atomicity(x) is not None:
             return False
         hb, pb = self.relations(x)

@@ -1,0 +1,202 @@
+"""ARMv8 consistency decided on the graph itself, without building relations: what the search calls.
+
+:mod:`.armv8` states the model as relations (its ``AXIOMS``, which reports use to show a
+violating cycle); this module decides the same three axioms faster, and
+``tests/test_graph_armv8_direct.py`` holds the two equal on every graph of several searches.
+
+* **lob depends on one thread alone** (program order, locations, tags, fences,
+  dependencies), so it is computed per thread, in one pass in program order, as each
+  memory event's set of lob-predecessors, and kept for the thread's record list: lists are
+  never changed once made, and the graphs of a search share the threads a step did not
+  touch.  Fences are no nodes: every ``lob`` edge into a fence comes from an event ordered
+  before everything after some point before the fence, so a path through it has a direct
+  edge.  Initial writes are no nodes either: nothing is ordered before them, so they lie on
+  no cycle.
+* **internal** (coherence per location) holds exactly when no thread's accesses to a
+  location go back in coherence order: a write must come after, a read at or after, the
+  position of the thread's previous access there (a read's position is its write's) --
+  the coWW, coWR, coRW and coRR patterns, which with a total coherence order are every
+  cycle of ``po-loc | rf | co | fr``.
+* **atomic**: no other thread's write lies in coherence order between an RMW's source and
+  its write.
+* **external**: ``obs | lob`` acyclic, decided on predecessor rows (a relation is acyclic
+  when its inverse is).
+"""
+
+from __future__ import annotations
+
+from ..graph import ACQ, ACQ_PC, AMO, INIT, REL, STRIDE, F, Rec, W
+from ..relations import acyclic
+
+_CACHE: dict[int, tuple] = {}  # id(a thread's record list) -> (the list, its _Thread)
+_CACHE_LIMIT = 1 << 16
+
+
+class _Thread:
+    """A thread's memory events in program order and, per event, its lob-predecessors (thread-local bits)."""
+
+    __slots__ = ("events", "preds", "local")
+
+    def __init__(self, recs: list):
+        events = []
+        preds = []
+        local: dict[int, int] = {}  # event number -> index here
+        before = 0  # every event so far
+        full = 0  # events before the latest DMB ISH or A-amo-L RMW: before everything after it
+        ld = 0  # reads before the latest DMB ISHLD
+        st = 0  # writes before the latest DMB ISHST
+        acquires = 0  # A and Q reads: before everything after them
+        releases = 0  # L writes: before every later A read
+        reads = writes = 0
+        at_loc: dict[int, int] = {}  # location -> events so far there
+        last_write: dict[int, int] = {}  # location -> index of the latest write there
+        write_deps: dict[int, int] = {}  # a write's index -> the reads it depends on by address or data
+        rmw_writes = 0  # writes of RMWs whose read is here
+        addr_before = 0  # reads an event so far depends on by address ("addr; po")
+        isb = 0  # reads ordered by an ISB before every later read ("(ctrl | addr; po); [ISB]")
+
+        def own(mask: int) -> int:
+            out = 0
+            while mask:
+                low = mask & -mask
+                mask ^= low
+                j = local.get(low.bit_length() - 1)
+                if j is not None and not (writes >> j & 1):  # dependencies come from reads
+                    out |= 1 << j
+            return out
+
+        for rec in recs:
+            if type(rec) is not Rec:
+                continue
+            for ev in rec.events:
+                kind = ev.kind
+                if kind == F:
+                    fence = ev.fence
+                    if fence == "dmb.full":
+                        full = before
+                    elif fence == "dmb.ld":
+                        ld = reads
+                    elif fence == "dmb.st":
+                        st = writes
+                    elif fence == "isb":
+                        isb |= own(ev.ctrl_deps) | addr_before
+                    continue
+                i = len(events)
+                bit = 1 << i
+                addr = own(ev.addr_deps) if ev.addr_deps else 0
+                data = own(ev.data_deps) if ev.data_deps else 0
+                p = full | ld | acquires | addr | data  # bob (fences, [A|Q]; po), dob (addr | data)
+                tags = ev.tags
+                loc = ev.loc
+                if kind == W:
+                    p |= st | addr_before | at_loc.get(loc, 0)  # bob ([W]; po; [dmb.st]; po; [W]), dob, lws
+                    if ev.ctrl_deps:
+                        p |= own(ev.ctrl_deps)  # dob: ctrl; [W]
+                    if tags & REL:
+                        p |= before  # bob: po; [L]
+                    pair = local.get(ev.pair) if ev.pair is not None else None
+                    if pair is not None:
+                        p |= 1 << pair  # aob: rmw
+                        rmw_writes |= bit
+                        if tags & REL and tags & AMO and events[pair].tags & ACQ and events[pair].tags & AMO:
+                            full = before & ~(1 << pair)  # bob: po; ([A]; amo; [L]); po
+                    write_deps[i] = addr | data
+                    last_write[loc] = i
+                    writes |= bit
+                    if tags & REL:
+                        releases |= bit
+                else:
+                    p |= isb  # dob: (ctrl | addr; po); [ISB]; po; [R]
+                    if tags & ACQ:
+                        p |= releases  # bob: [L]; po; [A]
+                    w = last_write.get(loc)
+                    if w is not None:  # lrs: the latest write to the location before it
+                        p |= write_deps[w]  # dob: (addr | data); lrs
+                        if tags & (ACQ | ACQ_PC) and rmw_writes >> w & 1:
+                            p |= 1 << w  # aob: [range(rmw)]; lrs; [A | Q]
+                    reads |= bit
+                    if tags & (ACQ | ACQ_PC):
+                        acquires |= bit
+                local[ev.id] = i
+                events.append(ev)
+                preds.append(p)
+                before |= bit
+                at_loc[loc] = at_loc.get(loc, 0) | bit
+                addr_before |= addr
+        self.events = events
+        self.preds = preds
+        self.local = local
+
+
+def _thread(recs: list) -> _Thread:
+    known = _CACHE.get(id(recs))
+    if known is not None and known[0] is recs:
+        return known[1]
+    if len(_CACHE) >= _CACHE_LIMIT:
+        _CACHE.clear()
+    info = _Thread(recs)
+    _CACHE[id(recs)] = (recs, info)
+    return info
+
+
+def consistent(g) -> bool:
+    """internal, atomic and external of ARMv8 on graph ``g`` (see the module's docstring)."""
+    threads = [_thread(recs) for recs in g.threads]
+    # coherence positions: a write's index in its location's order, the initial write -1
+    position: dict[int, int] = {}
+    for order in g.co.values():
+        for k, w in enumerate(order):
+            position[w] = k
+    # internal, and atomic, thread by thread
+    for t, th in enumerate(threads):
+        last: dict[int, int] = {}  # location -> position of the thread's latest access there
+        for ev in th.events:
+            if ev.kind == W:
+                q = position[ev.id]
+                prev = last.get(ev.loc)
+                if prev is not None and q <= prev:
+                    return False
+                if ev.pair is not None and ev.pair in th.local:  # an RMW: nobody else's write between
+                    src = th.events[th.local[ev.pair]].rf
+                    start = -1 if src == INIT else position[src]
+                    for w in g.co[ev.loc][start + 1:q]:
+                        if w // STRIDE != t:
+                            return False
+            else:
+                if ev.rf is None:
+                    continue
+                q = -1 if ev.rf == INIT else position[ev.rf]
+                prev = last.get(ev.loc)
+                if prev is not None and q < prev:
+                    return False
+            last[ev.loc] = q
+    # external: ob = rfe | fre | coe | lob, as predecessor rows over every thread's events
+    rows: list[int] = []
+    offsets = []
+    for th in threads:
+        off = len(rows)
+        offsets.append(off)
+        rows.extend([p << off for p in th.preds] if off else th.preds)
+    index = {}
+    for th, off in zip(threads, offsets, strict=True):
+        for e, i in th.local.items():
+            index[e] = off + i
+    masks = [((1 << len(th.events)) - 1) << off for th, off in zip(threads, offsets, strict=True)]
+    readers: dict = {}  # a write (or (INIT, location)) -> the reads of it
+    for t, th in enumerate(threads):
+        off = offsets[t]
+        for i, ev in enumerate(th.events):
+            if ev.kind == W or ev.rf is None:
+                continue
+            src = ev.rf
+            key = (INIT, ev.loc) if src == INIT else src
+            readers[key] = readers.get(key, 0) | 1 << (off + i)
+            if src != INIT and src // STRIDE != t:
+                rows[off + i] |= 1 << index[src]  # rfe
+    for loc, order in g.co.items():
+        earlier = readers.get((INIT, loc), 0)  # reads and writes coherence-before the next write
+        for w in order:
+            i = index[w]
+            rows[i] |= earlier & ~masks[w // STRIDE]  # fre, coe
+            earlier |= readers.get(w, 0) | 1 << i
+    return acyclic(rows)
