@@ -143,20 +143,32 @@ class Forced:
         return ("forced", self.rf, self.status)
 
 
-_THREAD_KEYS: dict[int, tuple] = {}  # id(a record list) -> (the list, its content): lists are never changed once made
-_THREAD_KEYS_LIMIT = 1 << 16
+class PerList:
+    """A function of a thread's record list, remembered by the list's identity.
+
+    Record lists are never changed once made, and the graphs of a search share the lists of
+    the threads a step did not touch, so what is computed from one list serves them all.
+    """
+
+    __slots__ = ("compute", "memo", "limit")
+
+    def __init__(self, compute, limit: int = 1 << 16):
+        self.compute = compute
+        self.memo: dict[int, tuple] = {}  # id(list) -> (the list, its value): the list kept, so the id stays its
+        self.limit = limit
+
+    def __call__(self, recs: list):
+        known = self.memo.get(id(recs))
+        if known is not None and known[0] is recs:
+            return known[1]
+        if len(self.memo) >= self.limit:
+            self.memo.clear()
+        value = self.compute(recs)
+        self.memo[id(recs)] = (recs, value)
+        return value
 
 
-def _thread_key(recs: list) -> tuple:
-    """A thread's records as content; the graphs of a search share the lists of the threads a step did not touch."""
-    known = _THREAD_KEYS.get(id(recs))
-    if known is not None and known[0] is recs:
-        return known[1]
-    if len(_THREAD_KEYS) >= _THREAD_KEYS_LIMIT:
-        _THREAD_KEYS.clear()
-    key = tuple(None if r is None else r.sig() for r in recs)
-    _THREAD_KEYS[id(recs)] = (recs, key)
-    return key
+_thread_key = PerList(lambda recs: tuple(None if r is None else r.sig() for r in recs))  # a thread's content
 
 
 class Graph:

@@ -25,11 +25,8 @@ violating cycle); this module decides the same three axioms faster, and
 
 from __future__ import annotations
 
-from ..graph import ACQ, ACQ_PC, AMO, INIT, REL, STRIDE, F, Rec, W
+from ..graph import ACQ, ACQ_PC, AMO, INIT, REL, STRIDE, F, PerList, Rec, W
 from ..relations import acyclic
-
-_CACHE: dict[int, tuple] = {}  # id(a thread's record list) -> (the list, its _Thread)
-_CACHE_LIMIT = 1 << 16
 
 
 class _Thread:
@@ -128,15 +125,7 @@ class _Thread:
         self.local = local
 
 
-def _thread(recs: list) -> _Thread:
-    known = _CACHE.get(id(recs))
-    if known is not None and known[0] is recs:
-        return known[1]
-    if len(_CACHE) >= _CACHE_LIMIT:
-        _CACHE.clear()
-    info = _Thread(recs)
-    _CACHE[id(recs)] = (recs, info)
-    return info
+_thread = PerList(_Thread)
 
 
 def consistent(g) -> bool:
