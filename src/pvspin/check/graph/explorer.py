@@ -54,7 +54,7 @@ from ...machine import watchdog
 from ...machine.crash import NOTHING, guest_crash, operation_problem
 from ...machine.deps import Dep, deps_of
 from ...machine.memory import MASKS
-from .graph import AMO, AWAIT, EXCL, INIT, MAX_SLOTS, STRIDE, Ev, F, Forced, Graph, R, Rec, W, eid, where
+from .graph import AMO, AWAIT, EXCL, INIT, MAX_SLOTS, STRIDE, Ev, F, Forced, Graph, PerList, R, Rec, W, eid, where
 
 
 class Unsupported(Exception):
@@ -624,11 +624,9 @@ class Explorer:
         loc, wid = write.loc, write.id
         reads = []
         for t, recs in enumerate(g.threads):
-            for slot, rec in enumerate(recs):
-                if type(rec) is not Rec or not rec.events:
-                    continue
+            for slot, rec in _reads_by_loc(recs).get(loc, ()):
                 read = rec.events[0]
-                if read.kind != R or read.loc != loc or read.rf == wid:
+                if read.rf == wid:
                     continue
                 if read.tags & AWAIT and not rec.op[2](read.val):
                     continue  # a blocked wait: moved to the new write in place (_unblock)
@@ -663,9 +661,8 @@ class Explorer:
         latest = order[-1] == write.id
         waits = []
         for t, recs in enumerate(g.threads):
-            for slot, rec in enumerate(recs):
-                if type(rec) is Rec and rec.events and rec.events[0].tags & AWAIT and rec.events[0].loc == write.loc \
-                        and not rec.op[2](rec.events[0].val):
+            for slot, rec in _reads_by_loc(recs).get(write.loc, ()):
+                if rec.events[0].tags & AWAIT and not rec.op[2](rec.events[0].val):
                     waits.append((t, slot, rec))
         if not waits:
             return [], True
@@ -717,6 +714,18 @@ class Explorer:
 
 
 # --------------------------------------------------------------------------- graph surgery
+def _by_location(recs: list) -> dict[int, tuple]:
+    """A thread's reads (and RMWs, spin-waits), as (slot, record) per location, in program order."""
+    out: dict[int, list] = {}
+    for slot, rec in enumerate(recs):
+        if type(rec) is Rec and rec.events and rec.events[0].kind == R:
+            out.setdefault(rec.events[0].loc, []).append((slot, rec))
+    return out
+
+
+_reads_by_loc = PerList(_by_location)
+
+
 def _with(g: Graph, t: int, slot: int, rec, loc: int | None = None, at: int | None = None) -> Graph:
     """``g`` with ``rec`` at the thread's slot (appended or filling a hole), its write placed at ``at`` in ``loc``'s order."""
     child = Graph(list(g.threads), g.co if loc is None else dict(g.co), g.clock + 1)

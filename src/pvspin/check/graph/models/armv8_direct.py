@@ -32,7 +32,7 @@ from ..relations import acyclic
 class _Thread:
     """A thread's memory events in program order and, per event, its lob-predecessors (thread-local bits)."""
 
-    __slots__ = ("events", "preds", "local")
+    __slots__ = ("events", "preds", "local", "ids", "coherence", "reads")
 
     def __init__(self, recs: list):
         events = []
@@ -123,6 +123,20 @@ class _Thread:
         self.events = events
         self.preds = preds
         self.local = local
+        self.ids = [ev.id for ev in events]
+        # what the coherence check looks at, in program order: (write?, its write or the write read,
+        # location, an RMW write's source or None); reads still blocked without a write are left out
+        coherence = []
+        reads = []  # (index here, the write read, location)
+        for i, ev in enumerate(events):
+            if ev.kind == W:
+                pair = local.get(ev.pair) if ev.pair is not None else None
+                coherence.append((True, ev.id, ev.loc, None if pair is None else events[pair].rf))
+            elif ev.rf is not None:
+                coherence.append((False, ev.rf, ev.loc, None))
+                reads.append((i, ev.rf, ev.loc))
+        self.coherence = coherence
+        self.reads = reads
 
 
 _thread = PerList(_Thread)
@@ -131,59 +145,52 @@ _thread = PerList(_Thread)
 def consistent(g) -> bool:
     """internal, atomic and external of ARMv8 on graph ``g`` (see the module's docstring)."""
     threads = [_thread(recs) for recs in g.threads]
+    co = g.co
     # coherence positions: a write's index in its location's order, the initial write -1
-    position: dict[int, int] = {}
-    for order in g.co.values():
-        for k, w in enumerate(order):
-            position[w] = k
+    position = {w: k for order in co.values() for k, w in enumerate(order)}
+    position[INIT] = -1
     # internal, and atomic, thread by thread
     for t, th in enumerate(threads):
         last: dict[int, int] = {}  # location -> position of the thread's latest access there
-        for ev in th.events:
-            if ev.kind == W:
-                q = position[ev.id]
-                prev = last.get(ev.loc)
-                if prev is not None and q <= prev:
-                    return False
-                if ev.pair is not None and ev.pair in th.local:  # an RMW: nobody else's write between
-                    src = th.events[th.local[ev.pair]].rf
-                    start = -1 if src == INIT else position[src]
-                    for w in g.co[ev.loc][start + 1:q]:
-                        if w // STRIDE != t:
-                            return False
-            else:
-                if ev.rf is None:
-                    continue
-                q = -1 if ev.rf == INIT else position[ev.rf]
-                prev = last.get(ev.loc)
-                if prev is not None and q < prev:
-                    return False
-            last[ev.loc] = q
+        for is_write, e, loc, source in th.coherence:
+            q = position[e]
+            prev = last.get(loc)
+            if prev is not None and (q <= prev if is_write else q < prev):
+                return False
+            last[loc] = q
+            if source is not None:  # an RMW's write: nobody else's write between it and its source
+                for w in co[loc][position[source] + 1:q]:
+                    if w // STRIDE != t:
+                        return False
     # external: ob = rfe | fre | coe | lob, as predecessor rows over every thread's events
     rows: list[int] = []
+    index = {}
     offsets = []
+    masks = []
     for th in threads:
         off = len(rows)
         offsets.append(off)
-        rows.extend([p << off for p in th.preds] if off else th.preds)
-    index = {}
-    for th, off in zip(threads, offsets, strict=True):
-        for e, i in th.local.items():
-            index[e] = off + i
-    masks = [((1 << len(th.events)) - 1) << off for th, off in zip(threads, offsets, strict=True)]
-    readers: dict = {}  # a write (or (INIT, location)) -> the reads of it
+        n = len(th.preds)
+        masks.append(((1 << n) - 1) << off)
+        if off:
+            rows.extend([p << off for p in th.preds])
+        else:
+            rows.extend(th.preds)
+        index.update(zip(th.ids, range(off, off + n), strict=True))
+    readers: dict[int, int] = {}  # a write (the initial one as -1 - location) -> the reads of it
     for t, th in enumerate(threads):
         off = offsets[t]
-        for i, ev in enumerate(th.events):
-            if ev.kind == W or ev.rf is None:
-                continue
-            src = ev.rf
-            key = (INIT, ev.loc) if src == INIT else src
-            readers[key] = readers.get(key, 0) | 1 << (off + i)
-            if src != INIT and src // STRIDE != t:
-                rows[off + i] |= 1 << index[src]  # rfe
-    for loc, order in g.co.items():
-        earlier = readers.get((INIT, loc), 0)  # reads and writes coherence-before the next write
+        for i, src, loc in th.reads:
+            bit = 1 << (off + i)
+            if src == INIT:
+                key = -1 - loc
+            else:
+                key = src
+                if src // STRIDE != t:
+                    rows[off + i] |= 1 << index[src]  # rfe
+            readers[key] = readers.get(key, 0) | bit
+    for loc, order in co.items():
+        earlier = readers.get(-1 - loc, 0)  # reads and writes coherence-before the next write
         for w in order:
             i = index[w]
             rows[i] |= earlier & ~masks[w // STRIDE]  # fre, coe
