@@ -22,7 +22,7 @@ lowest-numbered thread that can go on, compiles it into events with the model
 * an RMW reads like a read and places its write right after the write it read.
 
 Graphs are remembered by their content and the order of addition that revisits can
-still tell apart (:meth:`Graph.state_key`), so one reached twice (through different
+still tell apart (:meth:`Graph.state_hash`), so one reached twice (through different
 revisits) is explored once; an execution reached in several orders is counted once.  A graph that is not consistent is not extended: the models
 only grow their relations when events are added, so no extension of it is consistent.
 A blocked spin-wait always reads the last write to its location in coherence order (the
@@ -216,8 +216,8 @@ class Explorer:
 
     @staticmethod
     def state_hash(g: Graph) -> int:
-        """What the search deduplicates by: the graph and the order its records were added in (Graph.state_key)."""
-        return hash(g.state_key())
+        """What the search deduplicates by: the graph and the order its records were added in (Graph.state_hash)."""
+        return g.state_hash()
 
     def children(self, g: Graph, step: tuple) -> tuple[list[Graph], int]:
         """The graphs one step extends ``g`` into (``step`` is its :meth:`_next`), each knowing its parent."""

@@ -169,6 +169,7 @@ class PerList:
 
 
 _thread_key = PerList(lambda recs: tuple(None if r is None else r.sig() for r in recs))  # a thread's content
+_thread_hash = PerList(lambda recs: hash(_thread_key(recs)))
 
 
 class Graph:
@@ -204,14 +205,16 @@ class Graph:
             self._key = (tuple(_thread_key(t) for t in self.threads), tuple(sorted(self.co.items())))
         return self._key
 
-    def state_key(self) -> tuple:
-        """:meth:`key` and, per record, what the search's future depends on of the order records were added in.
+    def state_hash(self) -> int:
+        """What the search tells its states apart by: :meth:`key` and, per record, what the search's
+        future depends on of the order records were added in.
 
         A backward revisit of a read deletes the records added after it (:func:`.explorer._revisited`),
         so two graphs with the same content but records added in another order are different
         states of the search: merging them lost executions (6 of 462 for qspinlock 3x1 under
         armv8).  What a revisit compares is a record's stamp with a read's, so a record's
         *epoch* -- how many reads were added before it -- is all that is kept of its stamp.
+        Each thread's content is hashed once for all the graphs that share its record list.
         """
         order = sorted((r.stamp, t, s) for t, recs in enumerate(self.threads) for s, r in enumerate(recs)
                        if r is not None)
@@ -222,7 +225,8 @@ class Graph:
             r = self.threads[t][s]
             if type(r) is Rec and r.events and r.events[0].kind == R:
                 reads += 1
-        return self.key(), tuple(tuple(e) for e in epochs)
+        return hash((tuple(map(_thread_hash, self.threads)), tuple(sorted(self.co.items())),
+                     tuple(map(tuple, epochs))))
 
     def events(self):
         for t in self.threads:
