@@ -56,6 +56,17 @@ def _quote(name: str) -> str:
     return text
 
 
+_encoded: dict[tuple, str] = {}  # args as JSON: few distinct ones too (waits, lock-word values, targets)
+
+
+def _encode(args: dict) -> str:
+    key = tuple(args.items())
+    text = _encoded.get(key)
+    if text is None:
+        text = _encoded[key] = _dumps(args)
+    return text
+
+
 def guest_pid(v) -> int:
     return 2 + v.guest.index
 
@@ -225,7 +236,7 @@ class Tracer(NullTracer):
         # what json.dumps(event) writes, by hand: a slice is most of the file (floats are repr()'d
         # by json too), and the encoder's per-call set-up cost more than the simulation
         freq = self.freq
-        extra = ',"args":' + _dumps(args) if args else ""
+        extra = ',"args":' + _encode(args) if args else ""
         self._put(f'{{"name":{_quote(name)},"ph":"X","ts":{start / freq!r},"dur":{(end - start) / freq!r},'
                   f'"pid":{pid},"tid":{tid},"cat":"{cat}"{flow}{extra}}}')  # fmt: skip
         return True
@@ -427,7 +438,7 @@ class Tracer(NullTracer):
             self._put(f'{{"name":{_quote(word.name)},"ph":"C","ts":{self.lo / self.freq!r},"pid":{pid},'
                       f'"args":{_dumps(before)}}}')  # fmt: skip
         word.shown = True
-        self._put(f'{{"name":{_quote(word.name)},"ph":"C","ts":{t / self.freq!r},"pid":{pid},"args":{_dumps(values)}}}')
+        self._put(f'{{"name":{_quote(word.name)},"ph":"C","ts":{t / self.freq!r},"pid":{pid},"args":{_encode(values)}}}')
 
     # ------------------------------------------------------------- output
     def finish(self, t: int, sim) -> None:
