@@ -4,6 +4,7 @@ from pvspin.machine import ops as o
 from pvspin.machine.memory import CACHE_LINE, Memory
 from pvspin.sim.config import HostConfig, Scheduling
 from pvspin.sim.engine import Simulator
+from pvspin.sim.trace import NullTracer
 from pvspin.sim.vcpu import DONE, HALTED, T_HALT, T_HOST, T_PREEMPT, T_SPIN
 from simple_locks import WORD, tas_lock, tas_unlock
 
@@ -194,7 +195,7 @@ def test_ple_window_grows_when_there_is_nobody_to_yield_to():
     assert 5 <= waiter_vcpu.ple_exits <= 20  # log2(25M / 4096) ~ 13 doublings, not ~5,000 exits
 
 
-class PlacementLog:
+class PlacementLog(NullTracer):
     """A tracer that records which vCPU each pCPU switched to, and when."""
 
     def __init__(self):

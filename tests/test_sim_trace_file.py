@@ -13,7 +13,7 @@ from pvspin.machine import ops as o
 from pvspin.machine.memory import Memory
 from pvspin.sim.config import HostConfig
 from pvspin.sim.engine import Simulator
-from pvspin.sim.trace import HOST_PID, Tracer
+from pvspin.sim.trace import HOST_PID, LOCK_TIDS, TIDS, Tracer
 
 CRASHES = Path(__file__).resolve().parent / "guest_crashes" / "locks.py"
 
@@ -59,25 +59,32 @@ def expected_timeline(mhz: int, window: tuple[int, int] | None = None) -> list[d
                 "cat": cat, **extra}  # fmt: skip
 
     guest = 2  # the first guest's process id
+    vcpu0, vcpu1, lock0 = guest * TIDS, guest * TIDS + 1, guest * TIDS + LOCK_TIDS  # no tid is 0
+    pcpu0, pcpu1 = HOST_PID * TIDS, HOST_PID * TIDS + 1
     spans = [
-        span("runnable", 0, 0, guest, 0, "vcpu"),  # both start runnable and run at once
-        span("runnable", 0, 0, guest, 1, "vcpu"),
-        span("g0/vcpu0", 0, HOLD, guest, 1000, "lock", args={"lock": "0"}),
-        span("g0/vcpu1", 0, BUSY, HOST_PID, 1, "pcpu"),
-        span("running", 0, BUSY, guest, 1, "vcpu"),
-        span("g0/vcpu0", 0, HOLD + AFTER, HOST_PID, 0, "pcpu"),
-        span("running", 0, HOLD + AFTER, guest, 0, "vcpu"),
+        span("runnable", 0, 0, guest, vcpu0, "vcpu"),  # both start runnable and run at once
+        span("runnable", 0, 0, guest, vcpu1, "vcpu"),
+        span("g0/vcpu0", 0, HOLD, guest, lock0, "lock", args={"lock": "lock0"}),
+        span("g0/vcpu1", 0, BUSY, HOST_PID, pcpu1, "pcpu"),
+        span("running", 0, BUSY, guest, vcpu1, "vcpu"),
+        span("g0/vcpu0", 0, HOLD + AFTER, HOST_PID, pcpu0, "pcpu"),
+        span("running", 0, HOLD + AFTER, guest, vcpu0, "vcpu"),
     ]
     return [e for e in spans if e is not None]
 
 
 def names(host_pcpus: int) -> list[dict]:
     meta = [{"name": "process_name", "ph": "M", "pid": HOST_PID, "args": {"name": "host pCPUs"}}]
-    meta += [{"name": "thread_name", "ph": "M", "pid": HOST_PID, "tid": p, "args": {"name": f"pCPU {p}"}}
-             for p in range(host_pcpus)]  # fmt: skip
+    for p in range(host_pcpus):
+        tid = HOST_PID * TIDS + p
+        meta.append({"name": "thread_name", "ph": "M", "pid": HOST_PID, "tid": tid, "args": {"name": f"pCPU {p}"}})
+        meta.append({"name": "thread_sort_index", "ph": "M", "pid": HOST_PID, "tid": tid, "args": {"sort_index": p}})
     meta.append({"name": "process_name", "ph": "M", "pid": 2, "args": {"name": "guest g0"}})
-    for tid, name in ((0, "g0/vcpu0"), (1, "g0/vcpu1"), (1000, "lock 0 holder")):
+    # each vCPU's row, then (were there any exits) its VM-exit row, then the locks' rows
+    for tid, name, index in ((2 * TIDS, "g0/vcpu0", 0), (2 * TIDS + 1, "g0/vcpu1", 2),
+                             (2 * TIDS + LOCK_TIDS, "lock0 holder", 2 * LOCK_TIDS)):  # fmt: skip
         meta.append({"name": "thread_name", "ph": "M", "pid": 2, "tid": tid, "args": {"name": name}})
+        meta.append({"name": "thread_sort_index", "ph": "M", "pid": 2, "tid": tid, "args": {"sort_index": index}})
     return meta
 
 
@@ -113,10 +120,11 @@ def test_the_run_command_writes_a_trace_that_loads(tmp_path):
     assert out.returncode == 0, out.stderr
     trace = json.loads(path.read_text())
     events = trace["traceEvents"]
-    assert {e["ph"] for e in events} == {"X", "i", "M"}
+    assert {e["ph"] for e in events} == {"X", "i", "M", "C"}
     assert all(e["dur"] >= 0 for e in events if e["ph"] == "X")
     named = {(e["pid"], e.get("tid")) for e in events if e["ph"] == "M"}
-    assert {(e["pid"], e["tid"]) for e in events if e["ph"] != "M"} <= named  # every track has a name
+    assert {(e["pid"], e["tid"]) for e in events if e["ph"] in ("X", "i")} <= named  # every track has a name
+    assert {(e["pid"], None) for e in events if e["ph"] == "C"} <= named  # counters belong to a named guest
 
 
 def test_a_crashed_run_leaves_a_valid_trace_up_to_the_crash(tmp_path):
@@ -130,9 +138,28 @@ def test_a_crashed_run_leaves_a_valid_trace_up_to_the_crash(tmp_path):
 
 # ------------------------------------------------------------------------------------ --trace-window
 def clipped(events: list[dict], lo: float, hi: float, eps: float) -> list[dict]:
-    """``events`` as a window [lo, hi] (µs) keeps them: slices clipped to it, none left with nothing inside."""
+    """``events`` as a window [lo, hi] (µs) keeps them: slices clipped to it, none left with nothing
+    inside; counters within it, each preceded by the value it had at ``lo``; flow arrows whose start
+    it keeps."""
     out = []
+    before: dict[tuple, dict] = {}  # (pid, counter) -> its last value before the window
+    shown: set[tuple] = set()
+    starts: set[int] = set()  # the flows whose start is kept
     for e in events:
+        if e["ph"] == "C":
+            key = (e["pid"], e["name"])
+            if e["ts"] < lo:
+                before[key] = e["args"]
+            elif e["ts"] <= hi:
+                if key not in shown and key in before and e["ts"] > lo:
+                    out.append({**e, "ts": lo, "args": before[key]})
+                shown.add(key)
+                out.append(e)
+            continue
+        if e["ph"] == "M" and before:  # the counters that did not change within the window: their value there
+            out += [{"name": key[1], "ph": "C", "ts": lo, "pid": key[0], "args": args}
+                    for key, args in before.items() if key not in shown]  # fmt: skip
+            before = {}
         if e["ph"] == "i":
             if lo <= e["ts"] <= hi:
                 out.append(e)
@@ -143,6 +170,10 @@ def clipped(events: list[dict], lo: float, hi: float, eps: float) -> list[dict]:
                 if end - start < eps:
                     continue
                 e = {**e, "ts": start, "dur": end - start}
+            if e.get("flow_out"):
+                starts.add(e["bind_id"])
+            elif e.get("flow_in") and e["bind_id"] not in starts:
+                e = {k: v for k, v in e.items() if k not in ("bind_id", "flow_in")}
             out.append(e)
         else:
             out.append(e)
@@ -187,4 +218,5 @@ def test_run_trace_window_is_the_whole_trace_clipped(tmp_path):
     assert close(events, expected, 0.5 / mhz)
     timed = [e for e in events if e["ph"] != "M"]
     assert timed and all(lo <= e["ts"] and e["ts"] + e.get("dur", 0) <= hi + 0.5 / mhz for e in timed)
-    assert {"X", "i"} <= {e["ph"] for e in timed}
+    assert {"X", "i", "C"} <= {e["ph"] for e in timed}
+    assert any(e.get("flow_in") for e in timed)  # a kick's arrow inside the window

@@ -227,6 +227,7 @@ class GuestCpus:
         gcpu = v.gcpu
         contexts = gcpu.contexts
         recorder = self.recorder
+        tracer = self.tracer
         nxt: tuple | None
         while True:
             op = v.op
@@ -236,6 +237,8 @@ class GuestCpus:
                 ref = op[1]
                 ref.fmt.pack_into(data, ref.addr, op[2] & ref.mask)
                 result = None
+                if tracer is not None:
+                    tracer.wrote(t, v, ref)
                 if line_base | ref.line in self.watchers:
                     self._notify(line_base | ref.line, t)
             elif code == _WORK:
@@ -256,6 +259,8 @@ class GuestCpus:
                 new, result = o.rmw_result(code, ref.fmt.unpack_from(data, ref.addr)[0], op, ref.mask)
                 if new is not None:
                     ref.fmt.pack_into(data, ref.addr, new)
+                    if tracer is not None:
+                        tracer.wrote(t, v, ref)
                 if line_base | ref.line in self.watchers:
                     self._notify(line_base | ref.line, t)
             elif code == o.PV_WAIT:

@@ -81,6 +81,8 @@ class Hypervisor:
         """``kvm_sched_in``: ``v`` is on a pCPU again, from ``t``; its guest code carries on."""
         v.preempted = False
         v.ple_window = self.ple_window  # shrink_ple_window() with KVM's default shrink of 0
+        if self.tracer is not None:
+            self.tracer.exit_end(t, v)
         if v.exit_reason != NO_EXIT:  # VM entry: the exit that took it off its pCPU is over
             self.exit_done(v.guest, v.exit_reason, t - v.exit_at)
             v.exit_reason = NO_EXIT
@@ -93,6 +95,8 @@ class Hypervisor:
             v.exit_reason = EXIT_HLT if state == HALTED else EXIT_EXTINT
             v.exit_at = t
             v.guest.exit_samples[v.exit_reason] += 1
+            if self.tracer is not None:
+                self.tracer.exit_begin(t, v, v.exit_reason)
         self.guest.sched_out(v, t, state)
 
     @staticmethod
@@ -132,10 +136,12 @@ class Hypervisor:
             v.kick_latched = False
             v.acct[T_HV] += self.vm_exit
             self.exit_in_place(v, EXIT_HLT, self.vm_exit)
+            if self.tracer is not None:
+                self.tracer.exit_in_place(t, t + self.vm_exit, v, EXIT_HLT, {"kick": "latched"})
             return self.vm_exit
         v.halts += 1
         if self.tracer is not None:
-            self.tracer.instant(t, v, "pv_wait: halt", {"on": v.op[1].name})
+            self.tracer.halt(t, v)
         self.sched.dequeue(v, t, HALTED)
         if self.spurious_hz > 0:
             self.loop.at(poisson_arrival(self.loop.now, v.rng, self.spurious_hz, self.freq_mhz), self.on_wake, v, v.gen)
@@ -155,7 +161,7 @@ class Hypervisor:
         target.kick_time = kick_start
         self.lockevent_add(guest, "pv_latency_kick", self.kick_cost)
         if self.tracer is not None:
-            self.tracer.instant(t, v, "pv_kick", {"target": f"cpu{cpu}"})
+            self.tracer.kick(kick_start, t, v, target)
         if target.state == HALTED:
             if not target.waking:
                 target.waking = True
@@ -206,8 +212,6 @@ class Hypervisor:
         # grow_ple_window(): every exit widens this vCPU's window, so a spinner that has
         # nobody to yield to soon stops exiting; shrink_ple_window() resets it at sched-in
         v.ple_window = min(v.ple_window * self.ple_window_grow, self.ple_window_max)
-        if self.tracer is not None:
-            self.tracer.instant(t, v, "PLE exit")
         guest = v.guest
         siblings = guest.vcpus
         n = len(siblings)
@@ -222,10 +226,15 @@ class Hypervisor:
         v.exit_reason = EXIT_PAUSE
         v.exit_at = t
         guest.exit_samples[EXIT_PAUSE] += 1
+        tracer = self.tracer
+        if tracer is not None:
+            tracer.exit_begin(t, v, EXIT_PAUSE, {"yield_to": "-" if target is None else f"{target}"})
         if self.sched.yield_to(v, target, t):
             return
         v.exit_reason = NO_EXIT
         self.exit_done(guest, EXIT_PAUSE, self.vm_exit)
+        if tracer is not None:
+            tracer.exit_in_place(t, t + self.vm_exit, v, EXIT_PAUSE, {"yield_to": "-" if target is None else f"{target}"})
         # back to spinning after the exit: that time was not spent spinning
         v.acct[T_HV] += self.vm_exit
         v.acct[T_SPIN] -= self.vm_exit

@@ -246,6 +246,8 @@ class Run:
                 irq_rate_hz=irq_rate,
                 irq_level=spec.interrupts.level,
             )
+            if tracer is not None:
+                tracer.watch_locks(guest, kernel)
             self.tortures.append((guest, torture, kernel))
         for i in range(scenario.hog_guests):
             self.sim.add_guest(f"hog{i}", Memory(), [hog(cpu) for cpu in range(scenario.hog_vcpus)])
