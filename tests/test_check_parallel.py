@@ -120,8 +120,8 @@ def test_the_state_limit_stops_every_worker():
 
 
 @pytest.mark.parametrize("args,message", [
-    (("--strategy", "graph", "--jobs", "2"), "--jobs means nothing with --strategy graph"),
-    (("--memory-model", "armv8", "--jobs", "2"), "--jobs means nothing with --strategy exhaustive"),
+    (("--strategy", "graph", "--ray"), "--ray means nothing with --strategy graph"),
+    (("--memory-model", "armv8", "--ray"), "--ray means nothing with --strategy exhaustive"),
     (("--strategy", "bounded", "--jobs", "2"), "--jobs means nothing with --strategy bounded"),
     (("--jobs", "0"), "--jobs 0: need at least 1"),
     (("--jobs", "two"), "--jobs 'two': not an integer"),

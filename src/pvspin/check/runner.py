@@ -109,12 +109,12 @@ CONFLICTS = (
     ("--max-states", lambda o: o.replay is None and o.strategy in ("exhaustive", "bounded", "graph"),
      "an exhaustive, bounded or graph search"),
     ("--max-seconds", lambda o: o.replay is None, "a search, not --replay"),
-    ("--jobs", lambda o: o.replay is None and o.strategy != "bounded" and not uses_graphs(o),
-     "the exhaustive, random and pct searches of the interleaving checker (the bounded search and the "
-     "execution-graph checker run on one core for now)"),
+    ("--jobs", lambda o: o.replay is None and o.strategy != "bounded",
+     "the exhaustive, random and pct searches and the execution-graph checker (the bounded search runs on one "
+     "core for now)"),
     ("--ray", lambda o: o.replay is None and o.strategy != "bounded" and not uses_graphs(o),
      "the exhaustive, random and pct searches of the interleaving checker (the bounded search and the "
-     "execution-graph checker run on one core for now)"),
+     "execution-graph checker run on local cores only, --jobs, for now)"),
 )
 
 

@@ -44,6 +44,7 @@ reduction, which would take threads in a canonical numbering) the search missed 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import is_
@@ -161,6 +162,7 @@ class Explorer:
         self.model = model
         self.max_graphs = max_graphs
         self.progress = progress
+        self.progress_every = 1.0  # seconds between progress calls
         self._specs: dict = {}
         self._replays: dict[int, tuple] = {}  # id(a thread's record list) -> (the list, its replay): lists are never changed
         self._paused: dict[int, tuple] = {}  # id(a thread's record list) -> its generator where its replay stopped
@@ -169,50 +171,84 @@ class Explorer:
         self._executions: set[int] = set()  # complete graphs seen, by content: each execution counted once
 
     # ----------------------------------------------------------------- the search
-    def run(self) -> GraphResult:
-        """Explore depth first, each distinct graph once; an inconsistent one is not extended."""
+    def run(self, start: list[Graph] | None = None, seen: set[int] | None = None) -> GraphResult:
+        """Explore depth first, each distinct graph once; an inconsistent one is not extended.
+
+        From the empty graph, or from the graphs of ``start`` (the first explored first) with
+        the states of ``seen`` already explored (a share of :meth:`split`'s frontier).
+        """
         result = GraphResult()
         watchdog.watch(lambda: result.graphs)  # guest code that stops yielding stops the graphs
         started = time.perf_counter()
-        next_report = started + 1.0
-        seen: set[int] = set()
-        stack = [Graph([[] for _ in range(self.program.nthreads)], {})]
-        consistent = self.model.consistent
+        next_report = started + self.progress_every
+        seen = set() if seen is None else seen
+        stack = [self.root()] if start is None else start[::-1]
         try:
             while stack:
-                g = stack.pop()
-                h = self.state_hash(g)
-                if h in seen:
-                    continue
-                seen.add(h)
-                result.graphs += 1
-                if not consistent(g):
-                    continue
-                try:
-                    step = self._next(g)
-                    if step[0] != _FRONTIER:
-                        if self._end(g, step, result):
-                            break
-                        continue
-                    children, revisits = self.children(g, step)
-                except (Exception, SystemExit) as exc:  # a guest's wait condition raising (else not ours)
-                    crash = guest_crash(exc)
-                    if crash is None:
-                        raise
-                    result.verdict, result.finding = "violation", Finding(crash.prop, str(crash), g)
+                children = self._visit(stack.pop(), seen, result)
+                if children is None:
                     break
-                result.revisits += revisits
                 stack.extend(reversed(children))
                 if self.max_graphs is not None and result.graphs >= self.max_graphs:
                     result.verdict, result.note = "incomplete", f"stopped at the graph limit ({self.max_graphs})"
                     break
                 if self.progress is not None and time.perf_counter() >= next_report:
-                    next_report = time.perf_counter() + 1.0
+                    next_report = time.perf_counter() + self.progress_every
                     result.seconds = time.perf_counter() - started
                     self.progress(result)
         except KeyboardInterrupt as stop:
             result.verdict, result.note = "incomplete", watchdog.stopped(stop)
         return self._finish(result, started)
+
+    def split(self, width: int) -> tuple[GraphResult, list[Graph], set[int]]:
+        """Breadth first from the empty graph until ``width`` graphs wait to be explored: what was found
+        so far, the waiting graphs (none if the search ended), and the states explored.
+
+        :meth:`run` from every waiting graph, with those states explored, finds what a whole run
+        does: which graphs a search reaches does not depend on the order it takes them in.
+        """
+        result = GraphResult()
+        watchdog.watch(lambda: result.graphs)
+        started = time.perf_counter()
+        seen: set[int] = set()
+        queue = deque([self.root()])
+        try:
+            while queue and len(queue) < width:
+                children = self._visit(queue.popleft(), seen, result)
+                if children is None:
+                    queue.clear()
+                    break
+                queue.extend(children)
+        except KeyboardInterrupt as stop:
+            result.verdict, result.note = "incomplete", watchdog.stopped(stop)
+            queue.clear()
+        return self._finish(result, started), list(queue), seen
+
+    def root(self) -> Graph:
+        return Graph([[] for _ in range(self.program.nthreads)], {})
+
+    def _visit(self, g: Graph, seen: set[int], result: GraphResult) -> list[Graph] | None:
+        """One graph of the search: counted once, judged, extended; its children, or None at a violation."""
+        h = self.state_hash(g)
+        if h in seen:
+            return []
+        seen.add(h)
+        result.graphs += 1
+        if not self.model.consistent(g):
+            return []
+        try:
+            step = self._next(g)
+            if step[0] != _FRONTIER:
+                return None if self._end(g, step, result) else []
+            children, revisits = self.children(g, step)
+        except (Exception, SystemExit) as exc:  # a guest's wait condition raising (else not ours)
+            crash = guest_crash(exc)
+            if crash is None:
+                raise
+            result.verdict, result.finding = "violation", Finding(crash.prop, str(crash), g)
+            return None
+        result.revisits += revisits
+        return children
 
     @staticmethod
     def state_hash(g: Graph) -> int:
@@ -232,7 +268,7 @@ class Explorer:
 
     def replay(self, path: list[int]) -> Graph:
         """The graph a :meth:`Graph.path` leads to, rebuilt from the empty one; ValueError if it does not fit."""
-        g = Graph([[] for _ in range(self.program.nthreads)], {})
+        g = self.root()
         for i, choice in enumerate(path):
             step = self._next(g)
             if step[0] != _FRONTIER:

@@ -138,6 +138,10 @@ def run(opts, progress=None) -> GraphReport:
     try:
         if opts.replay is not None:
             result = _replay(opts, explorer, token.decode(fingerprint, opts.replay, packed=True))
+        elif opts.jobs > 1:
+            from . import parallel
+
+            result = parallel.explore(explorer, opts.jobs, opts.max_seconds)
         else:
             result = explorer.run()
     except token.BadToken as exc:
