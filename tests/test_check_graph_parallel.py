@@ -15,7 +15,7 @@ from pvspin.check.graph import runner as graphs
 from pvspin.check.runner import CheckOptions
 
 CASES = [("ticket", 3, 1, "armv8"), ("qspinlock", 2, 1, "armv8"), ("pvqspinlock", 2, 1, "armv8"),
-         ("ticket", 2, 2, "lkmm"), ("qspinlock", 2, 2, "sc")]
+         ("ticket", 2, 2, "lkmm"), ("qspinlock", 2, 1, "sc"), ("ticket", 2, 2, "tso")]
 
 
 def graph_opts(lock, cpus, k, model, **more) -> CheckOptions:
