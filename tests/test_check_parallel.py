@@ -60,6 +60,20 @@ def test_verified_with_the_same_states(opts):
     assert par.states == seq.states
 
 
+@pytest.mark.parametrize("opts", [
+    CheckOptions(lock="qspinlock", cpus=3, acquisitions=2),  # full symmetry and ample sets
+    CheckOptions(lock="qspinlock", cpus=2, acquisitions=2, memory_model="tso"),
+    CheckOptions(lock="pvqspinlock", cpus=3, acquisitions=1),
+    CheckOptions(lock="pvqspinlock", cpus=2, acquisitions=1, memory_model="tso"),
+], ids=lambda o: f"{o.lock}-{o.cpus}x{o.acquisitions}-{o.memory_model}")
+def test_the_states_and_transitions_of_the_sequential_search_exactly_for_any_workers(opts):
+    """The cycle proviso and the ample sets depend on the state alone, not on the search order."""
+    seq = run(opts).result
+    for jobs in (2, 3):
+        par = run(replace(opts, jobs=jobs)).result
+        assert (par.verdict, par.states, par.transitions) == (seq.verdict, seq.states, seq.transitions), jobs
+
+
 @pytest.mark.parametrize("name", ["HandTtasNoRelease", "Polite"])
 def test_a_liveness_violation_is_found_in_the_joined_graph_and_replays(name):
     opts = CheckOptions(lock=f"{LOCKS}:{name}", cpus=2)
