@@ -28,7 +28,8 @@ counterexample is, by one with the fewest preemptions (:func:`pvspin.check.runne
 Workers run in local processes (``--jobs``) or as Ray actors (``--ray``), through the same
 driver (:func:`explore`).  The driver keeps every batch it sent to each worker: a worker
 that dies is started again and given them all again, so it rebuilds its part of the
-search; what it had sent to others arrives again and is recognised as visited.
+search; what it had sent to others arrives again and is recognised as visited.  After
+``RETRIES`` restarts in all the check gives up (:class:`~pvspin.parallel.WorkersLost`).
 """
 
 from __future__ import annotations
@@ -258,6 +259,7 @@ class _Driver:
         self.log: list[list[bytes]] = [[] for _ in range(n)]  # every batch each worker was given
         self.counts = [(0, 0, 0)] * n
         self.inflight: dict = {}
+        self.restarts = 0  # workers started again, in all: bounded by parallel.RETRIES
 
     def run(self) -> list | None:
         """The workers' graphs once the search is complete; None when it stopped (a violation, the state limit)."""
@@ -284,10 +286,13 @@ class _Driver:
             self._send(i)
 
     def _lost(self, i: int, err: BaseException) -> None:
-        from ..parallel import lost_worker
+        from ..parallel import RETRIES, WorkersLost, lost_worker
 
         if not lost_worker(err):
             raise err
+        self.restarts += 1
+        if self.restarts > RETRIES:
+            raise WorkersLost(f"a worker process died {self.restarts} times: the check gave up")
         self.pool.restart(i)  # a fresh worker rebuilds the part from all it was ever given
         self.pending[i] = self.log[i] + self.pending[i]
         self.log[i] = []

@@ -33,7 +33,7 @@ from ..kernel.lockevents import LOCK_EVENTS
 from ..kernel.userlock import UserLockError
 from ..machine import watchdog
 from ..output import unwritable
-from ..parallel import RETRIES, RayPool, RayUnavailable, local_pool
+from ..parallel import RETRIES, RayPool, RayUnavailable, WorkersLost, local_pool
 from .scenario import BadInput, Run, Scenario, describe_validation_error, merge, scenario_from
 from .vcpu import SimulationError
 
@@ -533,10 +533,6 @@ def run_sweep(
     summary = {"sweep": spec(sweep), "aggregate": aggregate(sweep, rows)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-class WorkersLost(Exception):
-    """Worker processes kept dying: the sweep gave up (one line for the user)."""
 
 
 def _run_on(pool, points: list[Point], measured, finished, done: int) -> tuple[list[Point], int]:
