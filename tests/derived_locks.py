@@ -95,3 +95,17 @@ class WordWithoutLayout(Undeclared):
     """Declares a qspinlock word but has no q to decode it with."""
 
     DECLARED = LockDeclarations(word="qspinlock")
+
+
+class PvInitNodeSpins(PvQSpinlock):
+    """pv_init_node(), then a spin for good on the node's own field, before the node is published.
+
+    Only its CPU can reach the node, so each of those reads is an ample set alone, and it
+    leads back to the state it left: only the cycle proviso lets the other CPUs move there,
+    after which the liveness check sees the spinning CPU starve.
+    """
+
+    def pv_init_node(self, node):
+        yield from super().pv_init_node(node)
+        while True:
+            yield READ_ONCE(node.locked)

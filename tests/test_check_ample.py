@@ -61,3 +61,29 @@ def test_a_user_lock_gets_no_object_rule():
     user = Path(__file__).resolve().parent.parent / "examples" / "user_lock.py"
     world = build_world(CheckOptions(lock=f"{user}:TasLock", cpus=2))
     assert not world._ample.objects_rule  # it may index per-CPU data by anything
+
+
+def test_the_reduction_does_not_depend_on_the_order_of_the_moves(monkeypatch):
+    """Under full symmetry the search meets some member of each orbit first, which one depends on the order."""
+    from pvspin.check import exhaustive
+
+    opts = CheckOptions(lock="qspinlock", cpus=3, acquisitions=2)
+    forward = explore(build_world(opts))
+    monkeypatch.setattr(exhaustive, "_ordered", lambda moves, last_cpu: moves[::-1])
+    backward = explore(build_world(opts))
+    assert (backward.states, backward.transitions) == (forward.states, forward.transitions)
+
+
+def test_the_cycle_proviso_lets_the_other_cpus_move_past_a_private_spin(monkeypatch):
+    """A CPU spinning for good on its own unpublished node: each read is an ample set alone and returns
+    to the state it left; only the proviso explores the other CPU there, and then the spin shows."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    lock = Path(__file__).with_name("derived_locks.py")
+    opts = CheckOptions(lock=f"{lock}:PvInitNodeSpins", cpus=2)
+    for jobs in (1, 2):
+        result = run(replace(opts, jobs=jobs)).result
+        assert (result.verdict, result.prop) == ("violation", "deadlock"), jobs
+    monkeypatch.setattr(world_module.World, "ample_kept", lambda self, cpu, before: True)
+    assert run(opts).result.verdict == "verified"  # without the proviso: the spin is missed

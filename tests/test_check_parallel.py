@@ -20,6 +20,7 @@ import pytest
 from pvspin.check import partitioned
 from pvspin.check.bugs import EXPOSURES, corpus
 from pvspin.check.runner import CheckOptions, build_world, run
+from pvspin.check.swarm import runs as _real_runs
 
 LOCKS = Path(__file__).with_name("spin_locks.py")
 
@@ -58,6 +59,20 @@ def test_verified_with_the_same_states(opts):
     seq, par = both(opts)
     assert (seq.verdict, par.verdict) == ("verified", "verified")
     assert par.states == seq.states
+
+
+@pytest.mark.parametrize("opts", [
+    CheckOptions(lock="qspinlock", cpus=3, acquisitions=2),  # full symmetry and ample sets
+    CheckOptions(lock="qspinlock", cpus=2, acquisitions=2, memory_model="tso"),
+    CheckOptions(lock="pvqspinlock", cpus=3, acquisitions=1),
+    CheckOptions(lock="pvqspinlock", cpus=2, acquisitions=1, memory_model="tso"),
+], ids=lambda o: f"{o.lock}-{o.cpus}x{o.acquisitions}-{o.memory_model}")
+def test_the_states_and_transitions_of_the_sequential_search_exactly_for_any_workers(opts):
+    """The cycle proviso and the ample sets depend on the state alone, not on the search order."""
+    seq = run(opts).result
+    for jobs in (2, 3):
+        par = run(replace(opts, jobs=jobs)).result
+        assert (par.verdict, par.states, par.transitions) == (seq.verdict, seq.states, seq.transitions), jobs
 
 
 @pytest.mark.parametrize("name", ["HandTtasNoRelease", "Polite"])
@@ -145,3 +160,41 @@ def test_every_bug_of_the_corpus_has_the_same_verdict(name):
         pytest.skip("found on one core only (the execution-graph checker, the bounded search)")
     seq, par = both(opts)
     assert (par.verdict, par.prop) == (seq.verdict, seq.prop)
+
+
+def _runs_in_a_worker_that_dies(opts, first, stop):
+    """``swarm.runs``, in a worker process killed (SIGKILL) at the first chunk of the check."""
+    try:
+        os.close(os.open(os.environ["PVSPIN_TEST_DEATH"], os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return _real_runs(opts, first, stop)
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("not reached")
+
+
+def test_a_swarm_whose_worker_is_killed_runs_its_chunk_again(tmp_path, monkeypatch):
+    from pvspin.check import swarm
+
+    opts = replace(EXPOSURES["pv-kick-node-no-barrier"].options("pv-kick-node-no-barrier"), strategy="random",
+                   runs=300, seed=3)
+    seq = run(opts)
+    monkeypatch.setattr(swarm, "runs", _runs_in_a_worker_that_dies)
+    monkeypatch.setenv("PVSPIN_TEST_DEATH", str(tmp_path / "died"))
+    par = run(replace(opts, jobs=2))
+    assert (tmp_path / "died").exists()
+    assert (par.result.verdict, par.result.prop, par.replay) == (seq.result.verdict, seq.result.prop, seq.replay)
+
+
+def _step_in_a_worker_that_dies(self, batches):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_workers_that_keep_dying_end_the_check_in_one_line(monkeypatch, capsys):
+    from pvspin.cli import main
+
+    monkeypatch.setattr(partitioned.Partition, "step", _step_in_a_worker_that_dies)  # the forked workers' too
+    monkeypatch.setattr(sys, "argv", ["pvspin", "check", "--lock", "ticket", "--cpus", "2", "--jobs", "2"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 3
+    assert capsys.readouterr().err == "error: a worker process died 6 times: the check gave up\n"

@@ -2,12 +2,16 @@
 
 import csv
 import json
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from pvspin.sim.sweep import BadInput, build_sweep, run_sweep
+from pvspin.sim import sweep as sweep_module
+from pvspin.sim.sweep import BadInput, WorkersLost, build_sweep, measure, run_sweep
 
 TINY = {"host": {"pcpus": 2}, "duration_ms": 0.5}
 
@@ -72,6 +76,41 @@ def test_parallel_and_serial_runs_write_the_same_files(tmp_path):
     run_sweep(tiny_sweep(), tmp_path / "parallel", jobs=2, log=quiet)
     for name in ("points.csv", "points.jsonl", "summary.json"):
         assert (tmp_path / "serial" / name).read_text() == (tmp_path / "parallel" / name).read_text()
+
+
+def _measure_in_a_worker_that_dies(scenario_json):
+    """``measure``, in a worker process killed (SIGKILL) before its first point, or before every one."""
+    marker = Path(os.environ["PVSPIN_TEST_DEATH"])
+    if marker.name == "always":
+        os.kill(os.getpid(), signal.SIGKILL)
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))  # the first point of the whole sweep only
+    except FileExistsError:
+        return measure(scenario_json)
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("not reached")
+
+
+def test_a_killed_worker_process_is_replaced_and_its_points_run_again(tmp_path, monkeypatch):
+    run_sweep(tiny_sweep(), tmp_path / "calm", jobs=2, log=quiet)
+    monkeypatch.setattr(sweep_module, "measure", _measure_in_a_worker_that_dies)
+    monkeypatch.setenv("PVSPIN_TEST_DEATH", str(tmp_path / "died"))
+    log = []
+    run_sweep(tiny_sweep(), tmp_path / "killed", jobs=2, log=log.append)
+    assert (tmp_path / "died").exists()
+    assert any(line.startswith("a worker process died: ") and "retry 1 of 5" in line for line in log), log
+    assert sum(1 for line in log if line.startswith("[")) == 8  # every point recorded once
+    for name in ("points.csv", "points.jsonl", "summary.json"):
+        assert (tmp_path / "killed" / name).read_text() == (tmp_path / "calm" / name).read_text()
+
+
+def test_workers_that_keep_dying_end_the_sweep_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep_module, "measure", _measure_in_a_worker_that_dies)
+    monkeypatch.setenv("PVSPIN_TEST_DEATH", str(tmp_path / "always"))
+    with pytest.raises(WorkersLost) as caught:
+        run_sweep(tiny_sweep(), tmp_path / "out", jobs=2, log=quiet)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("a worker process died 6 times; 8 of 8 point(s) unfinished")
 
 
 def test_interrupted_sweep_resumes_without_redoing_finished_points(tmp_path):

@@ -191,7 +191,8 @@ def check(
     """Model-check a lock: every interleaving (or a sample) under SC or x86-TSO, or every execution graph (ARMv8, LKMM).
 
     Exit status: 0 verified (or no violation within the bound), 1 violation, 2 bad input,
-    3 incomplete (stopped by --max-states, --max-seconds, Ctrl-C or SIGTERM, with what was explored).
+    3 incomplete (stopped by --max-states, --max-seconds, Ctrl-C or SIGTERM, with what was explored;
+    or, with --jobs/--ray, by worker processes that kept dying, in one line).
     """
     from .check import command
 

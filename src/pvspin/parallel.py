@@ -30,10 +30,59 @@ class RayUnavailable(Exception):
     """Ray is not installed, or the cluster cannot be reached: one line for the user."""
 
 
+class WorkersLost(Exception):
+    """Worker processes kept dying (killed, out of memory): the run gave up, in one line for the user."""
+
+
 def local_pool(jobs: int) -> ProcessPoolExecutor:
     """``jobs`` forked processes that exit when this one is gone."""
     return ProcessPoolExecutor(jobs, mp_context=get_context("fork"), initializer=_exit_with_parent,
                                initargs=(os.getpid(),))
+
+
+class RenewablePool:
+    """:func:`local_pool`, replaced by a fresh one when a worker process dies (which breaks the whole pool).
+
+    A caller whose future failed with :func:`lost_worker` calls :meth:`renew` with it and submits
+    that work again; after ``RETRIES`` renewals :meth:`renew` raises :class:`WorkersLost`.
+    """
+
+    def __init__(self, jobs: int, what: str = "the run"):
+        self.jobs, self.what = jobs, what
+        self.pool = local_pool(jobs)
+        self.renewals = 0
+
+    def submit(self, fn, *args) -> Future:
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            future = self.pool.submit(fn, *args)
+        except BrokenProcessPool:  # it broke while idle
+            self._renew()
+            future = self.pool.submit(fn, *args)
+        future.pool = self.pool
+        return future
+
+    def renew(self, future: Future) -> None:
+        """``future`` failed because its pool broke: a fresh pool, unless that was done already."""
+        if getattr(future, "pool", None) is self.pool:
+            self._renew()
+
+    def _renew(self) -> None:
+        self.renewals += 1
+        if self.renewals > RETRIES:
+            raise WorkersLost(f"a worker process died {self.renewals} times: {self.what} gave up")
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = local_pool(self.jobs)
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def __enter__(self) -> RenewablePool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
 
 
 def _exit_with_parent(parent: int) -> None:

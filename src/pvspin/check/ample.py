@@ -3,9 +3,8 @@
 A move of CPU ``c`` that touches only a per-CPU object no other CPU can reach is
 independent of every move the other CPUs can make before ``c`` moves again: to touch the
 object they would first need its address, and they cannot get it without ``c`` publishing
-it.  Exploring such moves alone (an *ample* set: Peled's conditions, with Spin's cycle
-proviso in :func:`pvspin.check.exhaustive.explore`) loses no reachable deadlock, violation
-or final state.  Two kinds qualify:
+it.  Exploring such moves alone (an *ample* set: Peled's conditions, with the cycle
+proviso below) loses no reachable deadlock, violation or final state.  Two kinds qualify:
 
 * a step of ``c`` (a load, store or read-modify-write) on an unreachable per-CPU object,
   when no interrupt can come any more (an interrupt handler on ``c`` would be a second
@@ -21,16 +20,39 @@ in a buffer, closed over the words of every object reached.  Any word whose valu
 address of a per-CPU object, or decodes as a tail naming one, is a reference.  Values the
 guest keeps on its expression stack across a ``yield`` are not seen; guest code keeps its
 state in locals (see :func:`pvspin.check.world.generator_key`).
+
+The cycle proviso: every cycle of the reduced state graph must pass through a state that
+explores all its moves, or a move left out there could be postponed for good.  Spin checks
+for a cycle closed on the depth-first stack, which depends on the order the search meets the
+states in, and a search partitioned across workers has no such stack.  Here it is a property
+of the state and the states its ample moves reach, in every search the same: a state keeps
+its ample set only if each of its ample moves, by CPU ``c``,
+
+* takes ``c`` further (:meth:`World.progress <pvspin.check.world.World.progress>`: more
+  acquisitions completed, else a later instruction in its contexts' code, else fewer stores
+  buffered -- compared as tuples), or
+* leaves ``c`` where its next move, the flush of its oldest store or its pending operation,
+  can never be in an ample set (no access to a per-CPU object, no store to a private word).
+
+Why that is enough: on a cycle through reduced states only, every move is an ample move; a
+CPU ``c`` that moves on it comes back to where it was, and only its own moves change its
+progress, so one of them does not take it further; by the second rule ``c``'s next move on
+the cycle is then not ample, a contradiction.  (Under full symmetry a cycle of orbits
+unrolls, repeated under the renaming, into a cycle of states, and both rules are invariant
+under renaming.)  On the locks here the moves that fail both rules are rare: the queue-node
+initialisation runs straight ahead, and a loop back leaves the CPU at an access to the lock
+word.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 
-from ..kernel.declarations import UNDECLARED
+from ..kernel.declarations import PLAIN, PTR, TAIL16, UNDECLARED, WORD
 from ..machine import ops as o
 from ..machine.memory import Ref, View
 from .cache import IdentityCache
+from .symmetry import _OP_OPERANDS as _OPERANDS
 
 _ACCESS = frozenset({o.LOAD, o.STORE}) | o.RMW_OPS
 
@@ -68,6 +90,14 @@ class Ample:
         # Only a lock that declares it reaches per-CPU objects by pointer or tail alone; another
         # may index per-CPU slots by a ticket, which no reference scan would see.
         self.objects_rule = declared.per_cpu_by_reference
+        # Under full symmetry the states of an orbit must get renamings of one ample set, or the
+        # reduction would depend on which member the search met first (the parallel search meets
+        # others than the sequential one).  A value read as a reference whatever it is breaks that:
+        # a counter of 4 in shared memory reads as a tail naming cpu0's first node, and renaming
+        # does not change it.  So there values are read by their declared kinds, which the renaming
+        # trusts already: pointers, lock words and tails refer, the rest (PLAIN) does not.
+        self.symmetry = world.symmetry
+        self._fields: dict[tuple[int, int], list] = {}  # a range -> its referring fields (addr, size, kind)
 
     # ----------------------------------------------------------------- what a value refers to
     def element(self, addr: int) -> int | None:
@@ -125,14 +155,74 @@ class Ample:
                 refs((bits >> (8 * (word4 - 4))) & 0xFFFF_FFFF_FFFF_FFFF, out)
             bits &= ~(0xFFFF_FFFF << (8 * word4))
 
+    def _refs_of_kind(self, v, kind, out: set) -> None:
+        """References in ``v``, a value of the declared ``kind`` (None: undeclared, read as anything)."""
+        t = type(v)
+        if t is int:
+            if not v:
+                return
+            if kind is None:
+                self._refs_of_int(v, out)
+            elif kind == PTR:
+                base = self.element(v)
+                if base is not None:
+                    out.add(base)
+            elif kind == WORD:
+                self._tail_refs(v, out)
+            elif kind == TAIL16:
+                self._tail_refs(v << self.q._Q_TAIL_OFFSET, out)
+            # PLAIN, CPU numbers and OWNER fields refer to nothing
+        elif t is tuple or t is list:
+            for x in v:
+                self._refs_of_kind(x, kind, out)
+        else:
+            self._refs(v, out)
+
+    def _tail_refs(self, word: int, out: set) -> None:
+        q = self.q
+        if q is not None and self.qnodes is not None:
+            cpu, idx = q.decode_tail(word & q._Q_TAIL_MASK)
+            if 0 <= cpu < self.n and idx < len(self.qnodes[cpu]):
+                out.add(self.qnodes[cpu][idx].addr)
+
+    def _kinded_words(self, data, start: int, end: int, out: set) -> None:
+        """:meth:`_words` by declared kinds: the referring fields of ``[start, end)`` only."""
+        fields = self._fields.get((start, end))
+        if fields is None:
+            kinds = self.symmetry.access_kinds
+            fields = self._fields[(start, end)] = sorted(
+                (a, size, kind) for (a, size), kind in kinds.items()
+                if start <= a < end and kind in (WORD, TAIL16, PTR))
+        for a, size, kind in fields:
+            v = int.from_bytes(data[a:a + size], "little")
+            if v:
+                self._refs_of_kind(v, kind, out)
+
     def _held(self, key: tuple) -> frozenset:
         """Per-CPU objects a context holds: in its pending operation's operands and its live locals."""
         held = self._held_by_key.get(key)
         if held is None:
             found: set = set()
-            self._refs(key[2][1:], found)
-            for frame in key[3]:
-                self._refs(frame[3], found)
+            sym = self.symmetry
+            if sym is None:
+                self._refs(key[2][1:], found)
+                for frame in key[3]:
+                    self._refs(frame[3], found)
+            else:
+                op = key[2]
+                field = None
+                if len(op) > 1 and type(op[1]) is Ref:
+                    field = sym.access_kind(op[1].addr, op[1].size)
+                    self._refs(op[1], found)
+                    shape = _OPERANDS.get(op[0], ())
+                    for v, k in zip(op[2:], shape, strict=False):
+                        self._refs_of_kind(v, field if k == "field" else k, found)
+                else:  # a CPU number (pv_kick, vcpu_is_preempted) or a fence's kind
+                    self._refs_of_kind(op[1:], PLAIN, found)
+                for code, _, names, values in key[3]:
+                    kinds = sym._kinds(code)
+                    for name, v in zip(names, values, strict=True):
+                        self._refs_of_kind(v, kinds.get(name), found)
             held = frozenset(found)
             self._held_by_key.put(key, held)
         return held
@@ -144,12 +234,16 @@ class Ample:
         """
         w = self.world
         data = w.data
+        words = self._words if self.symmetry is None else self._kinded_words
         roots: set = set()
         for start, end in self.shared:
-            self._words(data, start, end, roots)
+            words(data, start, end, roots)
         for other in range(self.n):
-            for a, _, v in w.buffers[other]:  # a buffered store is memory anyone may soon read
-                self._refs_of_int(v, roots)
+            for a, size, v in w.buffers[other]:  # a buffered store is memory anyone may soon read
+                if self.symmetry is None:
+                    self._refs_of_int(v, roots)
+                else:
+                    self._refs_of_kind(v, self.symmetry.access_kind(a, size), roots)
                 if other != cpu:
                     self._refs_of_int(a, roots)
             if other == cpu:
@@ -167,7 +261,7 @@ class Ample:
                 continue
             seen.add(base)
             found: set = set()
-            self._words(data, base, base + self.element_size[base], found)
+            words(data, base, base + self.element_size[base], found)
             todo.extend(found - seen)
         return seen
 
@@ -207,3 +301,33 @@ class Ample:
                     continue
             out.append(move)
         return out or None
+
+    # ----------------------------------------------------------------- the cycle proviso
+    def may_keep(self, cpu: int, before: tuple) -> bool:
+        """After a move of ``cpu`` from a reduced state, in which its progress was ``before``: may that state keep its ample set?
+
+        Yes when the move took the CPU further (:meth:`World.progress
+        <pvspin.check.world.World.progress>`), or when the CPU's next move can never be
+        in an ample set (see the module docstring).
+        """
+        return self.world.progress(cpu) > before or not self.may_move_alone(cpu)
+
+    def may_move_alone(self, cpu: int) -> bool:
+        """Whether the CPU's next move (a flush of its oldest store, or its pending operation) could be in an ample set."""
+        w = self.world
+        buf = w.buffers[cpu]
+        if buf:
+            addr = buf[0][0]
+            if w.private.get(addr) == cpu or (self.objects_rule and self.element(addr) is not None):
+                return True
+        ctxs = w.ctxs[cpu]
+        if ctxs and self.objects_rule:
+            op = ctxs[-1].op
+            if op[0] in _ACCESS and self.element(op[1].addr) is not None:
+                return True
+        return False
+
+
+def expand(moves: list[int], enabled: list[int]) -> list[int]:
+    """The cycle proviso gave up a state's ample set: its moves, then the rest of the enabled ones."""
+    return moves + [m for m in enabled if m not in moves]

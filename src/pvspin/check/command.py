@@ -11,6 +11,7 @@ from rich.console import Console
 
 from ..kernel.config import KNOBS
 from ..machine import watchdog
+from ..parallel import WorkersLost
 from .bugs import EXPOSURES, corpus, fixes
 from .cycles import cycle_steps
 from .harness import BadInput
@@ -155,6 +156,9 @@ def main(opts: CheckOptions, as_json: bool, graph_out: str | None = None) -> int
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except WorkersLost as exc:  # --jobs/--ray: worker processes kept dying
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     except KeyboardInterrupt as stop:  # before the search began (loading the lock), or after it
         print(f"INCOMPLETE: {watchdog.stopped(stop)}, before any result", flush=True)
         return EXIT_INCOMPLETE

@@ -18,8 +18,11 @@ tenth of the transitions and no time.
 Ample sets: where some moves are independent of every move any CPU can make from here on,
 they alone are explored (:mod:`pvspin.check.ample`): accesses and TSO flushes to per-CPU
 objects no other CPU can reach, such as a queue node being initialised before it is
-published.  A state that closes a cycle on the stack explores all its moves after all
-(Spin's cycle proviso), so that no move is postponed for good.
+published.  A state whose ample move does not take its CPU further, where the CPU may
+move alone again, explores all its moves after all (the cycle proviso of
+:mod:`pvspin.check.ample`), so that no move is postponed for good.  It does not depend on
+the search stack, so the partitioned search (:mod:`pvspin.check.partitioned`) reduces
+exactly the same states.
 
 Moves are tried with the CPU that moved last first, so the first counterexample found
 tends to have few preemptions.
@@ -31,6 +34,7 @@ import time
 
 from ..machine.watchdog import stopped
 from . import cycles
+from .ample import expand
 from .result import INCOMPLETE, VERIFIED, VIOLATION, CheckResult
 from .world import Violation, World
 
@@ -68,7 +72,7 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
     tarjan = [root]
     # frame: [snapshot, moves, next index, node, enabled moves, the edge that led here (None at the root)]
     stack = [[world.snapshot(), _ordered(moves, -1), 0, root, root_enabled, None]]
-    on_stack = {root_hash: 0}  # for Spin's cycle proviso
+    on_stack = {root_hash: 0}  # for the cycles closed on the stack (_stack_cycle)
     world_at = stack[0]
     states = 1
     transitions = 0
@@ -95,11 +99,16 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
                 world.restore(snap)
             world_at = None
             transitions += 1
+            reduced = len(moves) < len(frame[4])
+            if reduced:
+                before = world.progress(move >> 3)
             try:
                 world.execute(move)
             except Violation as v:
                 _violation(result, v, [f[1][f[2] - 1] for f in stack])
                 break
+            if reduced and not world.ample_kept(move >> 3, before):
+                frame[1] = expand(moves, frame[4])  # the cycle proviso (pvspin.check.ample)
             flags = world.progressed | world.wrote << 1
             h, renaming = world.state_id()
             if h not in visited:
@@ -141,12 +150,6 @@ def explore(world: World, *, max_states: int | None = None, progress=None, on_te
             at = on_stack.get(h)
             if at is not None and _stack_cycle(world, result, stack, at, renaming, flags):
                 break
-            if at is not None and len(frame[1]) < len(frame[4]):
-                # Spin's cycle proviso: a cycle must not postpone the moves an ample set
-                # left out for good, so the state that closes it explores them all
-                world.restore(frame[0])
-                world_at = frame
-                frame[1] = frame[1] + [m for m in frame[4] if m not in frame[1]]
     except KeyboardInterrupt as stop:
         result.verdict = INCOMPLETE
         result.note = stopped(stop)

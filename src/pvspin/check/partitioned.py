@@ -16,18 +16,11 @@ driver joins them into the whole state graph, runs Tarjan's algorithm over it, a
 every strongly connected component with an edge inside it to :func:`pvspin.check.cycles.find`,
 as the sequential search does component by component.
 
-Ample sets and the cycle proviso.  The sequential search expands every move of a state that
-closes a cycle on its stack (Spin's proviso); with the graph split across workers no stack
-sees a whole cycle.  Here a state explores all its moves when an ample move leads to a
-state of a *lower place*, or of the same place that is on the worker's own stack (a worker
-searches depth-first, and all states of one place are on one worker).  On any cycle of the
-reduced graph, one of the states of highest place either has its successor on the cycle at
-a lower place, or the whole cycle is at one place, on one worker, where the stack proviso
-holds; so no move is postponed for good.  This proviso is not the sequential one: it expands
-more states fully, so the parallel search may count a few more states than the sequential
-one where ample sets apply (and, for the rare cycles at one place, the count may depend on
-the order the worker got its states in).  Without ample sets (nothing local to reduce) the
-counts are the same.
+Ample sets and the cycle proviso.  The proviso is the sequential search's
+(:mod:`pvspin.check.ample`): whether a state keeps its ample set depends on that state and the
+states its ample moves reach, not on a search stack or on the order states are reached in.
+So the reduced state graph is one graph, whoever expands which part of it: the search counts
+exactly the states and transitions of the sequential search, for any number of workers.
 
 A safety violation stops every worker at once; its counterexample is replaced, as every
 counterexample is, by one with the fewest preemptions (:func:`pvspin.check.runner.run`).
@@ -35,7 +28,8 @@ counterexample is, by one with the fewest preemptions (:func:`pvspin.check.runne
 Workers run in local processes (``--jobs``) or as Ray actors (``--ray``), through the same
 driver (:func:`explore`).  The driver keeps every batch it sent to each worker: a worker
 that dies is started again and given them all again, so it rebuilds its part of the
-search; what it had sent to others arrives again and is recognised as visited.
+search; what it had sent to others arrives again and is recognised as visited.  After
+``RETRIES`` restarts in all the check gives up (:class:`~pvspin.parallel.WorkersLost`).
 """
 
 from __future__ import annotations
@@ -49,6 +43,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from ..machine import watchdog
 from ..machine.watchdog import stopped
 from . import cycles
+from .ample import expand
 from .exhaustive import _ordered
 from .result import INCOMPLETE, VERIFIED, VIOLATION, CheckResult
 from .world import Violation
@@ -87,7 +82,6 @@ class Partition:
         self.edges = (array("q"), array("q"), array("q"), array("q"))  # source, target, owner, move|flags|renaming
         self.inbox: dict[int, tuple] = {}  # states received and not yet expanded: their snapshots
         self.stack: list[list] = []
-        self.on_stack: dict[int, int] = {}
         self.world_at = None  # the frame whose state the world is in (no restore needed), if any
         self.states = self.transitions = self.leaves = 0
 
@@ -127,7 +121,7 @@ class Partition:
     def _push(self, h: int, placed: tuple, edge: int | None = None) -> tuple | None:
         """Make the world's current state (own, new) the top of the stack; a terminal one is judged: (property, detail)."""
         world = self.world
-        _, renaming, place = placed
+        renaming = placed[1]
         enabled = world.enabled()
         moves = _ordered(world.ample(enabled) or enabled, -1 if edge is None else edge >> 3)
         run, flush = cycles.masks(enabled)
@@ -137,9 +131,8 @@ class Partition:
             self.leaves += 1
             v = world.terminal_violation()
             return None if v is None else (v.prop, v.detail)
-        self.on_stack[h] = len(self.stack)
-        # frame: [snapshot, moves, next index, hash, place, enabled]
-        self.stack.append([world.snapshot(), moves, 0, h, place, enabled])
+        # frame: [snapshot, moves, next index, hash, enabled]
+        self.stack.append([world.snapshot(), moves, 0, h, enabled])
         self.world_at = self.stack[-1]
         return None
 
@@ -153,10 +146,9 @@ class Partition:
         """One move from the top of the stack; a violation as (property, detail, moves from the initial state)."""
         world = self.world
         frame = self.stack[-1]
-        snap, moves, i, h, place, enabled = frame
+        snap, moves, i, h, enabled = frame
         if i >= len(moves):
             self.stack.pop()
-            del self.on_stack[h]
             return None
         frame[2] = i + 1
         move = moves[i]
@@ -164,14 +156,17 @@ class Partition:
             world.restore(snap)
         self.world_at = None
         self.transitions += 1
+        reduced = len(moves) < len(enabled)
+        if reduced:
+            before = world.progress(move >> 3)
         try:
             world.execute(move)
         except Violation as v:
             return v.prop, v.detail, self.path_on_stack()
+        if reduced and not world.ample_kept(move >> 3, before):
+            frame[1] = expand(moves, enabled)  # the cycle proviso, the sequential search's (pvspin.check.ample)
         flags = world.progressed | world.wrote << 1
         h2, renaming, place2 = placed = world.state_place()
-        if len(moves) < len(enabled) and (place2 < place or (place2 == place and h2 in self.on_stack)):
-            frame[1] = moves + [m for m in enabled if m not in moves]  # the proviso (module docstring)
         owner = owner_of(place2, self.workers)
         src, dst, owners, packed = self.edges
         src.append(h)
@@ -187,8 +182,7 @@ class Partition:
         if h2 in self.origin and self.inbox.pop(h2, None) is None:
             self.leaves += 1
             return None
-        # new, or received and not yet expanded: expanded here, as a child (the stack proviso needs
-        # one depth-first search over the worker's states, received or not), from this path
+        # new, or received and not yet expanded: expanded here, as a child, from this path
         if h2 not in self.origin:
             self.states += 1
         self.origin[h2] = (h, move)
@@ -265,6 +259,7 @@ class _Driver:
         self.log: list[list[bytes]] = [[] for _ in range(n)]  # every batch each worker was given
         self.counts = [(0, 0, 0)] * n
         self.inflight: dict = {}
+        self.restarts = 0  # workers started again, in all: bounded by parallel.RETRIES
 
     def run(self) -> list | None:
         """The workers' graphs once the search is complete; None when it stopped (a violation, the state limit)."""
@@ -291,10 +286,13 @@ class _Driver:
             self._send(i)
 
     def _lost(self, i: int, err: BaseException) -> None:
-        from ..parallel import lost_worker
+        from ..parallel import RETRIES, WorkersLost, lost_worker
 
         if not lost_worker(err):
             raise err
+        self.restarts += 1
+        if self.restarts > RETRIES:
+            raise WorkersLost(f"a worker process died {self.restarts} times: the check gave up")
         self.pool.restart(i)  # a fresh worker rebuilds the part from all it was ever given
         self.pending[i] = self.log[i] + self.pending[i]
         self.log[i] = []

@@ -225,7 +225,7 @@ def _run(opts: CheckOptions, progress) -> Report:
 def _in_parallel(opts: CheckOptions, progress) -> CheckResult:
     """The search on ``opts.jobs`` local processes, or on a Ray cluster (as many workers as it has CPUs, or --jobs)."""
     from ..machine import watchdog
-    from ..parallel import RayPool, RayUnavailable, local_pool
+    from ..parallel import RayPool, RayUnavailable, RenewablePool
     from . import partitioned, swarm
 
     watchdog.watch(time.monotonic_ns)  # guest code runs in the workers, each with its own watchdog, not here
@@ -239,7 +239,7 @@ def _in_parallel(opts: CheckOptions, progress) -> CheckResult:
             return partitioned.explore(opts, workers, ray, max_states=opts.max_states, progress=progress)
         if ray is not None:
             return swarm.sample(opts, workers, ray, progress=progress)
-        with local_pool(workers) as pool:
+        with RenewablePool(workers, "the check") as pool:
             return swarm.sample(opts, workers, pool, progress=progress)
     finally:
         if ray is not None:

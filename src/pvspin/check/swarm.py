@@ -4,7 +4,9 @@ Run ``r`` of a sampling strategy draws its schedule from its own seed (``seed:r`
 worker can do any run: the runs go out in chunks, in order, to local processes or Ray tasks.
 The first violation stops what has not started; the chunks before it still finish, and the
 violation reported is the one of the lowest run, so the verdict, the counterexample and its
-replay token are those of the sequential strategy, whatever the number of workers.
+replay token are those of the sequential strategy, whatever the number of workers.  A chunk
+whose worker died is run again (Ray does that itself; a local pool is renewed, see
+:class:`~pvspin.parallel.RenewablePool`): the same runs, the same result.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, wait
 
 from ..machine.watchdog import stopped
+from ..parallel import lost_worker
 from .result import INCOMPLETE, VIOLATION, CheckResult
 
 CHUNKS_PER_WORKER = 8  # fewer: a worker idles at the end; more: each chunk builds its world again
@@ -55,7 +58,14 @@ def sample(opts, workers: int, pool, *, progress=None) -> CheckResult:
             done, _ = wait(inflight, return_when=FIRST_COMPLETED)
             for future in done:
                 start = inflight.pop(future)
-                part = future.result()
+                try:
+                    part = future.result()
+                except BaseException as err:
+                    if not (lost_worker(err) and hasattr(pool, "renew")):
+                        raise
+                    pool.renew(future)  # a local process died, breaking its pool: the chunk again, on a fresh one
+                    inflight[pool.submit(runs, opts, start, min(start + chunk, opts.runs))] = start
+                    continue
                 result.executions += part.executions
                 result.transitions += part.transitions
                 result.truncated += part.truncated

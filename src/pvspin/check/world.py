@@ -396,6 +396,11 @@ class World:
         """
         return self._ample.moves(enabled)
 
+    def ample_kept(self, cpu: int, before: tuple) -> bool:
+        """The cycle proviso, after a move of ``cpu`` out of a state that explores an ample set only; ``before``:
+        :meth:`progress` of ``cpu`` there.  False: that state must explore all its moves (:mod:`pvspin.check.ample`)."""
+        return self._ample.may_keep(cpu, before)
+
     def execute(self, move: int) -> None:
         """Perform one move; raises :class:`Violation` when a property fails during it."""
         cpu, kind = divmod(move, 8)
@@ -605,6 +610,18 @@ class World:
             self.latched[cpu],
             self.irqs_enabled[cpu],
         )
+
+    def progress(self, cpu: int) -> tuple:
+        """How far the CPU has come, for the cycle proviso of the ample sets (:mod:`pvspin.check.ample`).
+
+        Its acquisitions completed, then where each of its contexts stands (level, and the
+        instruction of each frame of its yield-from chain, outermost first), then the fewer
+        stores in its buffer the further: compared as tuples.  A function of the state, the
+        same in every process (no identities, no hashes), and it changes only when the CPU
+        moves: its own step or flush.
+        """
+        return (self.k[cpu], tuple((c.level, tuple(part[1] for part in c.key[3])) for c in self.ctxs[cpu]),
+                -len(self.buffers[cpu]))
 
     def key(self) -> tuple:
         """Everything that determines the future: hashed into the visited-state table."""

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
@@ -32,12 +33,13 @@ from ..kernel.lockevents import LOCK_EVENTS
 from ..kernel.userlock import UserLockError
 from ..machine import watchdog
 from ..output import unwritable
-from ..parallel import RayPool, RayUnavailable, local_pool
+from ..parallel import RETRIES, RayPool, RayUnavailable, WorkersLost, local_pool
 from .scenario import BadInput, Run, Scenario, describe_validation_error, merge, scenario_from
 from .vcpu import SimulationError
 
 MAX_POINTS = 100_000  # a sweep beyond it cannot be meant: at a second a point, more than a day on 1 core
 EXIT_GUEST_FAILED, EXIT_BAD_INPUT = 1, 2  # 1: a point's guest crashed (its BUG, its code failing as Python)
+EXIT_WORKERS_LOST = 3  # worker processes kept dying (killed, out of memory): the finished points are kept
 
 
 # Named parameters: (where in the scenario, axis label with units).  Any other name must be a dotted
@@ -509,22 +511,52 @@ def run_sweep(
     if jobs == 1 and ray is None:
         for n, point in enumerate(todo, 1):
             finished(n, point, measured(point, lambda p=point: measure(p.scenario.model_dump_json())))
-    elif todo:
+    elif ray is not None:
         # a point whose Ray worker dies is run again by Ray; a row is written only once its point returned
-        with RayPool(ray) if ray is not None else local_pool(jobs) as pool:
-            futures = {pool.submit(measure, p.scenario.model_dump_json()): p for p in todo}
-            try:
-                for n, future in enumerate(as_completed(futures), 1):
-                    finished(n, futures[future], measured(futures[future], future.result))
-            except BaseException as exc:
-                # Ctrl-C: leave at once; a crashed point: let the running ones end, so that the
-                # pool's threads are not torn down under the exiting interpreter
-                pool.shutdown(wait=not isinstance(exc, KeyboardInterrupt), cancel_futures=True)
-                raise
+        with RayPool(ray) as pool:
+            _run_on(pool, todo, measured, finished, 0)
+    elif todo:
+        # a worker process that dies breaks the whole pool: the points it had not returned are run
+        # again on a fresh one, up to RETRIES times; a row is written only once its point returned
+        pending, done, deaths = list(todo), 0, 0
+        while pending:
+            with local_pool(min(jobs, len(pending))) as pool:
+                pending, done = _run_on(pool, pending, measured, finished, done)
+            if pending:
+                deaths += 1
+                if deaths > RETRIES:
+                    raise WorkersLost(f"a worker process died {deaths} times; {len(pending)} of {len(todo)} point(s) "
+                                      f"unfinished (the others are in {out}: run the same command again to resume)")
+                log(f"a worker process died: {len(pending)} unfinished point(s) run again "
+                    f"(retry {deaths} of {RETRIES})")
     rows = results.finish(points)
     summary = {"sweep": spec(sweep), "aggregate": aggregate(sweep, rows)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _run_on(pool, points: list[Point], measured, finished, done: int) -> tuple[list[Point], int]:
+    """Run ``points`` on ``pool``, recording each as it returns; the points lost with a broken local pool,
+    and how many are done in all."""
+    futures = {pool.submit(measure, p.scenario.model_dump_json()): p for p in points}
+    lost = []
+    try:
+        for future in as_completed(futures):
+            point = futures[future]
+            try:
+                metrics = measured(point, future.result)
+            except BrokenProcessPool:  # its worker, or another one of the pool, died
+                lost.append(point)
+                continue
+            done += 1
+            finished(done, point, metrics)
+    except BaseException as exc:
+        # Ctrl-C: leave at once; a crashed point: let the running ones end, so that the
+        # pool's threads are not torn down under the exiting interpreter
+        pool.shutdown(wait=not isinstance(exc, KeyboardInterrupt), cancel_futures=True)
+        raise
+    lost_ids = {id(p) for p in lost}
+    return [p for p in points if id(p) in lost_ids], done  # in grid order
 
 
 def fmt_spread(value) -> str:
@@ -581,7 +613,8 @@ def main(
     force: bool = False,
     ray: str | None = None,
 ) -> int:
-    """``pvspin sweep``: exit 0 when done, 2 on bad input (one line on stderr)."""
+    """``pvspin sweep``: exit 0 when done, 1 when a point's guest failed, 2 on bad input, 3 when worker processes
+    kept dying (one line on stderr)."""
     from .command import BadInput as FlagError
     from .command import flag_fields, flag_overrides, parse_number
 
@@ -617,6 +650,9 @@ def main(
     except SimulationError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_GUEST_FAILED
+    except WorkersLost as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_WORKERS_LOST
     except (BadInput, RayUnavailable) as err:  # the output directory, found unusable once the sweep is known; no Ray
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
