@@ -163,7 +163,7 @@ def scenario(
 @app.command()
 def check(
     ctx: typer.Context,
-    lock: str = typer.Option("qspinlock", metavar="NAME", help="qspinlock, qspinlock-16k, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME"),
+    lock: str = typer.Option("qspinlock", metavar="NAME", help="qspinlock, qspinlock-16k, pvqspinlock, pvqspinlock-16k, pvqspinlock-4.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME"),
     cpus: str = typer.Option("2", metavar="N", help="CPUs, each taking the lock --acquisitions times"),
     acquisitions: str = typer.Option("1", metavar="N", help="acquisitions per CPU"),
     memory_model: str = typer.Option("sc", metavar="MODEL", help="sc, tso (x86-TSO with store buffers), armv8 or lkmm (the Linux-kernel memory model; these two on execution graphs)"),

@@ -86,6 +86,8 @@ LOCKS = {
         LockSpec("qspinlock", "native queued spinlock, NR_CPUS < 16K layout", _qspinlock),
         LockSpec("qspinlock-16k", "native queued spinlock, NR_CPUS >= 16K layout", _qspinlock, nr_cpus_16k=True),
         LockSpec("pvqspinlock", "paravirt queued spinlock (modern)", _pv("modern")),
+        LockSpec("pvqspinlock-16k", "paravirt queued spinlock (modern), NR_CPUS >= 16K layout", _pv("modern"),
+                 nr_cpus_16k=True),
         LockSpec("pvqspinlock-4.2", "paravirt queued spinlock as merged in v4.2", _pv("4.2")),
         LockSpec("virt-tas", "qspinlock with virt_spin_lock_key set (test-and-set)", _virt_tas),
         LockSpec("ticket", "pre-2015 x86 ticket spinlock", _ticket),

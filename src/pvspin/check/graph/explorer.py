@@ -19,7 +19,13 @@ lowest-numbered thread that can go on, compiles it into events with the model
   reads-from form a cycle (load buffering, which ARMv8 allows) are reached, as in HMC
   (Kokologiannakis and Vafeiadis, ASPLOS 2020).  A read that the write depends on cannot
   be revisited by it.
-* an RMW reads like a read and places its write right after the write it read.
+* an RMW reads like a read and places its write right after the write it read.  A lowered
+  RMW (a sub-word access run on the whole word, :mod:`.wholeword`) writes back the bits
+  outside its field that it read, so its write has a data dependency on its read, as the
+  word-wide form ``new = (old & ~mask) | field`` of such an access has: the bits a later
+  read of the thread takes from that write came from whoever wrote them.  Without it the
+  LKMM orders nothing after that read (an ``rfi``), where the kernel's own sub-word code
+  reads the other fields from their writers directly.
 
 Graphs are remembered by their content and the order of addition that revisits can
 still tell apart (:meth:`Graph.state_hash`), so one reached twice (through different
@@ -626,13 +632,14 @@ class Explorer:
             if post is not None:
                 result = post(result)
             read = Ev(eid(t, slot), R, loc, size, old, w, specs[0][1], addr_deps=adeps, ctrl_deps=ctrl)
+            carried = 0 if post is None else 1 << read.id  # lowered: the word's other bits come from the read
             if new is None:  # a failed cmpxchg: only the read, but its operands are still its own (a redone
                 if w in coherent:  # read they came from redoes it: HMC's prefix must see them)
                     children.append(_with(g, t, slot, Rec(sig, (read,), result, op, data)))
                 continue
             at = 0 if w == INIT else order.index(w) + 1
-            write = Ev(eid(t, slot, 1), W, loc, size, int(new), tags=specs[1][1], addr_deps=adeps, data_deps=data,
-                       ctrl_deps=ctrl, pair=read.id)
+            write = Ev(eid(t, slot, 1), W, loc, size, int(new), tags=specs[1][1], addr_deps=adeps,
+                       data_deps=data | carried, ctrl_deps=ctrl, pair=read.id)
             child = _with(g, t, slot, Rec(sig, (read, write), result, op), loc, at)
             # else incoherent here, or breaking the atomicity of the RMW that read w already, but a
             # revisit from this write may delete what makes it so

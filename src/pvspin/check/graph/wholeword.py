@@ -19,6 +19,20 @@ This is not the kernel's code: a byte store and a halfword ``xchg`` to other byt
 word are, on the hardware, accesses to different locations, which here are coherence-
 ordered RMWs of one location -- stronger, so a bug that needs them unordered is not
 found.  Reports name every field lowered this way.
+
+A lowered RMW writes back the bits outside its field that it read, so the explorer gives
+its write a data dependency on its read (the word-wide form of the access,
+``new = (old & ~mask) | field`` as in the kernel's NR_CPUS >= 16K ``xchg_tail()``, has
+one).  It must: a later read of the same thread that reads the lowered write takes the
+other fields from it -- an ``rfi`` -- where the kernel's read takes them from whoever wrote
+them, often another CPU (an ``rfe``).  The LKMM orders nothing after an ``rfi`` unless a
+dependency leads into the write (``to-r = addr | (dep ; rfi)``), so without the dependency
+the lowered lock is *weaker* than the kernel's: a queue head's acquire reading its own
+lowered ``xchg_relaxed(tail)`` or ``WRITE_ONCE(pending)`` was not ordered after the unlock
+that write had carried the locked byte from, and the checker reported lost updates
+(pvqspinlock 2x1, qspinlock 3x1) the kernel's code does not have.  The same holds for
+``fetch_or`` / ``fetch_andnot`` of a field (pvticket's ``atomic_or`` on the ticket head):
+every lowered RMW's write depends on its read.
 """
 
 from __future__ import annotations
