@@ -152,7 +152,7 @@ class PerList:
 
     __slots__ = ("compute", "memo", "limit")
 
-    def __init__(self, compute, limit: int = 1 << 16):
+    def __init__(self, compute, limit: int = 1 << 12):
         self.compute = compute
         self.memo: dict[int, tuple] = {}  # id(list) -> (the list, its value): the list kept, so the id stays its
         self.limit = limit

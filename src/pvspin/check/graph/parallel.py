@@ -3,12 +3,12 @@
 
 The driver explores breadth first until a frontier of graphs waits (:meth:`Explorer.split`),
 then forks ``N`` workers; worker ``i`` explores ``frontier[i::N]``, depth first and in that
-order, from the states the driver explored.  Four times a second each worker tells the others
+order, from the states the driver explored.  Ten times a second each worker tells the others
 which states it has explored and skips those they told it of (a state is explored whole by the
 worker that first took it).  Which graphs a search reaches does not depend on the order it
 takes them in, so together the workers reach every graph a single run reaches: the verdict and
 the number of executions (joined by content, each counted once) are a single run's.  The number
-of graphs explored is not: a state two workers reach within the same quarter second is explored by
+of graphs explored is not: a state two workers reach within the same tenth of a second is explored by
 both, so it adds up to somewhat more than one run's and varies from run to run, as a time does.
 Without the exchange the shares overlap almost whole (qspinlock 3x1 under armv8: 168,820
 graphs on two workers against 86,675 on one).
@@ -35,7 +35,7 @@ from .explorer import Explorer, Finding, GraphResult
 FRONTIER_PER_JOB = 32  # waiting graphs per worker when the driver forks: small shares even out their sizes
 RESTARTS = 2  # times a dead worker is started again on its share
 STOP_GRACE = 10.0  # seconds a stopped worker has to send what it found
-EXCHANGE_EVERY = 0.25  # seconds between a worker's reports of the states it explored
+EXCHANGE_EVERY = 0.1  # seconds between a worker's reports of the states it explored
 
 
 def explore(explorer: Explorer, jobs: int, max_seconds: float | None = None) -> GraphResult:
