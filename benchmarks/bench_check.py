@@ -7,6 +7,7 @@ a run that hits the budget reports how far it got (verdict incomplete).
     .venv/bin/python benchmarks/bench_check.py            # the points
     .venv/bin/python benchmarks/bench_check.py --budget 60
     .venv/bin/python benchmarks/bench_check.py --models armv8,lkmm   # the execution-graph points only
+    .venv/bin/python benchmarks/bench_check.py --models armv8 --jobs 2   # each graph point on 1 and on 2 processes
     .venv/bin/python benchmarks/bench_check.py --baseline HEAD~3   # each point on both, side by side
     .venv/bin/python benchmarks/bench_check.py --symmetry start,full  # each point in each mode, side by side
 
@@ -49,7 +50,7 @@ GRAPH_MODELS = ("armv8", "lkmm")
 GENMC_QSPINLOCK_2 = 6  # executions GenMC reports for its two-thread qspinlock test (the figure)
 
 
-def one(lock: str, cpus: int, acq: int, model: str, budget: float, symmetry: str | None) -> dict:
+def one(lock: str, cpus: int, acq: int, model: str, budget: float, symmetry: str | None, jobs: int = 1) -> dict:
     from pvspin.check.exhaustive import explore
     from pvspin.check.runner import CheckOptions, build_world
 
@@ -62,7 +63,8 @@ def one(lock: str, cpus: int, acq: int, model: str, budget: float, symmetry: str
     if model in GRAPH_MODELS:
         from pvspin.check.graph import runner as graphs  # imported here: a --baseline tree may predate it
 
-        g = graphs.run(CheckOptions(lock=lock, cpus=cpus, acquisitions=acq, memory_model=model),
+        parallel = {} if jobs == 1 else {"jobs": jobs, "max_seconds": budget}  # the workers keep the deadline
+        g = graphs.run(CheckOptions(lock=lock, cpus=cpus, acquisitions=acq, memory_model=model, **parallel),
                        progress=stop_at_deadline).result
         verdict, states, transitions, executions, seconds = g.verdict, g.graphs, g.executions, g.executions, g.seconds
     else:
@@ -73,15 +75,17 @@ def one(lock: str, cpus: int, acq: int, model: str, budget: float, symmetry: str
     return {"lock": lock, "cpus": cpus, "acquisitions": acq, "model": model, "verdict": verdict,
             "states": states, "transitions": transitions, "executions": executions,
             "seconds": round(seconds, 2), "states_per_s": round(states / seconds) if seconds else None,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "peak_rss_mb": round(max(resource.getrusage(who).ru_maxrss
+                                     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024)}
 
 
-def run_point(point, budget: float, src: Path | None, symmetry: str | None = None) -> dict:
+def run_point(point, budget: float, src: Path | None, symmetry: str | None = None, jobs: int = 1) -> dict:
     lock, cpus, acq, model, _ = point
     env = dict(os.environ)
     if src is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
     mode = [] if symmetry is None else ["--one-symmetry", symmetry]
+    mode += [] if jobs == 1 else ["--jobs", str(jobs)]
     out = subprocess.run([sys.executable, __file__, "--budget", str(budget), "--one", lock, str(cpus), str(acq), model,
                           *mode], capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout)
@@ -98,13 +102,15 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REV", help="also run each point on this git revision, side by side")
     parser.add_argument("--symmetry", help="comma-separated modes (full, start, none) to run each point in")
     parser.add_argument("--models", help="comma-separated memory models: only their points (e.g. armv8,lkmm)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="graph points also on this many processes (check --jobs), beside one")
     parser.add_argument("--one", nargs=4, metavar=("LOCK", "CPUS", "ACQ", "MODEL"), help=argparse.SUPPRESS)
     parser.add_argument("--one-symmetry", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         lock, cpus, acq, model = args.one
         symmetry = None if model in GRAPH_MODELS else args.one_symmetry  # graphs are not reduced by symmetry
-        print(json.dumps(one(lock, int(cpus), int(acq), model, args.budget, symmetry)))
+        print(json.dumps(one(lock, int(cpus), int(acq), model, args.budget, symmetry, args.jobs)))
         return
     modes = args.symmetry.split(",") if args.symmetry else [None]
     print(f"{'configuration':<36} {'verdict':<10} {'states':>9} {'transitions':>11} {'seconds':>8} "
@@ -127,6 +133,8 @@ def main() -> None:
                         print_row(f"{label} ({args.baseline})", run_point(point, args.budget, base, mode), target)
                     row = run_point(point, args.budget, None, mode)
                     print_row(label, row, target)
+                    if args.jobs > 1 and model in GRAPH_MODELS:
+                        print_row(f"{label} jobs={args.jobs}", run_point(point, args.budget, None, jobs=args.jobs), target)
                     if (lock, cpus, acq, model) == ("qspinlock", 2, 1, "armv8"):
                         genmc = (f"  GenMC, qspinlock with 2 threads: {GENMC_QSPINLOCK_2} executions; "
                                  f"ours, 2 x 1 under ARMv8: {row['executions']}")
