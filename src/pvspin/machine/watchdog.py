@@ -61,8 +61,13 @@ def watch(probe: Callable[[], int]) -> None:
 
 
 def _in_guest(frame) -> bool:
-    """Whether the interrupted code is guest code (library frames called by it count as its own)."""
-    while frame is not None and frame.f_code.co_filename.startswith(LIBRARY_DIRS):
+    """Whether the interrupted code is guest code.
+
+    Library frames and generated code (``<string>``: a namedtuple's ``__new__``, a dataclass's
+    ``__init__``) count as their caller's: a driver waiting in ``multiprocessing`` builds
+    namedtuples too.
+    """
+    while frame is not None and frame.f_code.co_filename.startswith(LIBRARY_DIRS + ("<",)):
         frame = frame.f_back
     return frame is not None and is_guest(frame.f_code)
 
