@@ -32,11 +32,17 @@ def litmus(*args):
     return result
 
 
-def herd(name: str) -> set[str]:
-    """herd7's final states of a catalogue test, as pvspin prints them (``[z]=2;`` is ``z=2;``)."""
+def catalogue(name: str) -> Path:
+    """A catalogue test's file; skips the test when the kernel's catalogue is not on this machine."""
     path = CATALOGUE / f"{name}.litmus"
     if not path.is_file():
-        pytest.skip(f"{path} not found")
+        pytest.skip(f"{path} not found (set PVSPIN_LITMUS_DIR to the folder holding lkmm-catalogue/)")
+    return path
+
+
+def herd(name: str) -> set[str]:
+    """herd7's final states of a catalogue test, as pvspin prints them (``[z]=2;`` is ``z=2;``)."""
+    path = catalogue(name)
     lines = Path(f"{path}.expected").read_text().split("\n")
     at = next(i for i, line in enumerate(lines) if line.startswith("States "))
     return {" ".join(f"{item.strip().replace('[', '').replace(']', '')};" for item in line.split(";") if item.strip())
@@ -44,7 +50,7 @@ def herd(name: str) -> set[str]:
 
 
 def states(name: str, spinlock: str, model: str, version: str | None = None) -> set[str]:
-    test = load(CATALOGUE / f"{name}.litmus")
+    test = load(catalogue(name))
     lock_run = run(test, KernelLock(spinlock, model), model, version)
     assert lock_run.stuck == 0 and lock_run.cut == 0  # every graph is an execution that ends
     inst = test.instance()
@@ -134,7 +140,7 @@ def test_spin_is_locked_may_see_the_lock_free_after_the_critical_section_s_store
 
 
 def test_the_lock_s_words_are_not_in_the_final_state():
-    test = load(CATALOGUE / "MP+polocks.litmus") if (CATALOGUE / "MP+polocks.litmus").is_file() else pytest.skip()
+    test = load(catalogue("MP+polocks"))
     inst = test.instance(KernelLock("qspinlock", "lkmm"))
     assert set(inst.locks) == {"mylock"} and "mylock" not in inst.refs
     assert [var.name for var, _ in next(iter(run(test, KernelLock("qspinlock", "lkmm"), "lkmm").outcomes))] == \
