@@ -61,7 +61,7 @@ from ...machine import watchdog
 from ...machine.crash import NOTHING, guest_crash, operation_problem
 from ...machine.deps import Dep, deps_of
 from ...machine.memory import MASKS
-from .graph import AMO, AWAIT, EXCL, INIT, MAX_SLOTS, STRIDE, Ev, F, Forced, Graph, PerList, R, Rec, W, eid, where
+from .graph import AMO, AWAIT, EXCL, INIT, MAX_SLOTS, STRIDE, Ev, F, Forced, Graph, PerList, R, Rec, Recs, W, eid, where
 
 
 class Unsupported(Exception):
@@ -231,7 +231,7 @@ class Explorer:
         return self._finish(result, started), list(queue), seen
 
     def root(self) -> Graph:
-        return Graph([[] for _ in range(self.program.nthreads)], {})
+        return Graph([Recs() for _ in range(self.program.nthreads)], {})
 
     def _visit(self, g: Graph, seen: set[int], result: GraphResult) -> list[Graph] | None:
         """One graph of the search: counted once, judged, extended; its children, or None at a violation."""
@@ -766,17 +766,32 @@ def _by_location(recs: list) -> dict[int, tuple]:
     return out
 
 
-_reads_by_loc = PerList(_by_location)
+def _by_location_extended(known: dict[int, list], recs: list, start: int) -> dict[int, list]:
+    """:func:`_by_location` of ``recs``, given that of its first ``start`` records (left unchanged)."""
+    out = known
+    for slot in range(start, len(recs)):
+        rec = recs[slot]
+        if type(rec) is Rec and rec.events and rec.events[0].kind == R:
+            if out is known:
+                out = dict(known)
+            loc = rec.events[0].loc
+            out[loc] = [*out.get(loc, ()), (slot, rec)]
+    return out
+
+
+_reads_by_loc = PerList(_by_location, extend=_by_location_extended)
 
 
 def _with(g: Graph, t: int, slot: int, rec, loc: int | None = None, at: int | None = None) -> Graph:
     """``g`` with ``rec`` at the thread's slot (appended or filling a hole), its write placed at ``at`` in ``loc``'s order."""
     child = Graph(list(g.threads), g.co if loc is None else dict(g.co), g.clock + 1)
     rec.stamp = g.clock
-    recs = list(g.threads[t])
-    if slot == len(recs):
+    base = g.threads[t]
+    if slot == len(base):
+        recs = Recs(base, base)
         recs.append(rec)
     else:
+        recs = Recs(base)
         recs[slot] = rec
     child.threads[t] = recs
     if loc is not None:
@@ -805,7 +820,7 @@ def _reading(g: Graph, waits: list, write: Ev) -> Graph:
     copied = set()
     for t, slot, rec in waits:
         if t not in copied:
-            threads[t] = list(threads[t])
+            threads[t] = Recs(threads[t])
             copied.add(t)
         read = rec.events[0].with_rf(write.id, write.val)
         new = Rec(rec.op_sig, (read,), write.val if rec.post is None else rec.post(write.val), rec.op, 0, rec.post)
@@ -949,7 +964,7 @@ def _revisited(g: Graph, prefix: int, t0: int, slot0: int, stamp: int, write: in
     # and model caches with them)
     threads = list(old)
     for t in {t for t, _ in dead_slots} | {t0}:
-        threads[t] = list(old[t])
+        threads[t] = Recs(old[t])
     for t, slot in dead_slots:
         rec = threads[t][slot]
         if branched >> eid(t, slot, 1) & 1:  # something kept branched on its outcome: redo it with the same

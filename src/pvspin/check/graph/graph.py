@@ -143,33 +143,68 @@ class Forced:
         return ("forced", self.rf, self.status)
 
 
+class Recs(list):
+    """A thread's record list, never changed once a graph holds it, with what :class:`PerList`
+    functions computed from it; ``base`` is the list it was made from by appending, if it was."""
+
+    __slots__ = ("base", "memo")
+
+    def __init__(self, items=(), base: Recs | None = None):
+        super().__init__(items)
+        self.base = base
+        self.memo: dict = {}  # PerList -> its value for this list
+
+
 class PerList:
-    """A function of a thread's record list, remembered by the list's identity.
+    """A function of a thread's record list, computed once per list.
 
     Record lists are never changed once made, and the graphs of a search share the lists of
-    the threads a step did not touch, so what is computed from one list serves them all.
+    the threads a step did not touch, so what is computed from one list serves them all: a
+    :class:`Recs` keeps the value (it lives as long as the graphs holding the list); other
+    lists are remembered by identity, the last ``limit`` of them.  Given ``extend(value,
+    recs, start)``, the value for a list made by appending is its base's carried on from
+    slot ``start``, which must equal ``compute(recs)``.
     """
 
-    __slots__ = ("compute", "memo", "limit")
+    __slots__ = ("compute", "extend", "memo", "limit")
 
-    def __init__(self, compute, limit: int = 1 << 12):
+    def __init__(self, compute, limit: int = 1 << 12, extend=None):
         self.compute = compute
+        self.extend = extend
         self.memo: dict[int, tuple] = {}  # id(list) -> (the list, its value): the list kept, so the id stays its
         self.limit = limit
 
     def __call__(self, recs: list):
-        known = self.memo.get(id(recs))
+        if type(recs) is Recs:
+            value = recs.memo.get(self)
+            if value is None:
+                base = recs.base
+                if base is not None and self.extend is not None and self in base.memo:
+                    value = self.extend(base.memo[self], recs, len(base))
+                else:
+                    value = self.compute(recs)
+                recs.memo[self] = value
+            return value
+        memo = self.memo
+        known = memo.get(id(recs))
         if known is not None and known[0] is recs:
             return known[1]
-        if len(self.memo) >= self.limit:
-            self.memo.clear()
+        if len(memo) >= self.limit:
+            memo.clear()
         value = self.compute(recs)
-        self.memo[id(recs)] = (recs, value)
+        memo[id(recs)] = (recs, value)
         return value
 
 
+def _chain_hash(h: int, recs: list, start: int = 0) -> int:
+    for r in recs[start:]:
+        h = hash((h, None if r is None else r.sig()))
+    return h
+
+
 _thread_key = PerList(lambda recs: tuple(None if r is None else r.sig() for r in recs))  # a thread's content
-_thread_hash = PerList(lambda recs: hash(_thread_key(recs)))
+# a thread's content, hashed record by record so that an appended list's hash goes on from its base's
+_thread_hash = PerList(lambda recs: _chain_hash(0, recs), extend=_chain_hash)
 
 
 class Graph:

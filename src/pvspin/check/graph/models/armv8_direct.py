@@ -30,27 +30,52 @@ from ..relations import acyclic
 
 
 class _Thread:
-    """A thread's memory events in program order and, per event, its lob-predecessors (thread-local bits)."""
+    """A thread's memory events in program order and, per event, its lob-predecessors (thread-local bits).
 
-    __slots__ = ("events", "preds", "local", "ids", "coherence", "reads")
+    Built in one pass over the records, whose running state it keeps, so that a list made by
+    appending to another goes on from the other's (:meth:`extended`).
+    """
 
-    def __init__(self, recs: list):
-        events = []
-        preds = []
-        local: dict[int, int] = {}  # event number -> index here
-        before = 0  # every event so far
-        full = 0  # events before the latest DMB ISH or A-amo-L RMW: before everything after it
-        ld = 0  # reads before the latest DMB ISHLD
-        st = 0  # writes before the latest DMB ISHST
-        acquires = 0  # A and Q reads: before everything after them
-        releases = 0  # L writes: before every later A read
-        reads = writes = 0
-        at_loc: dict[int, int] = {}  # location -> events so far there
-        last_write: dict[int, int] = {}  # location -> index of the latest write there
-        write_deps: dict[int, int] = {}  # a write's index -> the reads it depends on by address or data
-        rmw_writes = 0  # writes of RMWs whose read is here
-        addr_before = 0  # reads an event so far depends on by address ("addr; po")
-        isb = 0  # reads ordered by an ISB before every later read ("(ctrl | addr; po); [ISB]")
+    __slots__ = ("events", "preds", "local", "ids", "coherence", "reads", "_state", "_at_loc", "_last_write",
+                 "_write_deps")
+
+    def __init__(self, recs: list | None = None):
+        self.events: list = []
+        self.preds: list[int] = []
+        self.local: dict[int, int] = {}  # event number -> index here
+        self.ids: list[int] = []
+        # what the coherence check looks at, in program order: (write?, its write or the write read,
+        # location, an RMW write's source or None); reads still blocked without a write are left out
+        self.coherence: list[tuple] = []
+        self.reads: list[tuple] = []  # (index here, the write read, location)
+        # the pass's running masks: before, full, ld, st, acquires, releases, reads, writes, rmw_writes,
+        # addr_before, isb (see _add)
+        self._state = (0,) * 11
+        self._at_loc: dict[int, int] = {}  # location -> events so far there
+        self._last_write: dict[int, int] = {}  # location -> index of the latest write there
+        self._write_deps: dict[int, int] = {}  # a write's index -> the reads it depends on by address or data
+        if recs is not None:
+            self._add(recs, 0)
+
+    def extended(self, recs: list, start: int) -> _Thread:
+        """This thread's pass carried on over ``recs[start:]``: equal to ``_Thread(recs)``."""
+        new = _Thread.__new__(_Thread)
+        new.events, new.preds, new.local, new.ids = list(self.events), list(self.preds), dict(self.local), list(self.ids)
+        new.coherence, new.reads, new._state = list(self.coherence), list(self.reads), self._state
+        new._at_loc, new._last_write, new._write_deps = dict(self._at_loc), dict(self._last_write), dict(self._write_deps)
+        new._add(recs, start)
+        return new
+
+    def _add(self, recs: list, start: int) -> None:
+        events, preds, local, ids = self.events, self.preds, self.local, self.ids
+        at_loc, last_write, write_deps = self._at_loc, self._last_write, self._write_deps
+        # before: every event so far; full: events before the latest DMB ISH or A-amo-L RMW, before
+        # everything after it; ld / st: reads before the latest DMB ISHLD / writes before the latest
+        # DMB ISHST; acquires: A and Q reads, before everything after them; releases: L writes, before
+        # every later A read; rmw_writes: writes of RMWs whose read is here; addr_before: reads an
+        # event so far depends on by address ("addr; po"); isb: reads ordered by an ISB before every
+        # later read ("(ctrl | addr; po); [ISB]")
+        before, full, ld, st, acquires, releases, reads, writes, rmw_writes, addr_before, isb = self._state
 
         def own(mask: int) -> int:
             out = 0
@@ -62,7 +87,8 @@ class _Thread:
                     out |= 1 << j
             return out
 
-        for rec in recs:
+        for slot in range(start, len(recs)):
+            rec = recs[slot]
             if type(rec) is not Rec:
                 continue
             for ev in rec.events:
@@ -102,6 +128,7 @@ class _Thread:
                     writes |= bit
                     if tags & REL:
                         releases |= bit
+                    self.coherence.append((True, ev.id, loc, None if pair is None else events[pair].rf))
                 else:
                     p |= isb  # dob: (ctrl | addr; po); [ISB]; po; [R]
                     if tags & ACQ:
@@ -114,32 +141,20 @@ class _Thread:
                     reads |= bit
                     if tags & (ACQ | ACQ_PC):
                         acquires |= bit
+                    if ev.rf is not None:
+                        self.coherence.append((False, ev.rf, loc, None))
+                        self.reads.append((i, ev.rf, loc))
                 local[ev.id] = i
                 events.append(ev)
+                ids.append(ev.id)
                 preds.append(p)
                 before |= bit
                 at_loc[loc] = at_loc.get(loc, 0) | bit
                 addr_before |= addr
-        self.events = events
-        self.preds = preds
-        self.local = local
-        self.ids = [ev.id for ev in events]
-        # what the coherence check looks at, in program order: (write?, its write or the write read,
-        # location, an RMW write's source or None); reads still blocked without a write are left out
-        coherence = []
-        reads = []  # (index here, the write read, location)
-        for i, ev in enumerate(events):
-            if ev.kind == W:
-                pair = local.get(ev.pair) if ev.pair is not None else None
-                coherence.append((True, ev.id, ev.loc, None if pair is None else events[pair].rf))
-            elif ev.rf is not None:
-                coherence.append((False, ev.rf, ev.loc, None))
-                reads.append((i, ev.rf, ev.loc))
-        self.coherence = coherence
-        self.reads = reads
+        self._state = (before, full, ld, st, acquires, releases, reads, writes, rmw_writes, addr_before, isb)
 
 
-_thread = PerList(_Thread)
+_thread = PerList(_Thread, extend=_Thread.extended)
 
 
 def consistent(g) -> bool:
