@@ -37,7 +37,7 @@ class Both(types.SimpleNamespace):
         spec = relational(g)
         self.judged += 1
         self.consistent_ones += spec
-        self.shortcut += armv8_direct._appended_at_the_end(g)
+        self.shortcut += common.appends_a_sink(g)
         if armv8_direct.consistent(g) != spec:
             self.differ.append((spec, g.key()))
         return spec

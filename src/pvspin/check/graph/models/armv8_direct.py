@@ -25,8 +25,9 @@ violating cycle); this module decides the same three axioms faster, and
 
 from __future__ import annotations
 
-from ..graph import ACQ, ACQ_PC, AMO, INIT, REL, STRIDE, F, PerList, R, Rec, Recs, W
+from ..graph import ACQ, ACQ_PC, AMO, INIT, REL, STRIDE, F, PerList, Rec, W
 from ..relations import acyclic
+from . import common
 
 
 class _Thread:
@@ -157,61 +158,9 @@ class _Thread:
 _thread = PerList(_Thread, extend=_Thread.extended)
 
 
-def _appended_at_the_end(g) -> bool:
-    """Whether ``g`` is its parent with one record appended whose events no ``ob`` edge leaves.
-
-    The search extends only graphs it found consistent, and a cycle that is new must pass
-    through a new event.  An event last in its thread's program order has no ``lob``
-    successor; a write just placed has no reader; a write placed last in coherence has no
-    ``coe`` successor, and a read of the coherence-latest write no ``fre`` one.  Coherence per
-    location cannot break either (such a read or write is at or after everything else), nor
-    atomicity (nothing lies between an RMW's source and its write when the source was last).
-    So such a graph is consistent when its parent is: the common case of a step.
-    """
-    parent = g.parent
-    if parent is None:
-        return False
-    t = -1
-    for i, (mine, theirs) in enumerate(zip(g.threads, parent.threads, strict=True)):
-        if mine is not theirs:
-            if t >= 0:
-                return False
-            t = i
-    if t < 0:
-        return False
-    recs = g.threads[t]
-    if type(recs) is not Recs or recs.base is not parent.threads[t] or len(recs) != len(recs.base) + 1:
-        return False
-    rec = recs[-1]
-    if type(rec) is not Rec:
-        return False
-    co, before = g.co, parent.co
-    written = None
-    for ev in rec.events:
-        kind = ev.kind
-        if kind == F or (kind == R and ev.rf is None):  # a fence, or a wait still blocked: no node, no edge
-            continue
-        order = before.get(ev.loc, ())
-        last = order[-1] if order else INIT
-        if kind == R:
-            if ev.rf != last:
-                return False
-            continue
-        if written is not None or co.get(ev.loc) != (*order, ev.id):
-            return False
-        written = ev.loc
-        if ev.pair is not None:  # an RMW's write (or a store-exclusive's): its read read what it follows
-            source = g.rec_of(ev.pair)
-            if type(source) is not Rec or g.event(ev.pair).rf != last:
-                return False
-    if written is None:
-        return co is before
-    return len(co) - len(before) in (0, 1) and all(co[loc] is order for loc, order in before.items() if loc != written)
-
-
 def consistent(g) -> bool:
     """internal, atomic and external of ARMv8 on graph ``g`` (see the module's docstring)."""
-    if _appended_at_the_end(g):
+    if common.appends_a_sink(g):
         return True
     threads = [_thread(recs) for recs in g.threads]
     co = g.co

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ....machine import ops as o
 from .. import relations as rel
 from ..execution import Execution
-from ..graph import AMO, EXCL, F, R, W
+from ..graph import AMO, EXCL, INIT, F, R, Rec, Recs, W
 
 
 def cycle(r: list[int]) -> list[int] | None:
@@ -27,6 +27,66 @@ def atomicity(x) -> list[int] | None:
         if row:
             return [i, next(rel.bits(row))]
     return None
+
+
+def appends_a_sink(g, pairs_across_records: bool = True) -> bool:
+    """Whether ``g`` is its parent with one record appended whose events no ``ob`` edge leaves.
+
+    The search extends only graphs it found consistent, and a cycle that is new must pass
+    through a new event.  An event last in its thread's program order has no ``lob``
+    successor; a write just placed has no reader; a write placed last in coherence has no
+    ``coe`` successor, and a read of the coherence-latest write no ``fre`` one.  Coherence per
+    location cannot break either (such a read or write is at or after everything else), nor
+    atomicity (nothing lies between an RMW's source and its write when the source was last).
+    So such a graph is consistent when its parent is: the common case of a step.  That holds
+    for a model whose relations are built from ``po``, ``rf``, ``co``, ``fr``, ``rmw`` and the
+    dependencies (all of them edges forward in program order or out of a write) by union,
+    sequence, closure, intersection and restriction to sets of events, and whose sets an
+    appended event does not change for the others.  A store-exclusive pairing with an earlier
+    load changes the load's sets (LKMM's FailedRMW, lock.cat's LKR): unless
+    ``pairs_across_records``, such a step is left to the full check.
+    """
+    parent = g.parent
+    if parent is None:
+        return False
+    t = -1
+    for i, (mine, theirs) in enumerate(zip(g.threads, parent.threads, strict=True)):
+        if mine is not theirs:
+            if t >= 0:
+                return False
+            t = i
+    if t < 0:
+        return False
+    recs = g.threads[t]
+    if type(recs) is not Recs or recs.base is not parent.threads[t] or len(recs) != len(recs.base) + 1:
+        return False
+    rec = recs[-1]
+    if type(rec) is not Rec:
+        return False
+    co, before = g.co, parent.co
+    written = None
+    for ev in rec.events:
+        kind = ev.kind
+        if kind == F or (kind == R and ev.rf is None):  # a fence, or a wait still blocked: no node, no edge
+            continue
+        order = before.get(ev.loc, ())
+        last = order[-1] if order else INIT
+        if kind == R:
+            if ev.rf != last:
+                return False
+            continue
+        if written is not None or co.get(ev.loc) != (*order, ev.id):
+            return False
+        written = ev.loc
+        if ev.pair is not None:  # an RMW's write (or a store-exclusive's): its read read what it follows
+            if not pairs_across_records and not any(e.id == ev.pair for e in rec.events):
+                return False
+            source = g.rec_of(ev.pair)
+            if type(source) is not Rec or g.event(ev.pair).rf != last:
+                return False
+    if written is None:
+        return co is before
+    return len(co) - len(before) in (0, 1) and all(co[loc] is order for loc, order in before.items() if loc != written)
 
 
 def axiom_check(axioms):
