@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pvspin.litmus import source
+from pvspin.litmus import load, source
 
 SB_X86 = r"""X86 SB
 { x=0; y=0; }
@@ -51,6 +51,18 @@ def sample(paths: list[Path], size: int) -> list[Path]:
     """A fixed, evenly spread sample of about ``size`` paths (every k-th of the sorted list)."""
     step = max(1, len(paths) // size)
     return paths[::step]
+
+
+def run_supported(engine, paths: list[Path]) -> int:
+    """Run ``engine`` on each test of ``paths`` the front end reads; how many it ran."""
+    ran = 0
+    for path in paths:
+        try:
+            engine(load(path))
+        except source.Unsupported:
+            continue
+        ran += 1
+    return ran
 
 
 def parse(front_end, text: str, name: str = "t.litmus"):

@@ -13,15 +13,14 @@ import types
 
 import pytest
 
-from litmus_helpers import parse, sample, suite
+from litmus_helpers import parse, run_supported, sample, suite
 from pvspin.check.graph import models
 from pvspin.check.graph import runner as graphs
 from pvspin.check.graph.explorer import Explorer
 from pvspin.check.graph.models import armv8, armv8_direct, common
 from pvspin.check.runner import CheckOptions
-from pvspin.litmus import aarch64, load
+from pvspin.litmus import aarch64
 from pvspin.litmus.run import graph_engine
-from pvspin.litmus.source import Unsupported
 
 relational = common.axiom_check(armv8.AXIOMS)
 
@@ -63,13 +62,7 @@ def test_aarch64_litmus_sample_agrees(monkeypatch):
     both = Both()
     monkeypatch.setattr(models, "get", lambda name, version=None: both)
     engine = graph_engine("armv8")
-    ran = 0
-    for path in sample(suite("aarch64"), 150):
-        try:
-            engine(load(path))
-        except Unsupported:
-            continue
-        ran += 1
+    ran = run_supported(engine, sample(suite("aarch64"), 150))
     assert ran > 100 and both.judged > 1000 and both.consistent_ones < both.judged
     assert both.differ == []
 

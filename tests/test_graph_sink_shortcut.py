@@ -15,15 +15,13 @@ import types
 
 import pytest
 
-from litmus_helpers import LITMUS_DIR, sample
+from litmus_helpers import LITMUS_DIR, run_supported, sample
 from pvspin.check.graph import models
 from pvspin.check.graph import runner as graphs
 from pvspin.check.graph.explorer import Explorer
 from pvspin.check.graph.models import common, lkmm
 from pvspin.check.runner import CheckOptions
-from pvspin.litmus import load
 from pvspin.litmus.run import graph_engine
-from pvspin.litmus.source import Unsupported
 
 VERSIONS = ("v00", "v01", "current")
 
@@ -72,12 +70,6 @@ def test_c_litmus_samples(monkeypatch, suite, version):
     judged = Judged(version)
     monkeypatch.setattr(models, "get", lambda name, version=None: judged)
     engine = graph_engine("lkmm", version)
-    ran = 0
-    for path in sample(sorted(folder.rglob("*.litmus")), 60):
-        try:
-            engine(load(path))
-        except Unsupported:
-            continue
-        ran += 1
+    ran = run_supported(engine, sample(sorted(folder.rglob("*.litmus")), 60))
     assert ran > 30 and judged.shortcut > 100 and judged.consistent_ones < judged.judged
     assert judged.wrong == []
