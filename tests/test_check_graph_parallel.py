@@ -66,3 +66,15 @@ def test_check_jobs_runs_the_graph_checker_on_several_processes():
     out = subprocess.run([sys.executable, "-m", "pvspin", "check", "--lock", "ticket", "--cpus", "3",
                           "--memory-model", "armv8", "--jobs", "2"], capture_output=True, text=True)
     assert out.returncode == 0 and "VERIFIED: 84 executions" in out.stdout, out.stdout + out.stderr
+
+
+def test_the_time_limit_reports_what_the_workers_explored():
+    """The deadline stops the driver once; its report joins the workers' counts (it printed none before)."""
+    out = subprocess.run([sys.executable, "-m", "pvspin", "check", "--lock", "qspinlock", "--cpus", "3",
+                          "--memory-model", "armv8", "--jobs", "2", "--max-seconds", "3"],
+                         capture_output=True, text=True)
+    assert out.returncode == 3, out.stdout + out.stderr
+    line = next(x for x in out.stdout.splitlines() if x.startswith("INCOMPLETE"))
+    assert "stopped at the time limit (3 s)" in line and "before any result" not in line
+    executions = int(line.split(": ", 1)[1].split()[0])
+    assert executions > 0, line

@@ -59,3 +59,10 @@ def test_guest_code_that_stops_yielding_is_still_caught(monkeypatch):
         until = time.monotonic() + 5
         while time.monotonic() < until:  # this file is guest code; the loop's namedtuples are its own
             key(0, 0)
+
+
+def test_the_deadline_is_raised_once_so_the_driver_can_report():
+    with watchdog.guard(0.05):
+        with pytest.raises(watchdog.Deadline):
+            time.sleep(5)
+        time.sleep(0.3)  # ticks past the deadline: the report being written is not interrupted again

@@ -80,11 +80,12 @@ def guard(deadline_seconds: float | None = None):
         return
     limit = guest_seconds()
     started = time.monotonic()
-    state = {"seen": None, "since": started}
+    state = {"seen": None, "since": started, "deadline": deadline_seconds}
 
     def tick(_signum, frame):
         now = time.monotonic()
-        if deadline_seconds is not None and now - started >= deadline_seconds:
+        if state["deadline"] is not None and now - started >= state["deadline"]:
+            state["deadline"] = None  # once: the driver that stops on it then gathers and prints what was done
             raise Deadline(f"stopped at the time limit ({deadline_seconds:g} s)")
         seen = _probe()
         if seen != state["seen"]:

@@ -147,6 +147,7 @@ def _work(explorer: Explorer, share: list, seen: set, budget, seconds, results, 
     except BaseException as exc:  # noqa: BLE001 -- the driver re-raises it (an Unsupported operation, a bug)
         results.put((i, exc))
         return
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopped already: a late stop must not lose the report
     finding = None if r.finding is None else (r.finding.prop, r.finding.detail, r.finding.graph.path())
     results.put((i, (r.verdict, r.graphs, r.revisits, r.cut, r.blocked, r.note, explorer._executions, finding)))
 
