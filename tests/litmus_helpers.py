@@ -65,6 +65,21 @@ def run_supported(engine, paths: list[Path]) -> int:
     return ran
 
 
+HAND_WRITTEN = Path(__file__).resolve().parent / "litmus"  # this repository's own tests
+
+
+def lkmm_observations(names: list[str], version: str) -> str:
+    """What ``pvspin litmus`` prints for hand-written C tests (``tests/litmus/NAME.litmus``) under an LKMM version."""
+    from typer.testing import CliRunner
+
+    from pvspin.cli import app
+
+    out = CliRunner().invoke(app, ["litmus", *(str(HAND_WRITTEN / f"{name}.litmus") for name in names),
+                                   "--memory-model", "lkmm", "--lkmm-version", version])
+    assert out.exit_code == 0, out.output
+    return out.stdout
+
+
 def parse(front_end, text: str, name: str = "t.litmus"):
     """A hand-written test compiled by ``front_end`` (the x86 or aarch64 module)."""
     return front_end.parse(source.split(Path(name), text))

@@ -11,16 +11,11 @@ write of its own thread is ordered after it), x86 too.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from typer.testing import CliRunner
 
+from litmus_helpers import lkmm_observations
 from pvspin.check.graph import runner as graphs
 from pvspin.check.runner import CheckOptions
-from pvspin.cli import app
-
-HERE = Path(__file__).resolve().parent / "litmus"
 
 
 @pytest.mark.parametrize("version", ["v00", "v01", "current"])
@@ -42,8 +37,6 @@ def test_the_16k_pv_lock_verifies_on_the_hardware_models(model):
 
 @pytest.mark.parametrize("version", ["v00", "v01", "current"])
 def test_the_distilled_litmus_test_is_sometimes_and_a_fully_ordered_set_pending_never(version):
-    out = CliRunner().invoke(app, ["litmus", str(HERE / "pvqspinlock-16k-head.litmus"),
-                                   str(HERE / "pvqspinlock-16k-head-mb.litmus"),
-                                   "--memory-model", "lkmm", "--lkmm-version", version])
-    assert "Observation pvqspinlock-16k-head Sometimes 1 9" in out.stdout, out.output
-    assert "Observation pvqspinlock-16k-head-mb Never 0 8" in out.stdout, out.output
+    out = lkmm_observations(["pvqspinlock-16k-head", "pvqspinlock-16k-head-mb"], version)
+    assert "Observation pvqspinlock-16k-head Sometimes 1 9" in out, out
+    assert "Observation pvqspinlock-16k-head-mb Never 0 8" in out, out

@@ -37,10 +37,10 @@ class LockSpec:
 
 
 def _qspinlock(mem, ncpus, config):
-    from ..kernel.config import LKMM_CHANGES
+    from ..kernel.config import LKMM_ORDERINGS
     from ..kernel.qspinlock import QSpinlock
 
-    if config.bugs & LKMM_CHANGES.keys():
+    if config.bugs & LKMM_ORDERINGS.keys():
         from ..kernel.qspinlock_lkmm import QSpinlockLkmmOrdered
 
         return QSpinlockLkmmOrdered(mem, ncpus, config)
@@ -253,9 +253,9 @@ def make_setup(lock: str, ncpus: int, acquisitions: int, interrupts: int = 0, bu
     if interrupts < 0:
         raise BadInput(f"--interrupts {interrupts}: must not be negative")
     spec = lock_spec(lock)
-    from ..kernel.config import LKMM_CHANGES
+    from ..kernel.config import LKMM_ORDERINGS
 
-    changes = sorted(set(bugs) & LKMM_CHANGES.keys())
+    changes = sorted(set(bugs) & LKMM_ORDERINGS.keys())
     if changes and lock != "qspinlock-16k":
         raise BadInput(f"--bug {changes[0]}: an ordering change to the whole-word build of qspinlock "
                        "(the LKMM has no mixed-size accesses): use --lock qspinlock-16k")

@@ -15,6 +15,12 @@ each overrides one step of :class:`~pvspin.kernel.qspinlock.QSpinlock`:
 
 The LKMM's "rmw-sequences" change (v6.3) made the unchanged lock verify; which change
 cures which violation under the older model is for the checker to show.
+
+A fifth, ``lkmm-xchg-tail-acquire``, is pvspin's: ``xchg_tail()``'s cmpxchg loop with
+``_acquire``.  At 2 CPUs x 2 the lock loses an update under every LKMM version, the four
+changes or not (docs/lkmm-qspinlock-16k.md); this one cures it.  With
+``lkmm-xchg-tail-release`` as well the loop is the fully ordered ``atomic_try_cmpxchg()``,
+the kernel having no acquire-release cmpxchg.
 """
 
 from __future__ import annotations
@@ -25,27 +31,31 @@ from ..machine.ops import (
     atomic_fetch_add_release,
     atomic_fetch_andnot_release,
     atomic_fetch_or_release,
+    atomic_try_cmpxchg,
+    atomic_try_cmpxchg_acquire,
     atomic_try_cmpxchg_release,
     smp_mb,
 )
-from .config import LKMM_CHANGES
+from .config import LKMM_ORDERINGS
 from .declarations import WORD
 from .qspinlock import _Q_LOCKED_VAL, _Q_PENDING_VAL, QSpinlock
 
 
 class QSpinlockLkmmOrdered(QSpinlock):
-    """The whole-word qspinlock with the ``LKMM_CHANGES`` named in ``config.bugs``."""
+    """The whole-word qspinlock with the ``LKMM_ORDERINGS`` named in ``config.bugs``."""
 
-    BUGS = QSpinlock.BUGS | LKMM_CHANGES.keys()
+    BUGS = QSpinlock.BUGS | LKMM_ORDERINGS.keys()
     DECLARED = QSpinlock.DECLARED.extend(locals={"QSpinlockLkmmOrdered.queued_fetch_set_pending_acquire": {"old": WORD}})
 
     def __init__(self, mem, ncpus, config):
         super().__init__(mem, ncpus, config)
         if not self.q.nr_cpus_16k:
             raise ValueError("the LKMM ordering changes are to the whole-word build: use --lock qspinlock-16k")
-        self._changes = frozenset(config.bugs) & LKMM_CHANGES.keys()
-        if "lkmm-xchg-tail-release" in self._changes:
-            self.tail_cmpxchg = atomic_try_cmpxchg_release
+        self._changes = frozenset(config.bugs) & LKMM_ORDERINGS.keys()
+        acquire, release = ("lkmm-xchg-tail-acquire" in self._changes), ("lkmm-xchg-tail-release" in self._changes)
+        if acquire or release:
+            self.tail_cmpxchg = {(True, True): atomic_try_cmpxchg, (True, False): atomic_try_cmpxchg_acquire,
+                                 (False, True): atomic_try_cmpxchg_release}[acquire, release]
 
     def clear_pending(self, lock: View) -> GuestCode:
         """clear_pending(): (*,1,*) -> (*,0,*)."""
