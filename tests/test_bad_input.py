@@ -119,6 +119,13 @@ def test_scenario_file_refuses_a_bad_number(tmp_path, field, literal):
     ("[[guests]]\nname = 'a'\n[[guests]]\nname = 'a'", "differ"),
     ("guests = []", "guests"),
     ("seed = 'one'", "seed"),
+    ("[[guests]]\nvcpus = 2\n[guests.workload]\nnwriters_stress = 129", "at most 64 writer threads per vCPU"),
+    ("[[guests]]\n[guests.workload]\nnwriters_stress = 0", "nwriters_stress"),
+    ("[[guests]]\n[guests.workload.guest_sched]\nslice_ms = 0", "slice_ms"),
+    ("[[guests]]\n[guests.workload.guest_sched]\nhz = 0", "hz"),
+    ("[[guests]]\n[guests.workload.guest_sched]\nswitch_ns = -1", "switch_ns"),
+    ("[[guests]]\n[guests.workload.guest_sched]\npreemption = 'rt'", "preemption"),
+    ("[[guests]]\n[guests.workload.guest_sched]\nslice_ms = inf", "slice_ms"),
 ])  # fmt: skip
 def test_scenario_file_refuses_bad_content(tmp_path, text, names):
     toml = tmp_path / "s.toml"

@@ -60,10 +60,18 @@ def test_fewer_writers_than_vcpus():
     assert min(g["per_vcpu"]["acquisitions"]) > 0
 
 
-def test_more_writers_than_vcpus_is_refused():
-    out = pvspin(*BASE, "--nwriters-stress", "5")
+def test_more_writers_than_vcpus_run_as_guest_threads():
+    out = pvspin(*BASE, "--nwriters-stress", "5", "--json")  # tests/test_sim_guest_threads.py tests them
+    assert out.returncode == 0, out.stderr
+    g = json.loads(out.stdout)["guests"][0]
+    assert g["locktorture"]["nwriters_stress"] == 5 and len(g["per_writer"]["acquisitions"]) == 5
+    assert len(g["per_vcpu"]["acquisitions"]) == 4
+
+
+def test_too_many_writer_threads_per_vcpu_are_refused():
+    out = pvspin(*BASE, "--nwriters-stress", "257")
     assert out.returncode == 2
-    assert out.stderr.strip() == "error: guests.0: nwriters_stress 5: at most one writer per vCPU (4 vCPUs)"
+    assert out.stderr.strip() == "error: guests.0: nwriters_stress 257: at most 64 writer threads per vCPU (4 vCPUs)"
 
 
 def test_long_hold_draws_with_the_kernels_odds():

@@ -41,3 +41,20 @@ def test_one_step_or_many_give_the_same_result(lock):
 def test_steps_do_not_move_the_scheduler_or_the_spin_clocks(lock, host, guest, seed):
     whole = result(lock, 1, host, guest, seed)
     assert result(lock, 50, host, guest, seed) == whole
+
+
+def test_guest_threads_do_not_depend_on_the_steps():
+    """A guest run queue reads its vCPU's steal time, which folding the accounts between steps (and
+    resetting them at the warm-up's end) must not change."""
+    data = {"duration_ms": 3, "warmup_ms": 0.7, "seed": 1,
+            "host": {"pcpus": 3, "scheduling": {"sched_latency_us": 600, "min_granularity_us": 150}},
+            "guests": [{"vcpus": 5, "lock": "pvqspinlock", "workload": {
+                "nwriters_stress": 11, "guest_sched": {"slice_ms": 0.2, "hz": 5000}}}]}  # fmt: skip
+    outs = []
+    for chunks in (1, 50):
+        out = Run(Scenario.model_validate(data)).run(chunks=chunks)
+        for field in HOST_TIMING:
+            del out["host"][field]
+        outs.append(out)
+    assert outs[0]["guests"][0]["guest_threads"]["switches"] > 10
+    assert outs[0] == outs[1]

@@ -180,7 +180,7 @@ def render(result: dict, console: Console) -> None:
         spread = g["fairness_max_over_min"]
         table.add_row(
             g["guest"], g["lock"], str(g["vcpus"]), f"{g['throughput']:,.0f}", "inf" if spread is None else f"{spread:.2f}",
-            f"{g['per_vcpu']['jain_index']:.3f}", f"{lat['p50']:,.0f}", f"{lat['p99']:,.0f}", f"{lat['p99.9']:,.0f}",
+            f"{g.get('per_writer', g['per_vcpu'])['jain_index']:.3f}", f"{lat['p50']:,.0f}", f"{lat['p99']:,.0f}", f"{lat['p99.9']:,.0f}",
             f"{lat['max']:,.0f}", str(g["fail"]),
         )  # fmt: skip
     console.print(table)

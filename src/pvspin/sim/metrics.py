@@ -55,9 +55,14 @@ def guest_metrics(sim: Simulator, guest: Guest, torture: LockTorture, lock: str,
     freq = sim.costs.freq_mhz
     elapsed = sim.now - t0
     seconds = elapsed / (freq * 1e6) if elapsed else 0.0
-    per_vcpu = list(torture.acquisitions)
-    total = sum(per_vcpu)
-    lo, hi = min(per_vcpu), max(per_vcpu)
+    per_writer = list(torture.acquisitions)  # locktorture's per-writer counts
+    total = sum(per_writer)
+    lo, hi = min(per_writer), max(per_writer)
+    per_vcpu = per_writer  # one writer per vCPU; with guest threads, the sum of each vCPU's
+    if torture.threads:
+        per_vcpu = [0] * len(guest.vcpus)
+        for w, n in enumerate(per_writer):
+            per_vcpu[torture.thread_cpu[w]] += n
     hist = torture.latencies
 
     def ns(cycles: float) -> float:
@@ -73,14 +78,8 @@ def guest_metrics(sim: Simulator, guest: Guest, torture: LockTorture, lock: str,
         "acquisitions": total,
         "throughput": total / seconds if seconds else 0.0,
         "fail": guest.mutex_failures,
-        "per_vcpu": {
-            "min": lo,
-            "mean": total / len(per_vcpu),
-            "max": hi,
-            "jain_index": round(jain_index(per_vcpu), 4),
-            "acquisitions": per_vcpu,
-        },
-        "fairness_max_over_min": (hi / lo) if lo else None,
+        "per_vcpu": spread(per_vcpu),
+        "fairness_max_over_min": (hi / lo) if lo else None,  # over writers, locktorture's Max/Min
         "latency_ns": {
             "p50": ns(hist.percentile(50)),
             "p99": ns(hist.percentile(99)),
@@ -115,6 +114,30 @@ def guest_metrics(sim: Simulator, guest: Guest, torture: LockTorture, lock: str,
         "kvm_exits": kvm_exits(sim, guest, ns),
         "steal_ns": [ns(v.acct[T_PREEMPT]) for v in vcpus],
         "waiter_preemptions": guest.waiter_preemptions,
+    } | (guest_threads(torture, per_writer) if torture.threads else {})
+
+
+def spread(counts: list[int]) -> dict:
+    """Acquisitions over writers or vCPUs: the extremes, the mean, Jain's index and the counts."""
+    return {
+        "min": min(counts),
+        "mean": sum(counts) / len(counts),
+        "max": max(counts),
+        "jain_index": round(jain_index(counts), 4),
+        "acquisitions": counts,
+    }
+
+
+def guest_threads(torture: LockTorture, per_writer: list[int]) -> dict:
+    """With guest threads (more writers than vCPUs): per writer, and what the guest scheduler did
+    (keys present only then, so that results without threads are as they were)."""
+    return {
+        "per_writer": spread(per_writer) | {"vcpu": list(torture.thread_cpu)},
+        "guest_threads": {
+            "threads": len(torture.threads),
+            "switches": sum(rq.switches for rq in torture.runqueues),
+            "switches_per_vcpu": [rq.switches for rq in torture.runqueues],
+        },
     }
 
 

@@ -28,6 +28,7 @@ from .vcpu import NO_EXIT, SimulationError
 from .workload import LockTorture, WorkloadConfig
 
 KernelName = Literal["paravirt", "no-paravirt"]
+MAX_THREADS_PER_VCPU = 64  # guest threads per vCPU (locktorture's default is 2)
 
 
 class LockKnobs(Model):
@@ -68,8 +69,11 @@ class GuestSpec(Model):
     @model_validator(mode="after")
     def _writers_fit(self) -> GuestSpec:
         w = self.workload
-        if w.nwriters_stress is not None and w.nwriters_stress > self.vcpus:
-            raise ValueError(f"nwriters_stress {w.nwriters_stress}: at most one writer per vCPU ({self.vcpus} vCPUs)")
+        if w.nwriters_stress is not None and w.nwriters_stress > self.vcpus * MAX_THREADS_PER_VCPU:
+            raise ValueError(
+                f"nwriters_stress {w.nwriters_stress}: at most {MAX_THREADS_PER_VCPU} writer threads "
+                f"per vCPU ({self.vcpus} vCPUs)"
+            )
         if w.long_hold is not None and w.long_hold_every:
             raise ValueError("long_hold (locktorture's, ms) and long_hold_every: give one of them")
         return self
@@ -238,14 +242,20 @@ class Run:
             kernel = self._boot(spec, mem, host.hypervisor)
             torture = LockTorture(kernel, mem, spec.vcpus, spec.workload, scenario.seed, host.costs.freq_mhz)
             irq_rate = spec.interrupts.rate_hz
+            if torture.writers > spec.vcpus:  # guest threads: a run queue per vCPU
+                programs = torture.thread_programs(spec.workload.guest_sched)
+            else:
+                programs = [torture.writer(cpu) if cpu < torture.writers else idle(cpu) for cpu in range(spec.vcpus)]
             guest = self.sim.add_guest(
                 spec.name,
                 mem,
-                [torture.writer(cpu) if cpu < torture.writers else idle(cpu) for cpu in range(spec.vcpus)],
+                programs,
                 irq_handler=torture.irq_handler if irq_rate > 0 else None,
                 irq_rate_hz=irq_rate,
                 irq_level=spec.interrupts.level,
             )
+            for rq in torture.runqueues:
+                rq.attach(guest.vcpus[rq.cpu])
             if tracer is not None:
                 tracer.watch_locks(guest, kernel)
             self.tortures.append((guest, torture, kernel))

@@ -1,7 +1,8 @@
 """Workloads in the style of locktorture: writer threads hammering a set of spinlocks.
 
-Each vCPU runs one writer (``lock_torture_writer``): pick one of the ``locks``, take it,
-touch the critical section's shared cache lines, hold it for a drawn time (now and then
+Each vCPU runs one writer (``lock_torture_writer``), or, with ``nwriters_stress`` above the
+vCPUs, several writer threads in turn (:mod:`~pvspin.sim.guestsched`).  A writer: pick one of
+the ``locks``, take it, touch the critical section's shared cache lines, hold it for a drawn time (now and then
 a long hold, as locktorture's ``longdelay`` does to force contention), release it, wait
 a drawn delay, repeat.  Interrupt handlers, if enabled, take a lock of their own one
 nesting level up, which is what exercises qspinlock's per-CPU MCS nodes 1..3.
@@ -16,11 +17,12 @@ from __future__ import annotations
 import random
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
 
 from ..kernel.api import Spinlock
 from ..machine import ops as o
 from ..machine.memory import CACHE_LINE, Layout, Memory
+from .guestsched import COND_RESCHED, GuestRunqueue, GuestSchedConfig, GuestThread, place_threads
 from .histogram import Histogram
 from .model import Model
 
@@ -53,8 +55,9 @@ class WorkloadConfig(Model):
     )
     nwriters_stress: int | None = Field(
         None, gt=0, le=16384,
-        description="locktorture's nwriters_stress: writers, one per vCPU from vCPU 0, at most the guest's vCPUs "
-                    "(default: one on every vCPU; the kernel's default, 2 x CPUs, needs guest threads)")  # fmt: skip
+        description="locktorture's nwriters_stress: writer threads; up to the vCPUs one per vCPU from vCPU 0, "
+                    "beyond them guest threads, writer i on vCPU i % vCPUs, switched by guest_sched "
+                    "(default: one on every vCPU; the kernel's is 2 x CPUs)")  # fmt: skip
     long_hold: int | None = Field(
         None, ge=0, le=3_600_000,
         description="locktorture's long_hold (ms): one acquisition in nwriters_stress x 2000 x long_hold holds the "
@@ -63,6 +66,23 @@ class WorkloadConfig(Model):
     long_hold_us: float = Field(100.0, ge=0)
     irq_locks: int = Field(1, gt=0, le=65536, description="locks taken by interrupt handlers (separate from the writers')")
     irq_hold: Distribution = Distribution(kind="fixed", mean_ns=200.0)
+    guest_sched: GuestSchedConfig = Field(
+        GuestSchedConfig(), description="the guest scheduler of vCPUs running several threads (nwriters_stress > vCPUs)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_new_defaults(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo):
+        """Knobs added after results were pinned are left out of a dump while at their defaults, so
+        that a scenario that does not use them dumps (and digests) as it did before them."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in ADDED_LATER:
+                if name in data and getattr(self, name) == type(self).model_fields[name].default:
+                    del data[name]
+        return data
+
+
+ADDED_LATER = ("guest_sched",)
 
 
 SHARED = Layout("shared_data", CACHE_LINE, [("word", 0, 8)], align=CACHE_LINE)
@@ -80,6 +100,9 @@ class LockTorture:
         self.data = [mem.alloc(SHARED, f"data{i}") for i in range(config.locks * config.shared_lines)]
         self.writers = config.nwriters_stress or ncpus
         self.acquisitions = [0] * self.writers  # locktorture's n_lock_acquired, per writer
+        self.threads: list[GuestThread] = []  # guest threads and their run queues, when writers > vCPUs
+        self.thread_cpu: list[int] = []
+        self.runqueues: list[GuestRunqueue] = []
         self.irq_acquisitions = [0] * ncpus
         self.irq_baseline = 0  # handler acquisitions before the measurement (the warm-up)
         self.latencies = Histogram()  # cycles from spin_lock called to lock held
@@ -98,8 +121,13 @@ class LockTorture:
             self.long_hold_every = config.long_hold_every
             self.long_hold = int(config.long_hold_us * freq_mhz)
 
-    def writer(self, cpu: int, rounds: int | None = None):
-        """``lock_torture_writer`` on ``cpu``: ``rounds`` acquisitions, or until the simulation stops."""
+    def writer(self, cpu: int, rounds: int | None = None, thread: GuestThread | None = None):
+        """``lock_torture_writer`` number ``cpu``: ``rounds`` acquisitions, or until the simulation stops.
+
+        As a guest ``thread`` (one of several on its vCPU) it keeps the thread's ``preempt_count``
+        from ``spin_lock`` to ``spin_unlock`` and ends each round at ``stutter_wait()``'s
+        ``cond_resched()``; alone on its vCPU it yields exactly the operations it always did.
+        """
         cfg = self.config
         rng = random.Random(f"writer:{self.seed}:{cpu}")
         hold = cfg.hold.sampler(rng, self.freq_mhz)
@@ -120,6 +148,8 @@ class LockTorture:
             start = yield clock
             busy = inside[i]
             inside[i] += 1
+            if thread is not None:
+                thread.preempt_count += 1  # spin_lock()'s preempt_disable()
             yield from kernel.spin_lock(lock)
             held = yield clock
             yield o.cs_enter(i)
@@ -132,6 +162,8 @@ class LockTorture:
                 yield o.work(hold(), o.WORK_CS)
             yield o.cs_exit(i)
             yield from kernel.spin_unlock(lock)
+            if thread is not None:
+                thread.preempt_count -= 1  # spin_unlock()'s preempt_enable()
             inside[i] -= 1
             acquisitions[cpu] += 1
             latencies.add(held - start)
@@ -141,6 +173,20 @@ class LockTorture:
                 if held - start > wait_max[i]:
                     wait_max[i] = held - start
             yield o.work(delay())
+            if thread is not None:
+                yield COND_RESCHED  # stutter_wait(): cond_resched_tasks_rcu_qs()
+
+    def thread_programs(self, guest_sched: GuestSchedConfig) -> list:
+        """The vCPUs' programs when there are more writers than vCPUs: each a guest run queue
+        (:class:`~pvspin.sim.guestsched.GuestRunqueue`) of the writer threads placed on it."""
+        threads = [GuestThread(w) for w in range(self.writers)]
+        for t in threads:
+            t.code = self.writer(t.tid, thread=t)
+        self.threads = threads
+        self.thread_cpu = [w % self.ncpus for w in range(self.writers)]
+        self.runqueues = [GuestRunqueue(cpu, [threads[w] for w in ids], guest_sched, self.freq_mhz)
+                          for cpu, ids in enumerate(place_threads(self.writers, self.ncpus))]  # fmt: skip
+        return [rq.program() for rq in self.runqueues]
 
     def reset(self) -> None:
         """Forget what the writers counted so far (the warm-up), in place: they hold these lists.
