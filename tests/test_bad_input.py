@@ -126,6 +126,16 @@ def test_scenario_file_refuses_a_bad_number(tmp_path, field, literal):
     ("[[guests]]\n[guests.workload.guest_sched]\nswitch_ns = -1", "switch_ns"),
     ("[[guests]]\n[guests.workload.guest_sched]\npreemption = 'rt'", "preemption"),
     ("[[guests]]\n[guests.workload.guest_sched]\nslice_ms = inf", "slice_ms"),
+    ("[[guests]]\n[guests.workload]\nkind = 'make'", "kind"),
+    ("[[guests]]\n[guests.workload.kbuild]\ntasks = 0", "tasks"),
+    ("[[guests]]\n[guests.workload.kbuild]\ncompute_us = 0", "compute_us"),
+    ("[[guests]]\n[guests.workload.kbuild]\nlocks_per_task = 0", "locks_per_task"),
+    ("[[guests]]\n[guests.workload.kbuild]\nlock_pool = -3", "lock_pool"),
+    ("[[guests]]\n[guests.workload.kbuild]\njobs = 0", "jobs"),
+    ("[[guests]]\n[guests.workload.kbuild]\ncontended = 1.5", "contended"),
+    ("[[guests]]\nvcpus = 1\n[guests.workload]\nkind = 'kbuild'\nkbuild = { jobs = 65 }", "at most 64 job threads"),
+    ("[[guests]]\n[guests.workload]\nkind = 'kbuild'\nnwriters_stress = 8", "kbuild.jobs"),
+    ("warmup_ms = 1\n[[guests]]\n[guests.workload]\nkind = 'kbuild'", "no warm-up"),
 ])  # fmt: skip
 def test_scenario_file_refuses_bad_content(tmp_path, text, names):
     toml = tmp_path / "s.toml"

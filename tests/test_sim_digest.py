@@ -17,7 +17,8 @@ of a spinner interrupted at its switch-in; and again when nothing could act on a
 switch-in had completed any more (a pCPU picks at the end of a VM exit, a preemption or an
 interrupt during a host switch waits for its end: ``tests/test_sim_trace_order.py``).  The
 scenario with guest threads (``guest-threads``: more writers than vCPUs, two guest schedulers) was
-added later and recorded by the commit that added guest threads; every other digest was left as
+added later and recorded by the commit that added guest threads, and the kernel-build-like one
+(``kbuild-overcommit``) by the commit that added that workload; every other digest was left as
 it was (with one writer per vCPU nothing runs differently, and the new knobs are left out of a
 dump at their defaults).  A change
 that alters the model on purpose must say so in its commit and record the new digests; nothing
@@ -139,6 +140,27 @@ delay = { kind = "exponential", mean_ns = 5000 }
 guest_sched = { slice_ms = 0.1, hz = 10000, preemption = "voluntary", steal_accounting = false }
 """
 
+# A kernel-build-like run at 5/3x overcommit: 60 tasks by 10 job threads, a hot shared lock,
+# host slices scaled down; the run ends at the cycle the last task is done.
+KBUILD = """
+duration_ms = 100
+seed = 8
+
+[host]
+pcpus = 3
+scheduling = { sched_latency_us = 1500, min_granularity_us = 300 }
+
+[[guests]]
+vcpus = 5
+lock = "pvqspinlock"
+
+[guests.workload]
+kind = "kbuild"
+hold = { kind = "exponential", mean_ns = 2000 }
+kbuild = { tasks = 60, compute_us = 150, locks_per_task = 8, contended = 0.3 }
+guest_sched = { slice_ms = 0.5, hz = 2000 }
+"""
+
 # (name, scenario file text or None, flags on top of it, what must happen in it): "what must happen"
 # names guest result fields that must be non-zero, so that a scenario meant to pin a mechanism
 # keeps exercising it.  Flag scenarios run 2 ms unless they say otherwise.
@@ -177,6 +199,7 @@ SCENARIOS = [
     ("two-guests-softirq-nmi", TWO_GUESTS, {}, ("halts", "irq_acquisitions")),
     ("tuned-host-traced", TUNED_HOST, {}, ("vm_exits", "halts", "kicks", "irq_acquisitions", "lock_holder_preemptions")),
     ("guest-threads", GUEST_THREADS, {}, ("halts", "lock_holder_preemptions", "guest_threads")),
+    ("kbuild-overcommit", KBUILD, {}, ("halts", "lock_holder_preemptions", "kbuild")),
 ]  # fmt: skip
 
 # SHA-256 of each scenario's JSON result (see the module docstring for where they come from)
@@ -200,6 +223,7 @@ EXPECTED = {
     "two-guests-softirq-nmi": "9d2d57a66fb59b45e56385010cb825c61e834138e895316ad2a709b084d30a48",
     "tuned-host-traced": "c8feb59f7fe47a23d65303523544ab5c3f5c83896bfe9b6d55aa43fc1e9d8b83",
     "guest-threads": "a5ea7732d44e34bf662916016171ecc4b826b2d673bc9ee3ce23b5a452eec586",
+    "kbuild-overcommit": "4a0162bdd3423ffe5a8ea9db8d370a87aa447e30147910a244ca0a6d9683bb91",
 }
 
 TRACED = "tuned-host-traced"
@@ -250,3 +274,4 @@ def test_the_scenarios_cover_every_lock_host_and_feature(tmp_path):
     threaded = [g.workload.guest_sched for g in guests if (g.workload.nwriters_stress or 0) > g.vcpus]
     assert {sched.preemption for sched in threaded} == {"full", "voluntary"}  # guest threads
     assert {sched.steal_accounting for sched in threaded} == {True, False}
+    assert any(g.workload.kind == "kbuild" for g in guests)

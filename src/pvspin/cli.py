@@ -94,6 +94,7 @@ def run(
     stat_interval: str = _flag("MS", "locktorture's stat_interval, but in simulated ms (the kernel's is in seconds): a Writes line every MS of the measurement; 0 none", "0"),
     nwriters_stress: str = _flag("N", "locktorture's nwriters_stress: writer threads, one per vCPU from vCPU 0; beyond --vcpus guest threads, writer i on vCPU i % vCPUs, at most 64 per vCPU (the kernel's default is 2 x CPUs)", "--vcpus"),
     long_hold: str = _flag("MS", "locktorture's long_hold: one acquisition in nwriters_stress x 2000 x long_hold holds the lock that long, as the kernel draws it; 0 never (the kernel's default is 100)", "0"),
+    workload: str = _flag("KIND", "locktorture, or kbuild: a fixed build of many short tasks timed to its end, duration_ms its limit (its knobs under [guests.workload.kbuild] in a --scenario)", "locktorture"),
     seed: str = _flag("N", "seed", "0"),
     hogs: str = _flag("N", "competing guests whose vCPUs only burn CPU", "0"),
     hog_vcpus: str = _flag("N", "vCPUs per hog guest", "1"),

@@ -55,6 +55,7 @@ FLAG_FIELDS = {
     "stat_interval": ("stat_interval_ms", float),
     "nwriters_stress": ("guests.0.workload.nwriters_stress", int),
     "long_hold": ("guests.0.workload.long_hold", int),
+    "workload": ("guests.0.workload.kind", None),
     "seed": ("seed", int),
     "hogs": ("hog_guests", int),
     "hog_vcpus": ("hog_vcpus", int),
@@ -188,7 +189,7 @@ def render(result: dict, console: Console) -> None:
     console.print("pCPU time: " + ", ".join(f"{name.replace('_', ' ')} {value:.1%}" for name, value in share.items()))
     for g in result["guests"]:
         name = g["guest"]
-        for line in locktorture_lines(g):
+        for line in kbuild_lines(g) if "kbuild" in g else locktorture_lines(g):
             console.print(f"{name}: {line}")
         console.print(
             f"{name}: VM exits {g['vm_exits']:,}, halts {g['halts']:,}, kicks {g['kicks']:,}, "
@@ -235,6 +236,15 @@ def locktorture_lines(g: dict) -> list[str]:
         params = f"long_hold={torture['long_hold']} {params}"
     lines.append(f"spin_lock-torture:--- End of test: {torture['verdict']}: {params}")
     return lines
+
+
+def kbuild_lines(g: dict) -> list[str]:
+    """A build's result: its completion time from boot, or how far it got."""
+    b = g["kbuild"]
+    what = f"kbuild: {b['tasks']} tasks by {b['jobs']} jobs on {g['vcpus']} vCPUs"
+    if b["completion_ms"] is None:
+        return [f"{what}: NOT COMPLETE, {b['tasks_done']} tasks done when the run ended (duration_ms)"]
+    return [f"{what}: completed in {b['completion_ms']:.3f} ms"]
 
 
 def human_time(ns: float) -> str:
@@ -297,5 +307,5 @@ def main(scenario_file: str | None, flags: dict, trace_path: str | None, json_ou
         render(result, Console(width=None if sys.stdout.isatty() else 160, highlight=False))
         if trace_path:
             print(f"trace written to {trace_path} (open it in https://ui.perfetto.dev)")
-    failed = any(g["locktorture"]["verdict"] == "FAILURE" for g in result["guests"])
+    failed = any(g["fail"] for g in result["guests"])  # locktorture's FAILURE, or a kbuild's
     return EXIT_FINDING if failed else 0

@@ -42,13 +42,17 @@ class EventLoop:
         while heap:
             ev = heap[0]
             t = ev[0]
-            if t > until:
+            if t > self.until:  # until, unless a handler stopped the run (stop())
                 break
             heappop(heap)
             self.now = t
             self.events += 1
             ev[2](ev[3], ev[4], t)
-        self.now = until
+        self.now = self.until
+
+    def stop(self) -> None:
+        """End the current :meth:`run` at the cycle being fired: events later than now wait."""
+        self.until = self.now
 
 
 def poisson_arrival(now: int, rng: random.Random, rate_hz: float, freq_mhz: int) -> int:

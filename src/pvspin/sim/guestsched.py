@@ -158,6 +158,8 @@ class GuestRunqueue:
         clock = o.local_clock()
         queue = self.queue
         full = self.full
+        if not queue:  # no thread placed here (fewer threads than vCPUs): the vCPU idles at once
+            return
         cur = queue.popleft()
         cur.switches_in += 1
         resched = self._resched_at(self._task_clock((yield clock)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..kernel.lockevents import debugfs_counts
 from .engine import Simulator
+from .kbuild import KernelBuild
 from .vcpu import EXIT_REASONS, NO_EXIT, T_CS, T_HALT, T_HOST, T_HV, T_PREEMPT, T_RUN, T_SPIN, Guest
 from .workload import LockTorture
 
@@ -37,6 +38,14 @@ def kvm_exits(sim: Simulator, guest: Guest, ns) -> dict:
 def lock_contention(torture: LockTorture, ns) -> list[dict]:
     """``perf lock contention``'s rows, per lock: acquisitions that found another writer holding
     or waiting for the lock when they called spin_lock, and how long they waited."""
+    if isinstance(torture, KernelBuild):  # a pool of a thousand locks: those contended, as perf lists them
+        names = torture.lock_names()
+        return [
+            {"lock": names[i], "contended": n, "total_wait_ns": ns(total), "max_wait_ns": ns(most),
+             "avg_wait_ns": ns(total / n)}
+            for i, (n, total, most) in enumerate(zip(torture.contended, torture.wait_total, torture.wait_max,
+                                                     strict=True)) if n
+        ]  # fmt: skip
     return [
         {"lock": f"lock{i}", "contended": n, "total_wait_ns": ns(total), "max_wait_ns": ns(most),
          "avg_wait_ns": ns(total / n) if n else 0.0}
@@ -71,7 +80,7 @@ def guest_metrics(sim: Simulator, guest: Guest, torture: LockTorture, lock: str,
     vcpus = guest.vcpus
     acct = [sum(v.acct[i] for v in vcpus) for i in range(7)]
     directory, counts = debugfs_counts(guest.lock_events, lock)
-    return {
+    metrics = {
         "guest": guest.name,
         "vcpus": len(vcpus),
         "simulated_seconds": seconds,
@@ -115,6 +124,25 @@ def guest_metrics(sim: Simulator, guest: Guest, torture: LockTorture, lock: str,
         "steal_ns": [ns(v.acct[T_PREEMPT]) for v in vcpus],
         "waiter_preemptions": guest.waiter_preemptions,
     } | (guest_threads(torture, per_writer) if torture.threads else {})
+    if isinstance(torture, KernelBuild):  # not locktorture: its figure instead
+        verdict = metrics.pop("locktorture")["verdict"]
+        metrics |= kbuild(torture, freq, verdict)
+    return metrics
+
+
+def kbuild(build: KernelBuild, freq: int, verdict: str) -> dict:
+    """A build's figure: the time from boot until its last task was done (None: not done in time)."""
+    done = build.completed_at
+    return {
+        "kbuild": {
+            "tasks": build.build.tasks,
+            "tasks_done": build.tasks_done,
+            "jobs": build.writers,
+            "completion_ms": None if done is None else round(done / (freq * 1000), 6),
+            "tasks_per_job": list(build.tasks_per_job),
+            "verdict": verdict,
+        }
+    }
 
 
 def spread(counts: list[int]) -> dict:

@@ -22,6 +22,7 @@ from ..machine import ops as o
 from ..machine.memory import Memory
 from .config import HostConfig, Interrupts
 from .engine import Simulator
+from .kbuild import KernelBuild
 from .metrics import guest_metrics, host_metrics
 from .model import Model
 from .vcpu import NO_EXIT, SimulationError
@@ -74,6 +75,11 @@ class GuestSpec(Model):
                 f"nwriters_stress {w.nwriters_stress}: at most {MAX_THREADS_PER_VCPU} writer threads "
                 f"per vCPU ({self.vcpus} vCPUs)"
             )
+        if w.kind == "kbuild" and w.nwriters_stress is not None:
+            raise ValueError("nwriters_stress is locktorture's: a kbuild's threads are its kbuild.jobs")
+        if w.kbuild.jobs is not None and w.kbuild.jobs > self.vcpus * MAX_THREADS_PER_VCPU:
+            raise ValueError(f"kbuild.jobs {w.kbuild.jobs}: at most {MAX_THREADS_PER_VCPU} job threads "
+                             f"per vCPU ({self.vcpus} vCPUs)")  # fmt: skip
         if w.long_hold is not None and w.long_hold_every:
             raise ValueError("long_hold (locktorture's, ms) and long_hold_every: give one of them")
         return self
@@ -112,6 +118,12 @@ class Scenario(Model):
         if not isinstance(guests, list):
             return data
         return {**data, "guests": [_with_lock(g, hypervisor) for g in guests]}
+
+    @model_validator(mode="after")
+    def _builds_from_boot(self) -> Scenario:
+        if self.warmup_ms and any(g.workload.kind == "kbuild" for g in self.guests):
+            raise ValueError("warmup_ms: a kbuild is timed from boot, it has no warm-up")
+        return self
 
     @model_validator(mode="after")
     def _distinct_names(self) -> Scenario:
@@ -237,12 +249,17 @@ class Run:
         self.tortures: list[tuple] = []
         self.stats: list[list[tuple]] = [[] for _ in scenario.guests]  # (cycle, total, max, min, fails)
         self.measure_from = 0  # the cycle the measurement starts at (the warm-up's end)
+        self.builds: list[KernelBuild] = []  # the guests' kbuilds: the run ends when all are done
         for spec in scenario.guests:
             mem = Memory()
             kernel = self._boot(spec, mem, host.hypervisor)
-            torture = LockTorture(kernel, mem, spec.vcpus, spec.workload, scenario.seed, host.costs.freq_mhz)
+            kind = KernelBuild if spec.workload.kind == "kbuild" else LockTorture
+            torture = kind(kernel, mem, spec.vcpus, spec.workload, scenario.seed, host.costs.freq_mhz)
             irq_rate = spec.interrupts.rate_hz
-            if torture.writers > spec.vcpus:  # guest threads: a run queue per vCPU
+            if kind is KernelBuild:
+                torture.on_done = self._build_done
+                self.builds.append(torture)
+            if kind is KernelBuild or torture.writers > spec.vcpus:  # guest threads: a run queue per vCPU
                 programs = torture.thread_programs(spec.workload.guest_sched)
             else:
                 programs = [torture.writer(cpu) if cpu < torture.writers else idle(cpu) for cpu in range(spec.vcpus)]
@@ -275,7 +292,8 @@ class Run:
     def run(self, progress: Callable[[float], None] | None = None, chunks: int = 50) -> dict:
         """Run the warm-up and the measured duration, in ``chunks`` steps reporting the fraction done,
         stopping also at the warm-up's end and at each statistics interval (a result does not
-        depend on where a run stops: ``tests/test_sim_chunks.py``)."""
+        depend on where a run stops: ``tests/test_sim_chunks.py``).  With kbuild guests the run
+        ends, earlier, at the cycle their last task is done."""
         sim = self.sim
         scenario = self.scenario
         cycles_per_ms = sim.costs.freq_mhz * 1000
@@ -296,8 +314,18 @@ class Run:
                 self._stat()
             if progress:
                 progress(target / end)
+            if self.builds and self._built():
+                break
         self._stat()  # the last statistics, as lock_torture_cleanup() prints them
         return self.result(time.perf_counter() - started)
+
+    def _built(self) -> bool:
+        return all(build.completed_at is not None for build in self.builds)
+
+    def _build_done(self) -> None:
+        """A guest's build finished its last task: once every build has, the run ends there."""
+        if self._built():
+            self.sim.loop.stop()
 
     def _start_measuring(self) -> None:
         """The warm-up is over: every counter starts again (mutual-exclusion failures are kept)."""

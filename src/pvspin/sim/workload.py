@@ -44,6 +44,26 @@ class Distribution(Model):
         return lambda: int(rng.expovariate(rate))
 
 
+class KbuildConfig(Model):
+    """A kernel-build-like workload (``kind = "kbuild"``, :mod:`~pvspin.sim.kbuild`): how much work,
+    in how many tasks, with which locks."""
+
+    tasks: int = Field(200, gt=0, le=1_000_000, description="compile jobs to run (the build's fixed amount of work)")
+    jobs: int | None = Field(
+        None, gt=0, le=16384, description="make -j: job slots, each a guest thread (default: 2 x vCPUs)"
+    )
+    compute_us: float = Field(
+        100.0, gt=0, le=3_600_000_000, description="mean computation of one task, spread between its lock acquisitions"
+    )
+    locks_per_task: int = Field(20, gt=0, le=1_000_000, description="spinlock acquisitions of one task")
+    lock_pool: int = Field(
+        1024, gt=0, le=65536, description="different locks an acquisition picks from (hardly ever contended)"
+    )
+    contended: float = Field(
+        0.02, ge=0, le=1, description="probability that an acquisition takes the one lock every job shares instead"
+    )
+
+
 class WorkloadConfig(Model):
     """What each writer does; defaults are short holds (most spinlocks are held < 2^12 cycles)."""
 
@@ -66,6 +86,10 @@ class WorkloadConfig(Model):
     long_hold_us: float = Field(100.0, ge=0)
     irq_locks: int = Field(1, gt=0, le=65536, description="locks taken by interrupt handlers (separate from the writers')")
     irq_hold: Distribution = Distribution(kind="fixed", mean_ns=200.0)
+    kind: Literal["locktorture", "kbuild"] = Field(
+        "locktorture", description="locktorture: writers for duration_ms; kbuild: a fixed build, timed to its end"
+    )
+    kbuild: KbuildConfig = Field(KbuildConfig(), description="the build, with kind = kbuild")
     guest_sched: GuestSchedConfig = Field(
         GuestSchedConfig(), description="the guest scheduler of vCPUs running several threads (nwriters_stress > vCPUs)"
     )
@@ -82,7 +106,7 @@ class WorkloadConfig(Model):
         return data
 
 
-ADDED_LATER = ("guest_sched",)
+ADDED_LATER = ("kind", "kbuild", "guest_sched")
 
 
 SHARED = Layout("shared_data", CACHE_LINE, [("word", 0, 8)], align=CACHE_LINE)
