@@ -15,14 +15,15 @@ where the 50 progress steps fell; ``tests/test_sim_chunks.py``), and again when 
 dependences went: a newly idle pCPU's pull of the vCPU that waited longest, and the spin time
 of a spinner interrupted at its switch-in; and again when nothing could act on a vCPU before its
 switch-in had completed any more (a pCPU picks at the end of a VM exit, a preemption or an
-interrupt during a host switch waits for its end: ``tests/test_sim_trace_order.py``).  The
-scenario with guest threads (``guest-threads``: more writers than vCPUs, two guest schedulers) was
-added later and recorded by the commit that added guest threads, and the kernel-build-like one
-(``kbuild-overcommit``) by the commit that added that workload; every other digest was left as
-it was (with one writer per vCPU nothing runs differently, and the new knobs are left out of a
-dump at their defaults).  A change
+interrupt during a host switch waits for its end: ``tests/test_sim_trace_order.py``).  A change
 that alters the model on purpose must say so in its commit and record the new digests; nothing
 else may.
+
+The scenario with guest threads (``guest-threads``: more writers than vCPUs, two guest
+schedulers) was added later and recorded by the commit that added guest threads, and the
+kernel-build-like one (``kbuild-overcommit``) by the commit that added that workload; every other
+digest was left as it was (with one writer per vCPU nothing runs differently, and the new knobs
+are left out of a dump at their defaults).
 """
 
 from __future__ import annotations
@@ -96,16 +97,6 @@ hold = { kind = "exponential", mean_ns = 1000 }
 delay = { kind = "exponential", mean_ns = 100 }
 """
 
-# Slices short enough to end, and preempt, within a 2 ms run (flags on top choose the rest).
-SHORT_SLICES = """
-duration_ms = 2
-
-[host.scheduling]
-sched_latency_us = 400
-min_granularity_us = 100
-wakeup_granularity_us = 100
-"""
-
 # Guest threads: 7 writers on 3 vCPUs (3, 2, 2 per vCPU) under full preemption and steal-time
 # accounting, and 5 on 2 under voluntary preemption without it, on 3 pCPUs, after a warm-up
 # (which resets the steal time the run queues read); short guest and host slices and fast ticks,
@@ -161,6 +152,16 @@ kbuild = { tasks = 60, compute_us = 150, locks_per_task = 8, contended = 0.3 }
 guest_sched = { slice_ms = 0.5, hz = 2000 }
 """
 
+# Slices short enough to end, and preempt, within a 2 ms run (flags on top choose the rest).
+SHORT_SLICES = """
+duration_ms = 2
+
+[host.scheduling]
+sched_latency_us = 400
+min_granularity_us = 100
+wakeup_granularity_us = 100
+"""
+
 # (name, scenario file text or None, flags on top of it, what must happen in it): "what must happen"
 # names guest result fields that must be non-zero, so that a scenario meant to pin a mechanism
 # keeps exercising it.  Flag scenarios run 2 ms unless they say otherwise.
@@ -204,6 +205,8 @@ SCENARIOS = [
 
 # SHA-256 of each scenario's JSON result (see the module docstring for where they come from)
 EXPECTED = {
+    "guest-threads": "a5ea7732d44e34bf662916016171ecc4b826b2d673bc9ee3ce23b5a452eec586",
+    "kbuild-overcommit": "4a0162bdd3423ffe5a8ea9db8d370a87aa447e30147910a244ca0a6d9683bb91",
     "qspinlock-baremetal": "14c4f0a3e597696510cb2879b701102e1926461ddc66a82512da315c7025c0d2",
     "qspinlock-baremetal-no-patching": "0fd43e74f6681836101323db057b61cc66203640116d7cc23af18a22c2055ad5",
     "qspinlock-kvm-overcommit-ple": "3eeac17e413c9e762026debd5c01e146cbbed946af404227e2712453e8b31207",
@@ -222,8 +225,6 @@ EXPECTED = {
     "ticket-baremetal": "357df16a189dd9e8555df5f7fb322103d3cf3674398ca93da9898df8884c1009",
     "two-guests-softirq-nmi": "9d2d57a66fb59b45e56385010cb825c61e834138e895316ad2a709b084d30a48",
     "tuned-host-traced": "c8feb59f7fe47a23d65303523544ab5c3f5c83896bfe9b6d55aa43fc1e9d8b83",
-    "guest-threads": "a5ea7732d44e34bf662916016171ecc4b826b2d673bc9ee3ce23b5a452eec586",
-    "kbuild-overcommit": "4a0162bdd3423ffe5a8ea9db8d370a87aa447e30147910a244ca0a6d9683bb91",
 }
 
 TRACED = "tuned-host-traced"

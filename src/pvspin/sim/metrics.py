@@ -123,7 +123,9 @@ def guest_metrics(sim: Simulator, guest: Guest, torture: LockTorture, lock: str,
         "kvm_exits": kvm_exits(sim, guest, ns),
         "steal_ns": [ns(v.acct[T_PREEMPT]) for v in vcpus],
         "waiter_preemptions": guest.waiter_preemptions,
-    } | (guest_threads(torture, per_writer) if torture.threads else {})
+    }
+    if torture.threads:
+        metrics |= guest_threads(torture, per_writer)
     if isinstance(torture, KernelBuild):  # not locktorture: its figure instead
         verdict = metrics.pop("locktorture")["verdict"]
         metrics |= kbuild(torture, freq, verdict)

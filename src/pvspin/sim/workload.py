@@ -1,15 +1,15 @@
 """Workloads in the style of locktorture: writer threads hammering a set of spinlocks.
 
-Each vCPU runs one writer (``lock_torture_writer``), or, with ``nwriters_stress`` above the
-vCPUs, several writer threads in turn (:mod:`~pvspin.sim.guestsched`).  A writer: pick one of
-the ``locks``, take it, touch the critical section's shared cache lines, hold it for a drawn time (now and then
+Each vCPU runs one writer (``lock_torture_writer``): pick one of the ``locks``, take it,
+touch the critical section's shared cache lines, hold it for a drawn time (now and then
 a long hold, as locktorture's ``longdelay`` does to force contention), release it, wait
 a drawn delay, repeat.  Interrupt handlers, if enabled, take a lock of their own one
 nesting level up, which is what exercises qspinlock's per-CPU MCS nodes 1..3.
 
-The writer is guest code like the lock it drives; its bookkeeping (acquisition counts and
-latencies) is plain Python on the side, the way locktorture keeps its statistics in
-per-thread structures the lock never sees.
+With ``nwriters_stress`` above the vCPUs, each vCPU runs several writer threads in turn
+(:mod:`~pvspin.sim.guestsched`).  The writer is guest code like the lock it drives; its
+bookkeeping (acquisition counts and latencies) is plain Python on the side, the way
+locktorture keeps its statistics in per-thread structures the lock never sees.
 """
 
 from __future__ import annotations
@@ -149,8 +149,8 @@ class LockTorture:
         """``lock_torture_writer`` number ``cpu``: ``rounds`` acquisitions, or until the simulation stops.
 
         As a guest ``thread`` (one of several on its vCPU) it keeps the thread's ``preempt_count``
-        from ``spin_lock`` to ``spin_unlock`` and ends each round at ``stutter_wait()``'s
-        ``cond_resched()``; alone on its vCPU it yields exactly the operations it always did.
+        from ``spin_lock`` to ``spin_unlock`` and passes ``stutter_wait()``'s ``cond_resched()``
+        between two rounds; alone on its vCPU it yields exactly the operations it always did.
         """
         cfg = self.config
         rng = random.Random(f"writer:{self.seed}:{cpu}")
@@ -167,6 +167,8 @@ class LockTorture:
         inside, contended, wait_total, wait_max = self.inside, self.contended, self.wait_total, self.wait_max
         clock = o.local_clock()
         while rounds is None or acquisitions[cpu] < rounds:
+            if thread is not None:  # the previous round's stutter_wait(): cond_resched_tasks_rcu_qs()
+                yield COND_RESCHED
             i = rng.randrange(nlocks) if nlocks > 1 else 0
             lock = locks[i]
             start = yield clock
@@ -197,20 +199,6 @@ class LockTorture:
                 if held - start > wait_max[i]:
                     wait_max[i] = held - start
             yield o.work(delay())
-            if thread is not None:
-                yield COND_RESCHED  # stutter_wait(): cond_resched_tasks_rcu_qs()
-
-    def thread_programs(self, guest_sched: GuestSchedConfig) -> list:
-        """The vCPUs' programs when there are more writers than vCPUs: each a guest run queue
-        (:class:`~pvspin.sim.guestsched.GuestRunqueue`) of the writer threads placed on it."""
-        threads = [GuestThread(w) for w in range(self.writers)]
-        for t in threads:
-            t.code = self.writer(t.tid, thread=t)
-        self.threads = threads
-        self.thread_cpu = [w % self.ncpus for w in range(self.writers)]
-        self.runqueues = [GuestRunqueue(cpu, [threads[w] for w in ids], guest_sched, self.freq_mhz)
-                          for cpu, ids in enumerate(place_threads(self.writers, self.ncpus))]  # fmt: skip
-        return [rq.program() for rq in self.runqueues]
 
     def reset(self) -> None:
         """Forget what the writers counted so far (the warm-up), in place: they hold these lists.
@@ -233,3 +221,15 @@ class LockTorture:
         yield o.cs_exit(("irq", i))
         yield from self.kernel.spin_unlock(lock)
         self.irq_acquisitions[cpu] += 1
+
+    def thread_programs(self, guest_sched: GuestSchedConfig) -> list:
+        """The vCPUs' programs when there are more writers than vCPUs: each a guest run queue
+        (:class:`~pvspin.sim.guestsched.GuestRunqueue`) of the writer threads placed on it."""
+        threads = [GuestThread(w) for w in range(self.writers)]
+        for t in threads:
+            t.code = self.writer(t.tid, thread=t)
+        self.threads = threads
+        self.thread_cpu = [w % self.ncpus for w in range(self.writers)]
+        self.runqueues = [GuestRunqueue(cpu, [threads[w] for w in ids], guest_sched, self.freq_mhz)
+                          for cpu, ids in enumerate(place_threads(self.writers, self.ncpus))]  # fmt: skip
+        return [rq.program() for rq in self.runqueues]
