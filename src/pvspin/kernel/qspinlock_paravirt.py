@@ -83,13 +83,16 @@ PV_HASH_ENTRY = Layout("pv_hash_entry", 16, [("lock", 0, 8), ("node", 8, 8)])
 PV_HE_PER_LINE = CACHE_LINE // PV_HASH_ENTRY.size  # 4 on x86-64
 PV_HE_MIN = 4096 // PV_HASH_ENTRY.size  # PAGE_SIZE / sizeof(entry) = 256
 
-GOLDEN_RATIO_64 = 0x61C8864680B583EB
+GOLDEN_RATIO_64 = 0x61C8864680B583EB  # include/linux/hash.h since v4.7; 4.2 had GOLDEN_RATIO_PRIME_64
 _U64 = (1 << 64) - 1
 
 
-def hash_ptr(addr: int, bits: int) -> int:
-    """hash_ptr() on 64-bit: hash_64(), the golden-ratio multiply keeping the top ``bits`` bits."""
-    return ((addr * GOLDEN_RATIO_64) & _U64) >> (64 - bits)
+def hash_ptr(addr: int, bits: int, multiplier: int = GOLDEN_RATIO_64) -> int:
+    """hash_ptr() on 64-bit: hash_64(), a multiply (mod 2**64) keeping the top ``bits`` bits.
+
+    The multiplier is the kernel's of the modelled version (see ``PvQSpinlock.HASH_MULTIPLIER``).
+    """
+    return ((addr * multiplier) & _U64) >> (64 - bits)
 
 
 def pv_hash_size(ncpus: int) -> int:
@@ -113,6 +116,7 @@ class PvQSpinlock(QSpinlock):
 
     name = "pvqspinlock"
     qnode_layout = PV_NODE
+    HASH_MULTIPLIER = GOLDEN_RATIO_64  # hash_64()'s, which picks the lock hash's bucket
     # and pv-wait-no-latch, the hypervisor's: only code that calls pv_wait() can meet it
     BUGS = QSpinlock.BUGS | {"pv-kick-node-no-barrier", "unhash-without-slow-check", "pv-wait-no-latch"}
     DECLARED = QSpinlock.DECLARED.extend(
@@ -181,7 +185,7 @@ class PvQSpinlock(QSpinlock):
         """for_each_hash_entry(): from the start of the hash's cache line, linearly over the whole table."""
         table = self.pv_lock_hash
         mask = len(table) - 1
-        start = hash_ptr(lock.addr, self.pv_lock_hash_bits) & ~(PV_HE_PER_LINE - 1)
+        start = hash_ptr(lock.addr, self.pv_lock_hash_bits, self.HASH_MULTIPLIER) & ~(PV_HE_PER_LINE - 1)
         for offset in range(len(table)):
             yield table[(start + offset) & mask]
 
