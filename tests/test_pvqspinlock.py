@@ -16,6 +16,7 @@ from pvspin.kernel.qspinlock_paravirt import (
     vcpu_running,
 )
 from pvspin.kernel.qspinlock_paravirt_42 import GOLDEN_RATIO_PRIME_64, PvQSpinlock42
+from pvspin.kernel.qspinlock_paravirt_52 import PvQSpinlock52
 from pvspin.machine import ops as o
 from pvspin.machine.executor import Executor
 from pvspin.machine.memory import Memory
@@ -433,3 +434,54 @@ def test_kick_node_no_barrier_bug_drops_both_full_barriers(bugs, store, fence):
     if fence:
         first = kicker.send(None)
     assert first == o.cmpxchg_relaxed(node.state, vcpu_halted, vcpu_hashed)
+
+
+def _wait_early_ops(impl, prev, answers):
+    """The operations pv_wait_early(prev) yields, fed ``answers`` in turn, and what it returns."""
+    gen = impl.pv_wait_early(prev)
+    seen = [next(gen)]
+    try:
+        for answer in answers:
+            seen.append(gen.send(answer))
+    except StopIteration as stop:
+        return seen, stop.value
+    raise AssertionError(f"pv_wait_early did not return after {answers}")
+
+
+def test_pv_wait_early_of_52_also_asks_vcpu_is_preempted_and_later_ones_do_not():
+    """v5.2-v5.3: prev->state != vcpu_running || vcpu_is_preempted(prev->cpu); v5.4 on: the state only."""
+    for preempted in (True, False):
+        impl = PvQSpinlock52(Memory(), 2)
+        prev = impl.qnodes[1][0]
+        seen, result = _wait_early_ops(impl, prev, [vcpu_running, 1, preempted])
+        assert [op[0] for op in seen] == [o.LOAD, o.LOAD, o.VCPU_IS_PREEMPTED]
+        assert seen[0][1] is prev.state and seen[1][1] is prev.cpu and seen[2][1] == 1
+        assert result is preempted
+    # A predecessor that is not running: true at once, prev->cpu never read (the || short-circuits).
+    seen, result = _wait_early_ops(PvQSpinlock52(Memory(), 2), prev, [vcpu_halted])
+    assert result is True and len(seen) == 1
+    impl = PvQSpinlock(Memory(), 2)
+    seen, result = _wait_early_ops(impl, impl.qnodes[1][0], [vcpu_running])
+    assert result is False and [op[0] for op in seen] == [o.LOAD]
+
+
+def test_a_preempted_predecessor_makes_the_52_node_halt_early():
+    """In pv_wait_node: the first iteration's check (loop = SPIN_THRESHOLD, loop & 0xff == 0) finds a
+    running but preempted predecessor, and the node goes to halt without spinning out its budget."""
+    for cls, halts_early in ((PvQSpinlock52, True), (PvQSpinlock, False)):
+        impl = cls(Memory(), 2)
+        node, prev = impl.qnodes[0][0], impl.qnodes[1][0]
+        gen = impl.pv_wait_node(node, prev)
+        op = next(gen)  # the first bounded spin on node->locked, one evaluation
+        assert op[0] == o.COND_LOAD and op[4] == 1
+        op = gen.send(0)
+        assert op[1] is prev.state
+        op = gen.send(vcpu_running)
+        if halts_early:
+            assert op[0] == o.LOAD and op[1] is prev.cpu
+            op = gen.send(1)
+            assert op[0] == o.VCPU_IS_PREEMPTED
+            op = gen.send(True)
+            assert op[1] is node.state  # smp_store_mb(pn->state, vcpu_halted)
+        else:
+            assert op[0] == o.COND_LOAD and op[1] is node.locked  # spins on

@@ -131,6 +131,8 @@ SCENARIOS = [
      ("halts", "lock_holder_preemptions")),
     ("pvqspinlock-4.2-kvm-overcommit", None, dict(lock="pvqspinlock-4.2", vcpus="8", pcpus="4", seed="1"),
      ("vm_exits",)),
+    ("pvqspinlock-5.2-kvm-overcommit", None, dict(lock="pvqspinlock-5.2", vcpus="8", pcpus="4", seed="1"),
+     ("vm_exits", "halts")),
     ("virt-tas-kvm-nopv-overcommit", None, dict(host="kvm-nopv", lock="virt-tas", vcpus="8", pcpus="4"),
      ("vm_exits",)),
     ("virt-tas-hogs-no-ple", SHORT_SLICES,
@@ -157,6 +159,7 @@ EXPECTED = {
     "pvqspinlock-no-patching-locks": "6fa06cd94ed03bf9bcc0cf27be9708a861d006cf3f412e519e2f9c43909fe031",
     "pvqspinlock-hogs": "3d50d58f3e0fdf6957152acb1a16a6f411f435af98e46e4fa6532482c520f7b9",
     "pvqspinlock-4.2-kvm-overcommit": "3188435a1a655bab45783519b4fc004b8b6700eb5ac6477177a990f0096dc872",
+    "pvqspinlock-5.2-kvm-overcommit": "6e1be68746f51178a5423656aba755d6a2f02d4e53ba505a98b01d28f5e839a9",
     "virt-tas-kvm-nopv-overcommit": "d2024602f15e5591b3ca58f8832316d20f2065fefc241b641f4b0cfeafa046d6",
     "virt-tas-hogs-no-ple": "4339f2a5383d171a258934ab8f95b6e73906a5e29938cebc46b06720b8371e0e",
     "ticket-kvm-overcommit-irq": "fce839205375cac9f8ff26cfe6fd2c5d0b61da48063fbd2fbd17b99e89dd94bd",
@@ -200,7 +203,8 @@ def test_the_scenarios_cover_every_lock_host_and_feature(tmp_path):
     """Every lock and host appears, and every feature is switched on somewhere."""
     scenarios = [scenario_of(text, flags, tmp_path) for _name, text, flags, _shows in SCENARIOS]
     guests = [g for s in scenarios for g in s.guests]
-    assert {g.lock for g in guests} == {"qspinlock", "pvqspinlock", "pvqspinlock-4.2", "virt-tas", "ticket"}
+    assert {g.lock for g in guests} == {"qspinlock", "pvqspinlock", "pvqspinlock-4.2", "pvqspinlock-5.2", "virt-tas",
+                                         "ticket"}
     assert {s.host.hypervisor for s in scenarios} == {"baremetal", "kvm", "kvm-nopv"}
     assert {g.interrupts.level for g in guests if g.interrupts.rate_hz} == {"softirq", "hardirq", "nmi"}
     assert any(s.hog_guests for s in scenarios)

@@ -86,7 +86,7 @@ def run(
     ctx: typer.Context,
     host: str = HOST,
     kernel: str = _flag("NAME", "paravirt or no-paravirt", "no-paravirt for ticket, else paravirt"),
-    lock: str = _flag("NAME", "qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME", "what the host runs: pvqspinlock on kvm, qspinlock on baremetal (or one vCPU), virt-tas on kvm-nopv"),
+    lock: str = _flag("NAME", "qspinlock, pvqspinlock, pvqspinlock-4.2, pvqspinlock-5.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME", "what the host runs: pvqspinlock on kvm, qspinlock on baremetal (or one vCPU), virt-tas on kvm-nopv"),
     pcpus: str = PCPUS,
     vcpus: str = VCPUS,
     duration_ms: str = DURATION_MS,
@@ -163,7 +163,7 @@ def scenario(
 @app.command()
 def check(
     ctx: typer.Context,
-    lock: str = typer.Option("qspinlock", metavar="NAME", help="qspinlock, qspinlock-16k, pvqspinlock, pvqspinlock-16k, pvqspinlock-4.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME"),
+    lock: str = typer.Option("qspinlock", metavar="NAME", help="qspinlock, qspinlock-16k, pvqspinlock, pvqspinlock-16k, pvqspinlock-4.2, pvqspinlock-5.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME"),
     cpus: str = typer.Option("2", metavar="N", help="CPUs, each taking the lock --acquisitions times"),
     acquisitions: str = typer.Option("1", metavar="N", help="acquisitions per CPU"),
     memory_model: str = typer.Option("sc", metavar="MODEL", help="sc, tso (x86-TSO with store buffers), armv8 or lkmm (the Linux-kernel memory model; these two on execution graphs)"),
@@ -247,7 +247,7 @@ def litmus(
 def patch(
     host: str = typer.Option("baremetal", metavar="NAME", help="baremetal, kvm or kvm-nopv"),
     kernel: str = typer.Option("paravirt", metavar="NAME", help="paravirt or no-paravirt (!PARAVIRT)"),
-    lock: str = typer.Option(None, metavar="NAME", help="qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket or pvticket  [default: what the build runs]", show_default=False),
+    lock: str = typer.Option(None, metavar="NAME", help="qspinlock, pvqspinlock, pvqspinlock-4.2, pvqspinlock-5.2, virt-tas, ticket or pvticket  [default: what the build runs]", show_default=False),
     no_patching: bool = typer.Option(False, "--no-patching", help="boot with noreplace-paravirt"),
     patch_era: str = typer.Option("fixed", metavar="ERA", help="fixed, or 4.2: callee-save sites stay indirect on guests"),
     nopvspin: bool = typer.Option(False, "--nopvspin", help="boot with nopvspin"),

@@ -30,8 +30,11 @@ lock                   build
 ``qspinlock``          ``no-paravirt`` on any host; ``paravirt`` on ``baremetal``; ``paravirt`` on
                        ``kvm`` with ``nopvspin`` (implied when this lock is asked for on ``kvm``) or
                        ``kvm_hints_realtime``.  Not ``paravirt`` on ``kvm-nopv``, which runs virt-tas.
-``pvqspinlock``        ``paravirt`` on ``kvm``, more than one vCPU, no nopvspin / realtime hint.
+``pvqspinlock``        ``paravirt`` on ``kvm``, more than one vCPU, no nopvspin / realtime hint
+                       (the PV code of v5.4 and later).
 ``pvqspinlock-4.2``    the same, with the seed's v4.2 PV algorithm (and its generic unlock thunk).
+``pvqspinlock-5.2``    the same, with v5.2-v5.3's ``pv_wait_early()`` (it also asks
+                       ``vcpu_is_preempted()``, through the patched call site).
 ``virt-tas``           ``paravirt`` on ``kvm-nopv``: native qspinlock whose slow path starts with
                        ``virt_spin_lock``'s test-and-set.
 ``ticket``             ``no-paravirt`` only: the pre-2015 x86 ticket lock, the baseline, with no
@@ -55,6 +58,7 @@ from .paravirt import CLOBBER_NAMES, TICKETLOCK_OPS, Paravirt, paravirt_patch_te
 from .qspinlock import QSpinlock
 from .qspinlock_paravirt import PvQSpinlock
 from .qspinlock_paravirt_42 import PvQSpinlock42
+from .qspinlock_paravirt_52 import PvQSpinlock52
 from .ticket import TicketSpinlock
 from .ticket_paravirt import PvTicketSpinlock
 from .ticket_paravirt import kvm_kick_cpu as kvm_kick_cpu_v41
@@ -65,7 +69,8 @@ HOSTS = {
     "kvm": frozenset({"KVM_FEATURE_PV_UNHALT", "KVM_FEATURE_STEAL_TIME"}),
     "kvm-nopv": frozenset({"KVM_FEATURE_STEAL_TIME"}),
 }
-LOCKS = ("qspinlock", "pvqspinlock", "pvqspinlock-4.2", "virt-tas", "ticket", "pvticket")
+LOCKS = ("qspinlock", "pvqspinlock", "pvqspinlock-4.2", "pvqspinlock-5.2", "virt-tas", "ticket", "pvticket")
+PV_LOCK_CLASSES = {"pvqspinlock": PvQSpinlock, "pvqspinlock-4.2": PvQSpinlock42, "pvqspinlock-5.2": PvQSpinlock52}
 PATCH_ERAS = ("fixed", "4.2")
 _LOCK_NEEDS = {
     "qspinlock": "kernel='no-paravirt', or kernel='paravirt' on host 'baremetal' or 'kvm'",
@@ -73,7 +78,7 @@ _LOCK_NEEDS = {
     "virt-tas": "kernel='paravirt' on host 'kvm-nopv'",
     "pvticket": "kernel='paravirt' on host 'kvm' (a v4.1 kernel with KVM_FEATURE_PV_UNHALT)",
 }
-_LOCK_NEEDS["pvqspinlock-4.2"] = _LOCK_NEEDS["pvqspinlock"]
+_LOCK_NEEDS["pvqspinlock-4.2"] = _LOCK_NEEDS["pvqspinlock-5.2"] = _LOCK_NEEDS["pvqspinlock"]
 
 
 # --------------------------------------------------------------------------- KVM guest functions
@@ -159,7 +164,9 @@ class GuestKernel:
 
 def _install(kernel: GuestKernel):
     def install(name: str, code) -> None:
-        setattr(kernel if name == "vcpu_is_preempted" else kernel.impl, name, code)
+        setattr(kernel.impl, name, code)
+        if name == "vcpu_is_preempted":  # available_idle_cpu()'s, and the PV lock's (pvqspinlock-5.2)
+            kernel.vcpu_is_preempted = code
 
     return install
 
@@ -293,7 +300,7 @@ def boot_kernel(
         raise ValueError("lock 'ticket' is the !PARAVIRT baseline: use kernel='no-paravirt'")
     if lock == "qspinlock" and host == "kvm":
         nopvspin = True  # native qspinlock on a PV-capable host: what nopvspin gives
-    impl = (PvQSpinlock42 if lock == "pvqspinlock-4.2" else PvQSpinlock)(mem, ncpus, config)
+    impl = PV_LOCK_CLASSES.get(lock, PvQSpinlock)(mem, ncpus, config)
     guest = GuestKernel(kernel, host, impl, None)
     guest.paravirt = Paravirt(
         impl.native_queued_spin_lock_slowpath, impl.native_queued_spin_unlock, _install(guest), patch_era
@@ -314,5 +321,5 @@ def boot_kernel(
 def _running_lock(guest: GuestKernel) -> str:
     """The lock a booted PARAVIRT kernel runs, read from its ops and key."""
     if guest.paravirt.pv_ops.lock.queued_spin_lock_slowpath == guest.impl.pv_queued_spin_lock_slowpath:
-        return "pvqspinlock-4.2" if isinstance(guest.impl, PvQSpinlock42) else "pvqspinlock"
+        return guest.impl.name
     return "virt-tas" if guest.impl.virt_spin_lock_key else "qspinlock"

@@ -1,6 +1,8 @@
 """The native queued spinlock: include/asm-generic/qspinlock{,_types}.h and kernel/locking/qspinlock.c.
 
-Modern kernel (v4.20 … 6.x) form: bounded wait for a pending->locked hand-over, the
+The form of v5.2 and later -- the lockevent_*() counter names are v5.2's, the MAX_NODES
+fallback v5.1's (d682b596d993); read against v6.8 (shared/reference/fidelity-audit.md, §4) --
+with, as x86 has them: bounded wait for a pending->locked hand-over, the
 pending bit taken with a fetch-or that undoes only its own bit, the MCS queue over four
 per-CPU nodes (task, softirq, hardirq, NMI) with the ``idx >= MAX_NODES`` fallback, and the
 head's claim by one cmpxchg or ``set_locked``.  The x86 ``virt_spin_lock()`` test-and-set

@@ -1,4 +1,9 @@
-"""The paravirt queued spinlock: kernel/locking/qspinlock_paravirt.h, modern form (v4.20 … 6.x).
+"""The paravirt queued spinlock: kernel/locking/qspinlock_paravirt.h as of v5.4 and later.
+
+That is, with pv_wait_early() testing the previous node's state only (since the revert
+89340d0935c9, v5.4; read in v5.10.13 and, by the fidelity audit, v6.8) and the qspinlock.c
+of :mod:`pvspin.kernel.qspinlock` (v5.2+).  v5.2-v5.3, whose pv_wait_early() also asked
+vcpu_is_preempted(), is :class:`~pvspin.kernel.qspinlock_paravirt_52.PvQSpinlock52`.
 
 Waiters halt their vCPU (``pv_wait``) instead of spinning forever, and are kicked
 (``pv_kick``) by the unlocker.  A queue node halts on its own ``state``; the queue head
@@ -107,7 +112,7 @@ def pv_hash_size(ncpus: int) -> int:
 
 
 class PvQSpinlock(QSpinlock):
-    """pvqspinlock as in modern kernels (v4.20 … 6.x), with hybrid queued/unfair lock stealing.
+    """pvqspinlock as in v5.4 and later kernels, with hybrid queued/unfair lock stealing.
 
     Constructed directly, it binds its own call sites to the PV functions and allocates
     the lock hash, so it works without a kernel build.  Hypervisor calls go through the
@@ -280,6 +285,17 @@ class PvQSpinlock(QSpinlock):
         yield WRITE_ONCE(node.cpu, cpu)
         yield WRITE_ONCE(node.state, vcpu_running)
 
+    def pv_wait_early(self, prev: View) -> GuestCode:
+        """pv_wait_early() as since the revert 89340d0935c9 (v5.4; 5.3.y and 4.19.y by stable):
+        halt early if the previous node's vCPU is not running.  Called only where the kernel's
+        ``(loop & PV_PREV_CHECK_MASK) == 0`` holds."""
+        return (yield READ_ONCE(prev.state)) != vcpu_running
+
+    def vcpu_is_preempted(self, cpu: int) -> GuestCode:
+        """vcpu_is_preempted(cpu): the call site a kernel build rebinds (to the patched site); by
+        default the bare steal-time read."""
+        return (yield ops.vcpu_is_preempted(cpu))
+
     def pv_wait_node(self, node: View, prev: View) -> GuestCode:
         """pv_wait_node(): a non-head waiter spins on ``node->locked``, then halts.
 
@@ -300,7 +316,7 @@ class PvQSpinlock(QSpinlock):
                     break
                 if (yield smp_cond_load_relaxed(node.locked, _nonzero, loop - check_at + 1)):
                     return
-                if (yield READ_ONCE(prev.state)) != vcpu_running:  # pv_wait_early()
+                if (yield from self.pv_wait_early(prev)):
                     wait_early = True
                     break
                 loop = check_at - 1

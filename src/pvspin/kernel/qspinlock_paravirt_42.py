@@ -33,7 +33,7 @@ GOLDEN_RATIO_PRIME_64 = 0x9E37FFFFFFFC0001
 class PvQSpinlock42(PvQSpinlock):
     """pvqspinlock as the seed shipped it: kernel/locking/qspinlock_paravirt.h of Linux v4.2.
 
-    Differences from the modern code (:class:`PvQSpinlock`):
+    Differences from the v5.4+ code (:class:`PvQSpinlock`):
 
     * two vCPU states only (vcpu_running, vcpu_halted);
     * no pending bit and no lock stealing: the PV slow path goes straight to the queue and
