@@ -16,7 +16,9 @@
      ops, key off; otherwise ``__pv_init_lock_hash`` and the PV ops
      (``__pv_queued_spin_lock_slowpath``, ``PV_CALLEE_SAVE(__pv_queued_spin_unlock)``, ``kvm_wait``,
      ``kvm_kick_cpu``), key off;
-  4. ``apply_paravirt`` (skipped with ``patching=False``, the ``noreplace-paravirt`` parameter).
+  4. the era's patching (``patch_era``, :mod:`pvspin.kernel.paravirt`): ``apply_paravirt``
+     (skipped with ``patching=False``, the ``noreplace-paravirt`` parameter), or from v6.8 on
+     ``apply_alternatives`` (and, newest, ``static_call_init``), which no parameter skips.
 
 Hosts: ``baremetal``; ``kvm`` (KVM_FEATURE_PV_UNHALT and KVM_FEATURE_STEAL_TIME); ``kvm-nopv`` (a KVM
 host without PV_UNHALT; steal time still offered).
@@ -54,7 +56,7 @@ from ..machine import ops
 from ..machine.memory import Memory
 from ..x86 import costs, disasm
 from .config import DEFAULT_CONFIG, LockConfig
-from .paravirt import CLOBBER_NAMES, TICKETLOCK_OPS, Paravirt, paravirt_patch_template
+from .paravirt import CLOBBER_NAMES, PATCH_ERAS, TICKETLOCK_OPS, Paravirt, paravirt_patch_template
 from .qspinlock import QSpinlock
 from .qspinlock_paravirt import PvQSpinlock
 from .qspinlock_paravirt_42 import PvQSpinlock42
@@ -71,7 +73,6 @@ HOSTS = {
 }
 LOCKS = ("qspinlock", "pvqspinlock", "pvqspinlock-4.2", "pvqspinlock-5.2", "virt-tas", "ticket", "pvticket")
 PV_LOCK_CLASSES = {"pvqspinlock": PvQSpinlock, "pvqspinlock-4.2": PvQSpinlock42, "pvqspinlock-5.2": PvQSpinlock52}
-PATCH_ERAS = ("fixed", "4.2")
 _LOCK_NEEDS = {
     "qspinlock": "kernel='no-paravirt', or kernel='paravirt' on host 'baremetal' or 'kvm'",
     "pvqspinlock": "kernel='paravirt' on host 'kvm' with ncpus > 1 and neither nopvspin nor kvm_hints_realtime",
@@ -148,7 +149,7 @@ class GuestKernel:
                 "site": site.name,
                 "where": site.where,
                 "address": f"{site.instr:#x}",
-                "op": f"{self.paravirt.layout.prefix}{site.op}",
+                "op": self.paravirt.op_name(site.op),
                 "type": site.instrtype,
                 "len": site.len,
                 "clobbers": CLOBBER_NAMES[site.clobbers],
@@ -310,7 +311,7 @@ def boot_kernel(
         kvm_guest_init(guest)
         kvm_spinlock_init(guest, ncpus, nopvspin, kvm_hints_realtime)
     guest.paravirt.noreplace_paravirt = not patching
-    guest.paravirt.apply_paravirt()
+    guest.paravirt.patch_at_boot()
 
     guest.name = _running_lock(guest)
     if lock is not None and lock != guest.name:
