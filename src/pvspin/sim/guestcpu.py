@@ -453,7 +453,9 @@ class GuestCpus:
         v.spinning = True
         bound = v.op[4]
         if v.spin_budget is None and bound is not None:
-            v.spin_budget = bound * self.spin_iteration
+            # The load that just failed was the first of ``bound`` evaluations; one PAUSE + load
+            # turn for each of the others.
+            v.spin_budget = (bound - 1) * self.spin_iteration
         self._arm_spin(v, t)
 
     def _arm_spin(self, v: VCpu, t: int) -> None:
