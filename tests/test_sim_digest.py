@@ -15,7 +15,11 @@ where the 50 progress steps fell; ``tests/test_sim_chunks.py``), and again when 
 dependences went: a newly idle pCPU's pull of the vCPU that waited longest, and the spin time
 of a spinner interrupted at its switch-in; and again when nothing could act on a vCPU before its
 switch-in had completed any more (a pCPU picks at the end of a VM exit, a preemption or an
-interrupt during a host switch waits for its end: ``tests/test_sim_trace_order.py``).  A change
+interrupt during a host switch waits for its end: ``tests/test_sim_trace_order.py``); and again
+when KVM's kick boost came (``host.kick_boost``, on by default on a KVM host): every JSON gained the
+knob and two counters, and with the knob off every digest was checked unchanged but for them; on,
+the model changed only where a boost took effect (``pvqspinlock-kvm-irq-spurious``,
+``two-guests-softirq-nmi``), and the trace not at all.  A change
 that alters the model on purpose must say so in its commit and record the new digests; nothing
 else may.
 """
@@ -101,6 +105,14 @@ min_granularity_us = 100
 wakeup_granularity_us = 100
 """
 
+# KVM without its kick boost (kvm_sched_yield after KVM_HC_KICK_CPU, on by default on a KVM host).
+NO_KICK_BOOST = """
+duration_ms = 2
+
+[host]
+kick_boost = false
+"""
+
 # (name, scenario file text or None, flags on top of it, what must happen in it): "what must happen"
 # names guest result fields that must be non-zero, so that a scenario meant to pin a mechanism
 # keeps exercising it.  Flag scenarios run 2 ms unless they say otherwise.
@@ -120,7 +132,10 @@ SCENARIOS = [
     ("pvqspinlock-kvm-overcommit", None, dict(lock="pvqspinlock", vcpus="8", pcpus="4"), ("halts", "kicks")),
     ("pvqspinlock-kvm-irq-spurious", None,
      dict(lock="pvqspinlock", vcpus="6", pcpus="4", irq_rate="20000", spurious_hz="20000", seed="3"),
-     ("halts", "irq_acquisitions")),
+     ("halts", "irq_acquisitions", "kick_yields")),
+    ("pvqspinlock-kvm-irq-spurious-no-kick-boost", NO_KICK_BOOST,
+     dict(lock="pvqspinlock", vcpus="6", pcpus="4", irq_rate="20000", spurious_hz="20000", seed="3"),
+     ("halts", "kicks")),
     ("pvqspinlock-no-patching-locks", None,
      dict(lock="pvqspinlock", vcpus="6", pcpus="4", patching=False, lock_count="3", hold_ns="2000", delay_ns="500"),
      ("halts", "kicks")),
@@ -142,24 +157,25 @@ SCENARIOS = [
 
 # SHA-256 of each scenario's JSON result (see the module docstring for where they come from)
 EXPECTED = {
-    "qspinlock-baremetal": "14c4f0a3e597696510cb2879b701102e1926461ddc66a82512da315c7025c0d2",
-    "qspinlock-baremetal-no-patching": "0fd43e74f6681836101323db057b61cc66203640116d7cc23af18a22c2055ad5",
-    "qspinlock-kvm-overcommit-ple": "3eeac17e413c9e762026debd5c01e146cbbed946af404227e2712453e8b31207",
-    "qspinlock-kvm-overcommit-no-ple": "184e514b5229b441af2650860a46e31d7f102371e519376cc748bd110fb109cb",
-    "qspinlock-kvm-32-on-16": "f9d8520bf62ed5e9a5d04568140a33c72029fff69cd0d8afe65a7c26162b6a83",
-    "qspinlock-no-paravirt-kernel": "cd858cb93cc914656a77448c4a010da1f1d466fa48564f4878d1fc37389c37d0",
-    "qspinlock-no-paravirt-kvm-nopv": "2fb43c73c1c9a3ee4b20e200be90e15c0eea9ac945fbd55dbaf9bc40aacb7867",
-    "pvqspinlock-kvm-overcommit": "77968b8153655bd5184463b88c080b50e6c50928c34b50d101a9951c0eb43ea8",
-    "pvqspinlock-kvm-irq-spurious": "dcbc7d5990e34653a7f70a51ef98aa95eda72c65af1297ed472ddbdacd2203fe",
-    "pvqspinlock-no-patching-locks": "a2868ee753c082c69ec4927b7eaf9f2d0ee500036cf4954a67070c8fe50c8e46",
-    "pvqspinlock-hogs": "e77132efc2621acf309a5a17c0e7b71bc8d02be4e6f3913b62eabaf5718e9ff9",
-    "pvqspinlock-4.2-kvm-overcommit": "3188435a1a655bab45783519b4fc004b8b6700eb5ac6477177a990f0096dc872",
-    "virt-tas-kvm-nopv-overcommit": "d2024602f15e5591b3ca58f8832316d20f2065fefc241b641f4b0cfeafa046d6",
-    "virt-tas-hogs-no-ple": "4339f2a5383d171a258934ab8f95b6e73906a5e29938cebc46b06720b8371e0e",
-    "ticket-kvm-overcommit-irq": "fce839205375cac9f8ff26cfe6fd2c5d0b61da48063fbd2fbd17b99e89dd94bd",
-    "ticket-baremetal": "357df16a189dd9e8555df5f7fb322103d3cf3674398ca93da9898df8884c1009",
-    "two-guests-softirq-nmi": "9d2d57a66fb59b45e56385010cb825c61e834138e895316ad2a709b084d30a48",
-    "tuned-host-traced": "c8feb59f7fe47a23d65303523544ab5c3f5c83896bfe9b6d55aa43fc1e9d8b83",
+    "qspinlock-baremetal": "da815f0d4d662b621c286d37b51ee1b61311bb61ca53d995fefebbca137eddc0",
+    "qspinlock-baremetal-no-patching": "37f912f51e457cdc172256f27b8dde6322cc96bcc62d16effd6da9e24f79b3a7",
+    "qspinlock-kvm-overcommit-ple": "ecfb2d99343eaf977416fb0b72dc7e5e8fd9c1081565b3f78e2c268d1334fcbc",
+    "qspinlock-kvm-overcommit-no-ple": "54a2f879888d0fc91b3e9efccca330a170ec4d76bd7e82be834fa66951987a96",
+    "qspinlock-kvm-32-on-16": "af019c1ba8d5e32a01eaadb678b9fa03b1cbd3ff03d33a59c5b1551e3e621233",
+    "qspinlock-no-paravirt-kernel": "02bb4d811e522b0d64fee1b1cc4bbbae225048cd921b6c30c4c826236efaf35a",
+    "qspinlock-no-paravirt-kvm-nopv": "98c3f2473c78816eb1ca849eef19d2fc9b7e03d976df1ed6a1bf95d978fed416",
+    "pvqspinlock-kvm-overcommit": "b9ce63118a59d6061c4f2cb797013cdf282cd70dcab2b55d24d4f29ea43d9e21",
+    "pvqspinlock-kvm-irq-spurious": "5f112484fcf4d01f482679fc96b0e434e90584c1846f6893a76214eaa4d7bd16",
+    "pvqspinlock-kvm-irq-spurious-no-kick-boost": "088a77757af60d39869a8b4f42f139610be78ff403d41ecdfca83caddabef74b",
+    "pvqspinlock-no-patching-locks": "db7f40e0913a379b8ad748cb78bc247aa4a0ac8efeb9d9eaebfd2414b626718c",
+    "pvqspinlock-hogs": "734943db0aad538a1063ed490827f9c307cb9d9672b33afa413a3eff50491669",
+    "pvqspinlock-4.2-kvm-overcommit": "7d752da8154e49bf7d93dc4876b3aa79a4c657fce82da66b761df0a1316ded47",
+    "virt-tas-kvm-nopv-overcommit": "66e86decef855c111a28d1e70ce46f56e4695a0ed12837034fb02e63f164a3fb",
+    "virt-tas-hogs-no-ple": "839c34f9f8dfc01f6447317c59245ef1acbb0213bbf118833d30515b071e6ae2",
+    "ticket-kvm-overcommit-irq": "5f58a8050008dece4354ca2e5e226ae52efa9bba5283b60b9271f84e0c2d9de5",
+    "ticket-baremetal": "94eef76be3466e7766dcf2e288e47a37d7f3c4e1877ed14bd568474afdbf18f3",
+    "two-guests-softirq-nmi": "11fcfca66edfa0c291c47e7ccb9083710ae0e03459780ebf0cf45a831ee3e643",
+    "tuned-host-traced": "9beb0d82f93ad81b1d73b574db447df8c28997983c797ce7f3b0000cba04102d",
 }
 
 TRACED = "tuned-host-traced"
@@ -203,6 +219,7 @@ def test_the_scenarios_cover_every_lock_host_and_feature(tmp_path):
     assert any(s.hog_guests for s in scenarios)
     assert any(s.host.spurious_wakeup_hz for s in scenarios)
     assert any(not s.host.scheduling.ple for s in scenarios)
+    assert {s.host.boosts_kicks for s in scenarios if s.host.hypervisor == "kvm"} == {True, False}
     assert any(not g.patching for g in guests)
     assert any(g.workload.locks > 1 for g in guests)
     assert any(len(s.guests) > 1 for s in scenarios)

@@ -125,6 +125,8 @@ class Guest:
         self.mutex_failures = 0
         self.lock_holder_preemptions = 0
         self.waiter_preemptions = 0  # preempted while spinning in a lock's wait
+        self.directed_yield_attempted = 0  # KVM's stat: kvm_sched_yield() calls (a kick with the boost on)
+        self.kick_yields = 0  # kicks whose boost took the kicker off its pCPU for another vCPU
         # per exit reason: samples, cycles out of guest mode, the shortest and the longest exit
         self.exit_samples = [0] * len(EXIT_REASONS)
         self.exit_cycles = [0] * len(EXIT_REASONS)
