@@ -19,7 +19,9 @@ interrupt during a host switch waits for its end: ``tests/test_sim_trace_order.p
 when KVM's kick boost came (``host.kick_boost``, on by default on a KVM host): every JSON gained the
 knob and two counters, and with the knob off every digest was checked unchanged but for them; on,
 the model changed only where a boost took effect (``pvqspinlock-kvm-irq-spurious``,
-``two-guests-softirq-nmi``), and the trace not at all.  A change
+``two-guests-softirq-nmi``), and the trace not at all; and again when a workload could spend its
+delays in user mode (``user_fraction``, 0 by default: every JSON gained it, and without it every
+digest was checked unchanged).  A change
 that alters the model on purpose must say so in its commit and record the new digests; nothing
 else may.
 """
@@ -113,6 +115,14 @@ duration_ms = 2
 kick_boost = false
 """
 
+# Writers that spend half of each delay in guest user mode, where PLE's directed yield passes them over.
+USER_MODE = """
+duration_ms = 2
+
+[[guests]]
+workload = { user_fraction = 0.5 }
+"""
+
 # (name, scenario file text or None, flags on top of it, what must happen in it): "what must happen"
 # names guest result fields that must be non-zero, so that a scenario meant to pin a mechanism
 # keeps exercising it.  Flag scenarios run 2 ms unless they say otherwise.
@@ -121,6 +131,8 @@ SCENARIOS = [
     ("qspinlock-baremetal-no-patching", None,
      dict(host="baremetal", lock="qspinlock", vcpus="4", pcpus="4", patching=False, seed="2"), ()),
     ("qspinlock-kvm-overcommit-ple", None, dict(lock="qspinlock", vcpus="8", pcpus="4"),
+     ("vm_exits", "lock_holder_preemptions")),
+    ("qspinlock-kvm-overcommit-ple-user-mode", USER_MODE, dict(lock="qspinlock", vcpus="8", pcpus="4"),
      ("vm_exits", "lock_holder_preemptions")),
     ("qspinlock-kvm-overcommit-no-ple", SHORT_SLICES, dict(lock="qspinlock", vcpus="8", pcpus="4", ple=False),
      ("lock_holder_preemptions",)),
@@ -157,25 +169,26 @@ SCENARIOS = [
 
 # SHA-256 of each scenario's JSON result (see the module docstring for where they come from)
 EXPECTED = {
-    "qspinlock-baremetal": "da815f0d4d662b621c286d37b51ee1b61311bb61ca53d995fefebbca137eddc0",
-    "qspinlock-baremetal-no-patching": "37f912f51e457cdc172256f27b8dde6322cc96bcc62d16effd6da9e24f79b3a7",
-    "qspinlock-kvm-overcommit-ple": "ecfb2d99343eaf977416fb0b72dc7e5e8fd9c1081565b3f78e2c268d1334fcbc",
-    "qspinlock-kvm-overcommit-no-ple": "54a2f879888d0fc91b3e9efccca330a170ec4d76bd7e82be834fa66951987a96",
-    "qspinlock-kvm-32-on-16": "af019c1ba8d5e32a01eaadb678b9fa03b1cbd3ff03d33a59c5b1551e3e621233",
-    "qspinlock-no-paravirt-kernel": "02bb4d811e522b0d64fee1b1cc4bbbae225048cd921b6c30c4c826236efaf35a",
-    "qspinlock-no-paravirt-kvm-nopv": "98c3f2473c78816eb1ca849eef19d2fc9b7e03d976df1ed6a1bf95d978fed416",
-    "pvqspinlock-kvm-overcommit": "b9ce63118a59d6061c4f2cb797013cdf282cd70dcab2b55d24d4f29ea43d9e21",
-    "pvqspinlock-kvm-irq-spurious": "5f112484fcf4d01f482679fc96b0e434e90584c1846f6893a76214eaa4d7bd16",
-    "pvqspinlock-kvm-irq-spurious-no-kick-boost": "088a77757af60d39869a8b4f42f139610be78ff403d41ecdfca83caddabef74b",
-    "pvqspinlock-no-patching-locks": "db7f40e0913a379b8ad748cb78bc247aa4a0ac8efeb9d9eaebfd2414b626718c",
-    "pvqspinlock-hogs": "734943db0aad538a1063ed490827f9c307cb9d9672b33afa413a3eff50491669",
-    "pvqspinlock-4.2-kvm-overcommit": "7d752da8154e49bf7d93dc4876b3aa79a4c657fce82da66b761df0a1316ded47",
-    "virt-tas-kvm-nopv-overcommit": "66e86decef855c111a28d1e70ce46f56e4695a0ed12837034fb02e63f164a3fb",
-    "virt-tas-hogs-no-ple": "839c34f9f8dfc01f6447317c59245ef1acbb0213bbf118833d30515b071e6ae2",
-    "ticket-kvm-overcommit-irq": "5f58a8050008dece4354ca2e5e226ae52efa9bba5283b60b9271f84e0c2d9de5",
-    "ticket-baremetal": "94eef76be3466e7766dcf2e288e47a37d7f3c4e1877ed14bd568474afdbf18f3",
-    "two-guests-softirq-nmi": "11fcfca66edfa0c291c47e7ccb9083710ae0e03459780ebf0cf45a831ee3e643",
-    "tuned-host-traced": "9beb0d82f93ad81b1d73b574db447df8c28997983c797ce7f3b0000cba04102d",
+    "qspinlock-baremetal": "c2ec3b2e1329791c2d3cf43a3cf908c2935ce16367a7938855a9cc793dbbe1e2",
+    "qspinlock-baremetal-no-patching": "62d1c62fe634a371444b204a54303c7b4481b3e82439e40a4912d4cb563992d9",
+    "qspinlock-kvm-overcommit-ple": "932b67243274bf8a6a286890e1ae86c8bd7bb07f3c6bebc61a01ab087a4d740b",
+    "qspinlock-kvm-overcommit-ple-user-mode": "fe7267decb9f0376de795532b75f94e8ea08e14619ef34b35e9f593ac458fbe2",
+    "qspinlock-kvm-overcommit-no-ple": "b70d4b8b7e4acb921fb078668556b74ef893ab63e4ed565284c001acd1119aee",
+    "qspinlock-kvm-32-on-16": "9e6ef0ba628c5f70e3167cfe5dd0a8eb918d88331321a9f7d47ba26d0163abc0",
+    "qspinlock-no-paravirt-kernel": "3ff32dea089408adaec2cd0b5c7e878c73fcef1b78c99cb41d42336df9fd15eb",
+    "qspinlock-no-paravirt-kvm-nopv": "f1e45a3c9d624d5a3a23ff7f9c4a81c1689e926683c38b51fcefb44daf23ab7f",
+    "pvqspinlock-kvm-overcommit": "c3028aed2f66b97044709e123affd70c0f65719786942dac8654564b7b037ec3",
+    "pvqspinlock-kvm-irq-spurious": "fa5847ec4a6070600f85aff66fc5b807a8c551d3b5f50ae5dce0190a66341adb",
+    "pvqspinlock-kvm-irq-spurious-no-kick-boost": "b7f4728bc89db0f1902f98229ecdc3521842121f27913431b1b8b6f50490a434",
+    "pvqspinlock-no-patching-locks": "d4b6fab4a0eaf869288dbcce632d1ffd010e4c46e5cd40e485967ceca1fdf906",
+    "pvqspinlock-hogs": "5db6c5de48e0affa9f81892c9c2b8acfa650620634ade3c7c89d15197695caef",
+    "pvqspinlock-4.2-kvm-overcommit": "337f16ca758a525db5613eec5f2d499288431f837f48d40b42390943347e63eb",
+    "virt-tas-kvm-nopv-overcommit": "1f1d337d414fb15d5cf70bf0aa45a2dc9557031cb73099a04d3892ae1c31939d",
+    "virt-tas-hogs-no-ple": "914c6cd96e21ee252786eb7b570de340a28b8a95b2f4b2bbc5edb0a0ab75fe55",
+    "ticket-kvm-overcommit-irq": "b0515d3991f3eee4db243994ae26352623a178997d77820b04ef7ea090fdf90f",
+    "ticket-baremetal": "b1e4c816f57f639dc3207482e071cc25637a48726f613b702cd5b9a09dfa1de4",
+    "two-guests-softirq-nmi": "20bb2378477aa7ef8d78ae0f43651ed368cab9c7f04724df9624714706198f6e",
+    "tuned-host-traced": "d39b11f0b90bb4f67b83b29ff12d3a03f748b14b554289676179e4bf623f01d1",
 }
 
 TRACED = "tuned-host-traced"
@@ -220,6 +233,7 @@ def test_the_scenarios_cover_every_lock_host_and_feature(tmp_path):
     assert any(s.host.spurious_wakeup_hz for s in scenarios)
     assert any(not s.host.scheduling.ple for s in scenarios)
     assert {s.host.boosts_kicks for s in scenarios if s.host.hypervisor == "kvm"} == {True, False}
+    assert any(g.workload.user_fraction for g in guests)
     assert any(not g.patching for g in guests)
     assert any(g.workload.locks > 1 for g in guests)
     assert any(len(s.guests) > 1 for s in scenarios)

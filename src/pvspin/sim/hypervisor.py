@@ -96,6 +96,8 @@ class Hypervisor:
     def sched_out(self, v: VCpu, t: int, state: int) -> None:
         """``kvm_sched_out``: ``v`` leaves its pCPU at ``t`` into ``state``."""
         v.preempted = state == RUNNABLE  # only a vCPU that still wants to run counts as preempted
+        if v.preempted:  # kvm_arch_vcpu_put(): the guest's CPL as it was preempted
+            v.preempted_in_kernel = not self.guest.in_user_mode(v)
         if v.exit_reason == NO_EXIT and state != DONE and not self.bare_metal:  # a PLE exit says so first
             v.exit_reason = EXIT_HLT if state == HALTED else EXIT_EXTINT
             v.exit_at = t
@@ -253,8 +255,15 @@ class Hypervisor:
         """Pause-loop exit: the spinner traps and KVM tries a directed yield (``kvm_vcpu_on_spin``).
 
         The candidate is the next runnable sibling after the last one boosted, round robin
-        (KVM's ``last_boosted_vcpu``); a halted sibling is skipped.  Whether anybody runs
-        instead of the spinner is the host scheduler's answer to ``yield_to()``.
+        (KVM's ``last_boosted_vcpu``); a halted sibling is skipped, and so is one preempted in
+        guest user mode (``yield_to_kernel_mode``: VMX's ``handle_pause`` passes true, a spinner
+        on a lock is in the kernel, and a vCPU preempted in user mode holds no kernel lock) unless
+        an interrupt waits for it (``kvm_arch_dy_has_pending_interrupt``, with APICv: it may be
+        the IPI the spinner waits on).  Modelled on Linux 6.x's ``kvm_vcpu_on_spin``; not
+        modelled: ``kvm_vcpu_eligible_for_directed_yield``'s alternation for a candidate that is
+        itself in a PLE exit's yield (``dy_eligible``), and trying the next candidate when
+        ``yield_to()`` fails.  Whether anybody runs instead of the spinner is the host
+        scheduler's answer to ``yield_to()``.
         """
         v.exits += 1
         v.ple_exits += 1
@@ -267,7 +276,7 @@ class Hypervisor:
         target = None
         for k in range(1, n + 1):
             u = siblings[(guest.last_boosted + k) % n]
-            if u.state == RUNNABLE:
+            if u.state == RUNNABLE and (u.preempted_in_kernel or not u.preempted or u.irq_pending):
                 target = u
                 break
         if target is not None:
