@@ -2,6 +2,8 @@
 (``kvm_sched_yield`` → ``kvm_vcpu_yield_to``), if that one is runnable and the kicker's pCPU has
 someone else to run; ``host.kick_boost``, on by default on a KVM host only."""
 
+import json
+
 import pytest
 
 from pvspin.machine import ops as o
@@ -9,7 +11,7 @@ from pvspin.machine.memory import Memory
 from pvspin.sim.config import HostConfig, Scheduling
 from pvspin.sim.engine import Simulator
 from pvspin.sim.scenario import BadInput, scenario_from
-from pvspin.sim.trace import NullTracer
+from pvspin.sim.trace import NullTracer, Tracer
 from pvspin.sim.vcpu import EXIT_VMCALL, RUNNABLE
 
 SLICE = 30_000_000  # one pCPU, two vCPUs: CFS's slice is half the 24 ms latency, 12 ms
@@ -112,3 +114,20 @@ def test_a_boost_asked_for_where_there_is_no_kick_hypercall_is_refused_in_one_li
         scenario_from(None, {"host": {"hypervisor": host, "kick_boost": True}})
     message = str(err.value)
     assert "\n" not in message and "kick_boost" in message and host in message
+
+
+def test_a_boosted_kick_is_one_vmcall_slice_until_the_kickers_vm_entry(tmp_path):
+    """As ``perf kvm stat`` counts it: one exit, from the hypercall to the VM entry after the yield."""
+    path = tmp_path / "trace.json"
+    host = HostConfig(pcpus=1, scheduling=Scheduling(ple=False))
+    tracer = Tracer(host.costs.freq_mhz)
+    sim = Simulator(host, seed=0, tracer=tracer)
+    guest = sim.add_guest("g0", Memory(), [busy(4 * SLICE), kicker(SLICE * 5 // 6)])
+    with open(path, "w") as out:
+        tracer.start(out)
+        sim.run(3 * SLICE)
+        tracer.finish(sim.now, sim)
+    calls = [e for e in json.loads(path.read_text())["traceEvents"] if e["name"] == "VMCALL"]
+    assert len(calls) == guest.exit_samples[EXIT_VMCALL] == 1
+    assert calls[0]["args"]["yield_to"] == "g0/vcpu0" and calls[0]["flow_out"]
+    assert calls[0]["dur"] == pytest.approx(guest.exit_cycles[EXIT_VMCALL] / host.costs.freq_mhz)

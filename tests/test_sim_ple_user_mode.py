@@ -10,7 +10,7 @@ from pvspin.sim.engine import Simulator
 from pvspin.sim.guestcpu import GuestCpus
 from pvspin.sim.scenario import BadInput, Run, Scenario, scenario_from
 from pvspin.sim.trace import NullTracer
-from pvspin.sim.vcpu import EXIT_PAUSE, RUNNABLE
+from pvspin.sim.vcpu import EXIT_PAUSE, RUNNABLE, RUNNING
 from simple_locks import WORD, tas_lock, tas_unlock
 
 SLICE = 20_000_000  # one pCPU, three vCPUs: CFS's slice is a third of the 24 ms latency, 8 ms
@@ -120,3 +120,23 @@ def test_a_user_fraction_outside_0_1_is_refused_in_one_line(bad):
     with pytest.raises(BadInput) as err:
         scenario_from(None, {"guests": [{"workload": {"user_fraction": bad}}]})
     assert "\n" not in str(err.value) and "user_fraction" in str(err.value)
+
+
+def short():
+    yield o.work(1)
+
+
+@pytest.mark.parametrize(("irq_pending", "boosted"), [(False, "g0/vcpu2"), (True, "g0/vcpu1")])
+def test_an_interrupt_waiting_for_a_vcpu_preempted_in_user_mode_makes_it_a_candidate(irq_pending, boosted):
+    """``kvm_arch_dy_has_pending_interrupt``: the spinner may be waiting for that very interrupt."""
+    sim = Simulator(HostConfig(pcpus=1), seed=0)
+    guest = sim.add_guest("g0", Memory(), [short() for _ in range(3)])
+    me, in_user, in_kernel = guest.vcpus
+    me.state = RUNNING
+    for u, kernel_mode in ((in_user, False), (in_kernel, True)):
+        u.state, u.preempted, u.preempted_in_kernel = RUNNABLE, True, kernel_mode
+    in_user.irq_pending = irq_pending
+    asked = []
+    sim.sched.yield_to = lambda v, target, t: asked.append(str(target)) or True
+    sim.hv.ple_exit(me, 0)
+    assert asked == [boosted]
