@@ -132,6 +132,7 @@ RMW = "RMW"
 WORK_CS = "cs"  # inside a critical section
 WORK_GUEST = "guest"  # other guest work
 WORK_CALL = "call"  # call-site overhead charged by patched/unpatched pv_ops sites
+WORK_USER = "user"  # in guest user mode (CPL 3): KVM's directed yield skips a vCPU preempted there
 
 
 # --------------------------------------------------------------------------- plain accesses
