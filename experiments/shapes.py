@@ -3,7 +3,7 @@
     python experiments/shapes.py docs/figures            # markdown report on stdout
 
 Reads ``<dir>/overcommit/summary.json`` (``make -C experiments overcommit``; and the light-contention
-``overcommit-light`` and the ``contention-1x`` / ``tas-delay`` / ``vm-overcommit`` sweeps when
+``overcommit-light`` and the ``contention-1x`` / ``tas-delay`` / ``vm-overcommit`` / ``stealing`` sweeps when
 present) and states, for each shape, the criterion as written in the issue, the measured numbers
 (means over seeds), and whether it holds.  The thresholds below are the issue's words made literal; nothing here is tuned.
 """
@@ -156,12 +156,29 @@ def fairness_table(summary_path: Path, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def stealing_table(summary_path: Path) -> str:
+    """Stealing and fairness against overcommit: pv_lock_stealing / acquisitions, and max / min per vCPU."""
+    entries = json.loads(summary_path.read_text())["aggregate"]
+    lines = [f"Lock stealing and fairness against overcommit (`{summary_path}`):", "",
+             "| lock | overcommit | acq/s | taken by stealing (pv_lock_stealing ÷ acquisitions) | max ÷ min | "
+             "seeds with a starved vCPU |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for e in sorted(entries, key=lambda e: (e["lock"], e["overcommit"])):
+        stealing = e.get("pv_lock_stealing")
+        share = "-" if stealing is None or e["lock"] == "virt-tas" else \
+            f"{stealing['mean'] / max(1, e['acquisitions']['mean']):.1%}"
+        spread = e.get("fairness_max_over_min")
+        lines.append(f"| {e['lock']} | {e['overcommit']:g}x | {e['throughput']['mean']:,.0f} | {share} | "
+                     f"{'inf' if spread is None else format(spread['mean'], '.2f')} | {e['starved_seeds']} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 EXTRA_TABLES = {
     "contention-1x": contention_table,
     "tas-delay": lambda path: fairness_table(path, "Test-and-set fairness against how soon the releaser comes back"),
     "vm-overcommit": lambda path: fairness_table(
         path, "Fairness with the overcommit coming from a CPU-hog VM (4 lock vCPUs + hog_vcpus on 4 pCPUs)"
     ),
+    "stealing": stealing_table,
 }
 
 

@@ -82,3 +82,34 @@ def test_bad_values_get_one_line_and_exit_2(args, named):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0]
     assert "Traceback" not in result.stderr + result.stdout
+
+
+
+def test_compare_eras_shows_each_site_in_every_era():
+    result = patch("--host", "kvm", "--compare-eras", "--json")
+    assert result.exit_code == 0, result.stderr
+    tables = json.loads(result.stdout)
+    assert list(tables) == ["4.2", "fixed", "6.8", "newest"]
+    unlock = {era: next(r for r in rows if r["site"] == "queued_spin_unlock") for era, rows in tables.items()}
+    assert unlock["4.2"]["after"] == unlock["4.2"]["before"]  # callee-save: refused by the clobber check
+    assert unlock["4.2"]["op"] == "pv_lock_ops.queued_spin_unlock"
+    assert [m for m, _ in decoded(unlock["fixed"])] == ["call", "nop"] and len(unlock["fixed"]["after"].split()) == 7
+    assert unlock["6.8"]["before"].startswith("ff 15") and unlock["6.8"]["after"].endswith(" 90")
+    assert len(unlock["newest"]["before"].split()) == 5 and unlock["newest"]["op"] == "static_call(queued_spin_unlock)"
+    for era in ("fixed", "6.8", "newest"):
+        assert "__raw_callee_save___pv_queued_spin_unlock" in unlock[era]["after_asm"]
+
+
+def test_compare_eras_table_names_the_eras():
+    result = patch("--compare-eras")
+    assert result.exit_code == 0, result.stderr
+    assert "each call site in each era" in result.stdout
+    for era in ("4.2", "fixed", "6.8", "newest"):
+        assert f" {era} " in result.stdout
+    assert "xor rax, rax" in result.stdout and "xor eax, eax" in result.stdout
+
+
+def test_compare_eras_refuses_an_era_or_no_patching():
+    for extra in (["--patch-era", "6.8"], ["--no-patching"]):
+        result = patch("--compare-eras", *extra)
+        assert result.exit_code == 2 and "--compare-eras boots every era" in result.stderr

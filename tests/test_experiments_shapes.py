@@ -118,3 +118,16 @@ def test_tas_spread_when_another_vm_overcommits_the_host(tmp_path):
     aggregate = json.loads((tmp_path / "summary.json").read_text())["aggregate"]
     spread = {e["lock"]: e["fairness_max_over_min"]["mean"] for e in aggregate}
     assert spread["virt-tas"] >= 10 * max(spread["qspinlock"], spread["pvqspinlock"]), spread
+
+
+def test_the_stealing_table_gives_the_share_of_acquisitions_taken_by_stealing(tmp_path):
+    stat = lambda x: {"mean": x, "std": 0.0, "min": x, "max": x}  # noqa: E731
+    rows = [{"lock": "pvqspinlock", "overcommit": 1.25, "throughput": stat(5e5), "acquisitions": stat(1000),
+             "pv_lock_stealing": stat(250), "fairness_max_over_min": stat(1.5), "starved_seeds": 0},
+            {"lock": "virt-tas", "overcommit": 1.25, "throughput": stat(6e5), "acquisitions": stat(1200),
+             "pv_lock_stealing": stat(0), "fairness_max_over_min": None, "starved_seeds": 3}]  # fmt: skip
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({"aggregate": rows}))
+    lines = shapes.stealing_table(path).splitlines()
+    assert "| pvqspinlock | 1.25x | 500,000 | 25.0% | 1.50 | 0 |" in lines
+    assert "| virt-tas | 1.25x | 600,000 | - | inf | 3 |" in lines  # no queue to steal from; a vCPU starved

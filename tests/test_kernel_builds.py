@@ -29,6 +29,7 @@ def boot(ncpus=3, **kw):
         (dict(host="baremetal"), "qspinlock", False, []),
         (dict(host="kvm"), "pvqspinlock", False, ["kvm-guest: PV spinlocks enabled"]),
         (dict(host="kvm", lock="pvqspinlock-4.2"), "pvqspinlock-4.2", False, ["kvm-guest: PV spinlocks enabled"]),
+        (dict(host="kvm", lock="pvqspinlock-5.2"), "pvqspinlock-5.2", False, ["kvm-guest: PV spinlocks enabled"]),
         (
             dict(host="kvm", nopvspin=True),
             "qspinlock",
@@ -224,7 +225,8 @@ def test_patch_table_rows():
     _, k = boot(host="kvm", patch_era="4.2")
     rows = {r["site"]: r for r in k.patch_table()}
     unlock = rows["queued_spin_unlock"]
-    assert unlock["op"] == "pv_ops.lock.queued_spin_unlock" and unlock["clobbers"] == "CLBR_RET_REG"
+    assert unlock["op"] == "pv_lock_ops.queued_spin_unlock"  # the seed's struct pv_lock_ops pv_lock_ops
+    assert unlock["clobbers"] == "CLBR_RET_REG"
     assert unlock["before"] == unlock["after"] == "ff 14 25 e8 52 c1 81" and not unlock["patched"]
     assert unlock["after_asm"] == "call qword ptr [0xffffffff81c152e8] <pv_lock_ops+0x8>"
     wait = rows["pv_wait"]
@@ -242,3 +244,15 @@ def test_each_booted_kernel_has_its_own_pv_ops():
     assert bare.paravirt.pv_is_native_spin_unlock() and not kvm.paravirt.pv_is_native_spin_unlock()
     unlock = {k.host: k.patch_table()[1]["after"][:2] for k in (bare, kvm)}
     assert unlock == {"baremetal": "c6", "kvm": "e8"}
+
+
+def test_the_52_lock_asks_vcpu_is_preempted_through_the_patched_site():
+    """pvqspinlock-5.2's pv_wait_early() calls vcpu_is_preempted(): the site apply_paravirt patched,
+    a direct call to KVM's steal-time thunk on a steal-time host."""
+    from pvspin.kernel.qspinlock_paravirt_52 import PvQSpinlock52
+
+    _, k = boot(3, host="kvm", lock="pvqspinlock-5.2")
+    assert type(k.impl) is PvQSpinlock52
+    site = next(s for s in k.patch_sites if s.op == "vcpu_is_preempted")
+    assert k.impl.vcpu_is_preempted is site.code is k.vcpu_is_preempted
+    assert "__raw_callee_save___kvm_vcpu_is_preempted" in k.patch_table()[4]["after_asm"]

@@ -46,7 +46,7 @@ def booted(patch=True, era="fixed", pv_ops=False):
         )
         para.pv_ops.lock.wait = para.define("kvm_wait", lambda ptr, val: (yield ops.pv_wait(ptr, val)))
     para.noreplace_paravirt = not patch
-    para.apply_paravirt()
+    para.patch_at_boot()
     return stub, para
 
 
@@ -239,3 +239,91 @@ def test_site_code_comes_from_the_bytes(lock):
 def test_bad_patch_era_is_refused():
     with pytest.raises(ValueError, match="'4.3'"):
         booted(era="4.3")
+
+
+# ----------------------------------------------------------------------------- the later eras
+def _asm(site_):
+    return [(m, o) for _, m, o in disasm.instructions(site_.insn, site_.instr)]
+
+
+@pytest.mark.parametrize("era", ["6.8", "newest"])
+def test_later_eras_compile_rip_relative_indirect_calls(era):
+    """v6.8's PARAVIRT_CALL is ``call *pv_ops+X(%rip)``: ff 15 rel32, 6 bytes, through the op's slot."""
+    _, para = booted(patch=False) if era == "4.2" else (None, pv.Paravirt(None, None, lambda *a: None, era))
+    for s_ in para.sites:
+        if era == "newest" and s_.op in pv.STATIC_CALL_OPS:
+            continue
+        assert s_.original[:2] == b"\xff\x15" and s_.len == 6
+        disp = int.from_bytes(s_.original[2:], "little", signed=True)
+        assert s_.instr + 6 + disp == para.slot_address(s_.op)
+        assert disasm.instructions(s_.original, s_.instr)[0][1:] == ("call", f"qword ptr [rip + {disp:#x}]")
+
+
+def test_6_8_native_sites_are_the_alternatives_bytes():
+    """Bare metal, v6.8: movb + optimized NOP (ALT_NOT(X86_FEATURE_PVUNLOCK)), xor %rax,%rax + NOP
+    (ALT_NOT(X86_FEATURE_VCPUPREEMPT)), nop_func -> one 6-byte NOP, a call -> e8 rel32 + 0x90."""
+    _, para = booted(era="6.8")
+    assert site(para, "queued_spin_unlock").insn.hex(" ") == "c6 07 00 0f 1f 00"
+    assert site(para, "vcpu_is_preempted").insn.hex(" ") == "48 31 c0 0f 1f 00"
+    assert site(para, "pv_wait").insn.hex(" ") == site(para, "pv_kick").insn.hex(" ") == "66 0f 1f 44 00 00"
+    slowpath = site(para, "queued_spin_lock_slowpath")
+    assert slowpath.insn[0] == 0xE8 and slowpath.insn[5:] == b"\x90"
+    assert _asm(slowpath) == [("call", hex(pv.SYMBOLS["native_queued_spin_lock_slowpath"])), ("nop", "")]
+    assert _asm(site(para, "vcpu_is_preempted"))[0] == ("xor", "rax, rax")
+    assert para.paravirt_set_cap() == frozenset()
+
+
+def test_6_8_guest_sites_are_direct_calls_padded_with_one_nop(lock):
+    stub, para = booted(era="6.8", pv_ops=True)
+    assert para.paravirt_set_cap() == {"X86_FEATURE_PVUNLOCK"}
+    unlock = site(para, "queued_spin_unlock")
+    assert _asm(unlock) == [("call", hex(pv.SYMBOLS["__raw_callee_save___pv_queued_spin_unlock"])), ("nop", "")]
+    assert site(para, "pv_wait").insn[0] == 0xE8 and site(para, "pv_kick").insn.hex(" ") == "66 0f 1f 44 00 00"
+    assert run(stub.sites["queued_spin_unlock"](lock))[0] == [
+        (ops.WORK, costs.DIRECT_CALL, ops.WORK_CALL),
+        (ops.WORK, costs.PV_UNLOCK_ASM_THUNK, ops.WORK_CALL),
+        (ops.CMPXCHG, "locked", 1, 0, ops.RELEASE),
+    ]
+
+
+def test_6_8_native_unlock_is_exactly_the_release_store(lock):
+    stub, _ = booted(era="6.8")
+    assert run(stub.sites["queued_spin_unlock"](lock)) == ([RELEASE_STORE], None)
+    assert run(stub.sites["vcpu_is_preempted"](1)) == ([], False)
+
+
+def test_newest_slowpath_and_unlock_are_static_calls(lock):
+    """The newest tree: ``call __SCT__<name>`` (5 bytes), retargeted at boot to the current function --
+    on bare metal the native unlock's callee-save thunk, no inline store any more."""
+    stub, para = booted(era="newest")
+    for name in ("queued_spin_lock_slowpath", "queued_spin_unlock"):
+        s_ = site(para, name)
+        assert s_.len == 5 and _asm(s_)[0][0] == "call"
+        assert disasm.instructions(s_.original, s_.instr)[0][1:] == ("call", hex(pv.SYMBOLS["__SCT__" + name]))
+    assert _asm(site(para, "queued_spin_unlock")) == [
+        ("call", hex(pv.SYMBOLS["__raw_callee_save___native_queued_spin_unlock"]))]
+    assert run(stub.sites["queued_spin_unlock"](lock)) == ([
+        (ops.WORK, costs.DIRECT_CALL, ops.WORK_CALL),
+        (ops.WORK, costs.CALLEE_SAVE_THUNK, ops.WORK_CALL),
+        RELEASE_STORE,
+    ], None)
+    assert site(para, "vcpu_is_preempted").insn.hex(" ") == "48 31 c0 0f 1f 00"
+    # pv_ops_lock holds wait, kick and vcpu_is_preempted only, in that order
+    assert [para.slot_address(op) - para.slot_address("wait") for op in pv.NEWEST_LOCK_OPS] == [0, 8, 16]
+    assert para.op_name("queued_spin_unlock") == "static_call(queued_spin_unlock)"
+    assert para.op_name("kick") == "pv_ops_lock.kick"
+
+
+def test_newest_static_call_follows_its_key_before_boot(lock):
+    """Unpatched, a static call site calls the trampoline, which jumps to the key's current target."""
+    stub = StubLock()
+    para = pv.Paravirt(stub.native_queued_spin_lock_slowpath, stub.native_queued_spin_unlock, stub.install, "newest")
+    para.pv_ops.lock.queued_spin_unlock = para.PV_CALLEE_SAVE("__pv_queued_spin_unlock", pv_unlock,
+                                                              costs.PV_UNLOCK_ASM_THUNK)
+    assert run(stub.sites["queued_spin_unlock"](lock))[0][-1] == (ops.CMPXCHG, "locked", 1, 0, ops.RELEASE)
+
+
+@pytest.mark.parametrize("era", ["6.8", "newest"])
+def test_alternatives_eras_have_no_noreplace_paravirt(era):
+    with pytest.raises(ValueError, match="noreplace-paravirt does not exist"):
+        booted(patch=False, era=era)

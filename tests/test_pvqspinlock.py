@@ -15,7 +15,8 @@ from pvspin.kernel.qspinlock_paravirt import (
     vcpu_hashed,
     vcpu_running,
 )
-from pvspin.kernel.qspinlock_paravirt_42 import PvQSpinlock42
+from pvspin.kernel.qspinlock_paravirt_42 import GOLDEN_RATIO_PRIME_64, PvQSpinlock42
+from pvspin.kernel.qspinlock_paravirt_52 import PvQSpinlock52
 from pvspin.machine import ops as o
 from pvspin.machine.executor import Executor
 from pvspin.machine.memory import Memory
@@ -33,6 +34,65 @@ def test_hash_ptr_is_the_kernels_hash_64():
     assert hash_ptr(0, 8) == 0
     assert hash_ptr(1, 8) == GOLDEN_RATIO_64 >> 56 == 0x61
     assert hash_ptr(0x1040, 10) == ((0x1040 * GOLDEN_RATIO_64) % (1 << 64)) >> 54
+
+
+def _hash_64_v42_shifts(val: int, bits: int) -> int:
+    """hash_64() of v4.2 without a fast multiplier: its shift-and-add sequence, written out."""
+    m = (1 << 64) - 1
+    h = n = val
+    n = (n << 18) & m
+    h = (h - n) & m
+    n = (n << 33) & m
+    h = (h - n) & m
+    n = (n << 3) & m
+    h = (h + n) & m
+    n = (n << 3) & m
+    h = (h - n) & m
+    n = (n << 4) & m
+    h = (h + n) & m
+    n = (n << 2) & m
+    h = (h + n) & m
+    return h >> (64 - bits)
+
+
+def test_the_42_lock_hashes_with_the_42_multiplier():
+    """v4.2's hash_64() multiplied by GOLDEN_RATIO_PRIME_64; v4.7 on, by GOLDEN_RATIO_64."""
+    assert GOLDEN_RATIO_PRIME_64 == 0x9E37FFFFFFFC0001 == 2**63 + 2**61 - 2**57 + 2**54 - 2**51 - 2**18 + 1
+    assert PvQSpinlock42.HASH_MULTIPLIER == GOLDEN_RATIO_PRIME_64
+    assert PvQSpinlock.HASH_MULTIPLIER == GOLDEN_RATIO_64 == 0x61C8864680B583EB
+    for addr in (1, 0x1040, 0xFFFF888012345680):
+        assert hash_ptr(addr, 8, GOLDEN_RATIO_PRIME_64) == _hash_64_v42_shifts(addr, 8)
+    # Each lock picks its bucket with its own era's hash.
+    for cls in (PvQSpinlock, PvQSpinlock42):
+        mem = Memory()
+        impl = cls(mem, 2)
+        lock = impl.alloc_lock("lock0")
+        first = next(impl.hash_entries(lock))
+        assert first is impl.pv_lock_hash[hash_ptr(lock.addr, 8, cls.HASH_MULTIPLIER) & ~3]
+    lock_addr = PvQSpinlock42(Memory(), 2).alloc_lock("lock0").addr
+    assert hash_ptr(lock_addr, 8, GOLDEN_RATIO_PRIME_64) != hash_ptr(lock_addr, 8, GOLDEN_RATIO_64)
+
+
+def test_the_42_virt_fallback_is_virt_queued_spin_lock_by_cmpxchg():
+    """The seed's asm/qspinlock.h: virt_queued_spin_lock(), a cmpxchg retried with cpu_relax()."""
+    mem = Memory()
+    impl = PvQSpinlock42(mem, 2)
+    lock = impl.alloc_lock("lock0")
+    assert impl.virt_spin_lock.__func__ is PvQSpinlock42.virt_queued_spin_lock
+    assert not hasattr(PvQSpinlock, "virt_queued_spin_lock")
+    impl.virt_spin_lock_key = True  # X86_FEATURE_HYPERVISOR
+    mem.write(lock.val.addr, 4, 1)
+    gen = impl.native_queued_spin_lock_slowpath(lock, 1)
+    ops = [next(gen)]
+    ops.append(gen.send((False, 1)))  # the word is held: relax, and cmpxchg again
+    ops.append(gen.send(None))
+    assert [op[0] for op in ops] == [o.TRY_CMPXCHG, o.CPU_RELAX, o.TRY_CMPXCHG]
+    assert ops[0][1] is lock.val
+    with pytest.raises(StopIteration):
+        gen.send((True, 0))
+    impl.virt_spin_lock_key = False
+    gen = impl.native_queued_spin_lock_slowpath(lock, 1)
+    assert next(gen)[0] != o.TRY_CMPXCHG  # off: straight on to the pending path
 
 
 def test_hash_table_is_cache_line_aligned_and_sized_from_ncpus():
@@ -374,3 +434,54 @@ def test_kick_node_no_barrier_bug_drops_both_full_barriers(bugs, store, fence):
     if fence:
         first = kicker.send(None)
     assert first == o.cmpxchg_relaxed(node.state, vcpu_halted, vcpu_hashed)
+
+
+def _wait_early_ops(impl, prev, answers):
+    """The operations pv_wait_early(prev) yields, fed ``answers`` in turn, and what it returns."""
+    gen = impl.pv_wait_early(prev)
+    seen = [next(gen)]
+    try:
+        for answer in answers:
+            seen.append(gen.send(answer))
+    except StopIteration as stop:
+        return seen, stop.value
+    raise AssertionError(f"pv_wait_early did not return after {answers}")
+
+
+def test_pv_wait_early_of_52_also_asks_vcpu_is_preempted_and_later_ones_do_not():
+    """v5.2-v5.3: prev->state != vcpu_running || vcpu_is_preempted(prev->cpu); v5.4 on: the state only."""
+    for preempted in (True, False):
+        impl = PvQSpinlock52(Memory(), 2)
+        prev = impl.qnodes[1][0]
+        seen, result = _wait_early_ops(impl, prev, [vcpu_running, 1, preempted])
+        assert [op[0] for op in seen] == [o.LOAD, o.LOAD, o.VCPU_IS_PREEMPTED]
+        assert seen[0][1] is prev.state and seen[1][1] is prev.cpu and seen[2][1] == 1
+        assert result is preempted
+    # A predecessor that is not running: true at once, prev->cpu never read (the || short-circuits).
+    seen, result = _wait_early_ops(PvQSpinlock52(Memory(), 2), prev, [vcpu_halted])
+    assert result is True and len(seen) == 1
+    impl = PvQSpinlock(Memory(), 2)
+    seen, result = _wait_early_ops(impl, impl.qnodes[1][0], [vcpu_running])
+    assert result is False and [op[0] for op in seen] == [o.LOAD]
+
+
+def test_a_preempted_predecessor_makes_the_52_node_halt_early():
+    """In pv_wait_node: the first iteration's check (loop = SPIN_THRESHOLD, loop & 0xff == 0) finds a
+    running but preempted predecessor, and the node goes to halt without spinning out its budget."""
+    for cls, halts_early in ((PvQSpinlock52, True), (PvQSpinlock, False)):
+        impl = cls(Memory(), 2)
+        node, prev = impl.qnodes[0][0], impl.qnodes[1][0]
+        gen = impl.pv_wait_node(node, prev)
+        op = next(gen)  # the first bounded spin on node->locked, one evaluation
+        assert op[0] == o.COND_LOAD and op[4] == 1
+        op = gen.send(0)
+        assert op[1] is prev.state
+        op = gen.send(vcpu_running)
+        if halts_early:
+            assert op[0] == o.LOAD and op[1] is prev.cpu
+            op = gen.send(1)
+            assert op[0] == o.VCPU_IS_PREEMPTED
+            op = gen.send(True)
+            assert op[1] is node.state  # smp_store_mb(pn->state, vcpu_halted)
+        else:
+            assert op[0] == o.COND_LOAD and op[1] is node.locked  # spins on

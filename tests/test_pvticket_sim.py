@@ -38,7 +38,7 @@ def test_v41_patching_keeps_the_callee_save_site_indirect_and_calls_unlock_kick_
 
 def test_patched_sites_run_kvms_functions_and_unpatched_ones_read_pv_lock_ops():
     for patching, kick_source in ((True, "call 0xffffffff8105fa20 <kvm_unlock_kick>"),
-                                  (False, "call *pv_lock_ops+8 (pv_lock_ops.unlock_kick, read now)")):
+                                  (False, "call *pv_lock_ops+0x8 (pv_lock_ops.unlock_kick, read now)")):
         guest = boot_kernel(Memory(), 2, kernel="paravirt", host="kvm", lock="pvticket", patching=patching)
         sites = {site.name: site for site in guest.patch_sites}
         assert kick_source in sites["ticket_unlock_kick"].source

@@ -193,12 +193,57 @@ def test_queue_hand_off_to_a_successor():
 
 
 def test_pending_wait_is_bounded():
-    """Seeing (0,1,0), the slow path waits at most _Q_PENDING_LOOPS loads for the hand-over."""
+    """Seeing (0,1,0), the slow path reads the word at most _Q_PENDING_LOOPS + 1 times for the hand-over."""
     impl = QSpinlock(Memory(), 2, LockConfig(pending_loops=7))
     lock = impl.alloc_lock("lock0")
     first = next(impl.native_queued_spin_lock_slowpath(lock, _Q_PENDING_VAL))
-    assert first[0] == o.COND_LOAD and first[1] is lock.val and first[4] == 7
+    assert first[0] == o.COND_LOAD and first[1] is lock.val and first[4] == 8
     assert first[2](_Q_PENDING_VAL) is False and first[2](_Q_PENDING_VAL | _Q_LOCKED_VAL) is True
+
+
+def _kernel_pending_wait_evaluations(word: int, pending_loops: int) -> int:
+    """How often qspinlock.c evaluates ``(VAL != _Q_PENDING_VAL) || !cnt--`` in
+    ``atomic_cond_read_relaxed()`` (a load, the test, cpu_relax(), again), ``cnt`` starting at
+    ``_Q_PENDING_LOOPS``, while the word reads ``word`` throughout.  C's post-decrement and
+    short-circuit ``||`` written out."""
+    cnt, evaluations = pending_loops, 0
+    while True:
+        evaluations += 1
+        val = word  # VAL = READ_ONCE(lock->val)
+        if val != _Q_PENDING_VAL:
+            break
+        stop, cnt = cnt == 0, cnt - 1  # !cnt--
+        if stop:
+            break
+    return evaluations
+
+
+def _model_pending_wait_evaluations(config: LockConfig, word: int) -> int:
+    """Run the model's slow path on a word that stays ``word`` and count its evaluations of the
+    pending-wait condition, executing the bounded wait as ops.smp_cond_load_relaxed defines it
+    (at most ``bound`` loads, each tested)."""
+    impl = QSpinlock(Memory(), 2, config)
+    lock = impl.alloc_lock("lock0")
+    op = next(impl.native_queued_spin_lock_slowpath(lock, _Q_PENDING_VAL))
+    assert op[0] == o.COND_LOAD and op[1] is lock.val
+    evaluations = 0
+    for _ in range(op[4]):
+        evaluations += 1
+        if op[2](word):
+            break
+    return evaluations
+
+
+@pytest.mark.parametrize("pending_loops", [1 << 9, 1, 2])  # x86's value, the generic one, a small model's
+def test_pending_wait_evaluates_its_condition_as_often_as_the_kernel(pending_loops):
+    """The word stays (0,1,0): the kernel evaluates the condition _Q_PENDING_LOOPS + 1 times (513 on x86)."""
+    config = LockConfig(pending_loops=pending_loops)
+    kernel = _kernel_pending_wait_evaluations(_Q_PENDING_VAL, pending_loops)
+    assert kernel == pending_loops + 1
+    assert _model_pending_wait_evaluations(config, _Q_PENDING_VAL) == kernel
+    # The hand-over seen on the first load ends both at once.
+    assert _model_pending_wait_evaluations(config, _Q_LOCKED_VAL) == 1
+    assert _kernel_pending_wait_evaluations(_Q_LOCKED_VAL, pending_loops) == 1
 
 
 def test_unbounded_pending_wait_bug_removes_the_bound():
@@ -268,3 +313,27 @@ def test_final_state_problems_reports_a_held_lock_and_a_leaked_count():
         "lock0: lock word is (0:0,0,1) at quiescence, not (0,0,0)",
         "qnodes[1][0].count: per-CPU node count of cpu1 is 1, not 0",
     ]
+
+
+def test_pending_wait_in_the_simulator_spins_for_the_kernels_loads():
+    """A timed run where the word stays (0,1,0): the first load, then _Q_PENDING_LOOPS PAUSE + load
+    turns (the kernel's 512 cpu_relax() between its 513 loads on x86), then the wait gives up."""
+    from pvspin.sim.config import HostConfig, Scheduling
+    from pvspin.sim.engine import Simulator
+    from pvspin.sim.vcpu import T_SPIN
+
+    mem = Memory()
+    impl = QSpinlock(mem, 1, LockConfig(pending_loops=7))
+    lock = impl.alloc_lock("lock0")
+    mem.write(lock.val.addr, 4, _Q_PENDING_VAL)
+    seen = {}
+
+    def prog():
+        op = next(impl.native_queued_spin_lock_slowpath(lock, _Q_PENDING_VAL))
+        seen["val"] = yield op
+
+    sim = Simulator(HostConfig(pcpus=1, scheduling=Scheduling(ple=False)), seed=0)
+    sim.add_guest("g0", mem, [prog()])
+    sim.run(10**9)
+    assert seen["val"] == _Q_PENDING_VAL
+    assert sim.vcpus[0].acct[T_SPIN] == 7 * (sim.costs.pause + sim.costs.l1_hit)

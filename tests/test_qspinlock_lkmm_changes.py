@@ -66,3 +66,31 @@ def test_all_four_keep_the_lock_correct_under_armv8():
 def test_the_changes_are_refused_on_other_builds(lock):
     with pytest.raises(BadInput, match="use --lock qspinlock-16k"):
         make_setup(lock, 2, 1, 0, frozenset({"lkmm-clear-pending-release"}))
+
+
+def _pending_wait_source(bugs: tuple[str, ...]) -> str:
+    """Under v00 at 3 x 1 with ``bugs``: the function whose write the lost update's pending wait read."""
+    report = graphs.run(CheckOptions(lock="qspinlock-16k", cpus=3, acquisitions=1, memory_model="lkmm",
+                                     lkmm_version="v00", bugs=bugs))
+    assert report.result.verdict == "violation" and report.result.finding.prop == "final-state"
+    wait = next(line for line in report.lines if line.function == "native_queued_spin_lock_slowpath"
+                and "smp_cond_load_acquire" in line.action)
+    step = int(wait.action.rsplit("at step ", 1)[1])
+    return report.lines[[line.n for line in report.lines].index(step)].function
+
+
+def test_v00_the_pending_waiter_reads_the_release_through_a_queuing_cpu_s_relaxed_xchg_tail():
+    """V1 of docs/lkmm-qspinlock-16k.md: unlock ->rfe xchg_tail RMW ->rfe the pending wait."""
+    assert _pending_wait_source(()) == "xchg_tail"
+
+
+def test_v00_with_a_release_xchg_tail_the_chain_goes_through_the_other_waiter_s_fetch_or_acquire():
+    """V2: lkmm-xchg-tail-release removes V1; the same chain through a relaxed-write acquire RMW remains."""
+    assert _pending_wait_source(("lkmm-xchg-tail-release",)) == "queued_fetch_set_pending_acquire"
+
+
+@pytest.mark.slow  # about 230 s here
+def test_v00_two_of_the_four_changes_are_enough_at_3x1():
+    report = graphs.run(CheckOptions(lock="qspinlock-16k", cpus=3, acquisitions=1, memory_model="lkmm",
+                                     lkmm_version="v00", bugs=("lkmm-pending-release-mb", "lkmm-xchg-tail-release")))
+    assert report.result.verdict == "verified" and report.result.executions == 816

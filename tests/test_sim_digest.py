@@ -15,15 +15,22 @@ where the 50 progress steps fell; ``tests/test_sim_chunks.py``), and again when 
 dependences went: a newly idle pCPU's pull of the vCPU that waited longest, and the spin time
 of a spinner interrupted at its switch-in; and again when nothing could act on a vCPU before its
 switch-in had completed any more (a pCPU picks at the end of a VM exit, a preemption or an
-interrupt during a host switch waits for its end: ``tests/test_sim_trace_order.py``).  A change
-that alters the model on purpose must say so in its commit and record the new digests; nothing
-else may.
-
-The scenario with guest threads (``guest-threads``: more writers than vCPUs, two guest
-schedulers) was added later and recorded by the commit that added guest threads, and the
-kernel-build-like one (``kbuild-overcommit``) by the commit that added that workload; every other
-digest was left as it was (with one writer per vCPU nothing runs differently, and the new knobs
-are left out of a dump at their defaults).
+interrupt during a host switch waits for its end: ``tests/test_sim_trace_order.py``); and again
+when a bounded spin's ``bound`` came to count evaluations of its condition as the kernel's loops
+do (a SPIN_THRESHOLD wait is SPIN_THRESHOLD loads, not one more; the pending wait is
+``_Q_PENDING_LOOPS + 1`` loads, as its ``!cnt--`` gives; the trace file moved with it); and again
+when KVM's kick boost came (``host.kick_boost``, on by default on a KVM host): every JSON gained the
+knob and two counters, and with the knob off every digest was checked unchanged but for them; on,
+the model changed only where a boost took effect (``pvqspinlock-kvm-irq-spurious``,
+``two-guests-softirq-nmi``), and the trace not at all; and again when a workload could spend its
+delays in user mode (``user_fraction``, 0 by default: every JSON gained it, and without it every
+digest was checked unchanged); the two branches that made these last changes were merged and
+the digests recorded once from the merged engine.  The scenario with guest threads
+(``guest-threads``: more writers than vCPUs, two guest schedulers) and the kernel-build-like one
+(``kbuild-overcommit``) came with those features, recorded on the merged engine; every other
+digest was unchanged by them (with one writer per vCPU nothing runs differently, and the new
+knobs are left out of a dump at their defaults).  A change that alters the model on purpose must
+say so in its commit and record the new digests; nothing else may.
 """
 
 from __future__ import annotations
@@ -135,7 +142,7 @@ guest_sched = { slice_ms = 0.1, hz = 10000, preemption = "voluntary", steal_acco
 # host slices scaled down; the run ends at the cycle the last task is done.
 KBUILD = """
 duration_ms = 100
-seed = 8
+seed = 6
 
 [host]
 pcpus = 3
@@ -162,6 +169,22 @@ min_granularity_us = 100
 wakeup_granularity_us = 100
 """
 
+# KVM without its kick boost (kvm_sched_yield after KVM_HC_KICK_CPU, on by default on a KVM host).
+NO_KICK_BOOST = """
+duration_ms = 2
+
+[host]
+kick_boost = false
+"""
+
+# Writers that spend half of each delay in guest user mode, where PLE's directed yield passes them over.
+USER_MODE = """
+duration_ms = 2
+
+[[guests]]
+workload = { user_fraction = 0.5 }
+"""
+
 # (name, scenario file text or None, flags on top of it, what must happen in it): "what must happen"
 # names guest result fields that must be non-zero, so that a scenario meant to pin a mechanism
 # keeps exercising it.  Flag scenarios run 2 ms unless they say otherwise.
@@ -170,6 +193,8 @@ SCENARIOS = [
     ("qspinlock-baremetal-no-patching", None,
      dict(host="baremetal", lock="qspinlock", vcpus="4", pcpus="4", patching=False, seed="2"), ()),
     ("qspinlock-kvm-overcommit-ple", None, dict(lock="qspinlock", vcpus="8", pcpus="4"),
+     ("vm_exits", "lock_holder_preemptions")),
+    ("qspinlock-kvm-overcommit-ple-user-mode", USER_MODE, dict(lock="qspinlock", vcpus="8", pcpus="4"),
      ("vm_exits", "lock_holder_preemptions")),
     ("qspinlock-kvm-overcommit-no-ple", SHORT_SLICES, dict(lock="qspinlock", vcpus="8", pcpus="4", ple=False),
      ("lock_holder_preemptions",)),
@@ -181,7 +206,10 @@ SCENARIOS = [
     ("pvqspinlock-kvm-overcommit", None, dict(lock="pvqspinlock", vcpus="8", pcpus="4"), ("halts", "kicks")),
     ("pvqspinlock-kvm-irq-spurious", None,
      dict(lock="pvqspinlock", vcpus="6", pcpus="4", irq_rate="20000", spurious_hz="20000", seed="3"),
-     ("halts", "irq_acquisitions")),
+     ("halts", "irq_acquisitions", "kick_yields")),
+    ("pvqspinlock-kvm-irq-spurious-no-kick-boost", NO_KICK_BOOST,
+     dict(lock="pvqspinlock", vcpus="6", pcpus="4", irq_rate="20000", spurious_hz="20000", seed="3"),
+     ("halts", "kicks")),
     ("pvqspinlock-no-patching-locks", None,
      dict(lock="pvqspinlock", vcpus="6", pcpus="4", patching=False, lock_count="3", hold_ns="2000", delay_ns="500"),
      ("halts", "kicks")),
@@ -189,6 +217,8 @@ SCENARIOS = [
      ("halts", "lock_holder_preemptions")),
     ("pvqspinlock-4.2-kvm-overcommit", None, dict(lock="pvqspinlock-4.2", vcpus="8", pcpus="4", seed="1"),
      ("vm_exits",)),
+    ("pvqspinlock-5.2-kvm-overcommit", None, dict(lock="pvqspinlock-5.2", vcpus="8", pcpus="4", seed="1"),
+     ("vm_exits", "halts")),
     ("virt-tas-kvm-nopv-overcommit", None, dict(host="kvm-nopv", lock="virt-tas", vcpus="8", pcpus="4"),
      ("vm_exits",)),
     ("virt-tas-hogs-no-ple", SHORT_SLICES,
@@ -205,26 +235,29 @@ SCENARIOS = [
 
 # SHA-256 of each scenario's JSON result (see the module docstring for where they come from)
 EXPECTED = {
-    "guest-threads": "a5ea7732d44e34bf662916016171ecc4b826b2d673bc9ee3ce23b5a452eec586",
-    "kbuild-overcommit": "4a0162bdd3423ffe5a8ea9db8d370a87aa447e30147910a244ca0a6d9683bb91",
-    "qspinlock-baremetal": "14c4f0a3e597696510cb2879b701102e1926461ddc66a82512da315c7025c0d2",
-    "qspinlock-baremetal-no-patching": "0fd43e74f6681836101323db057b61cc66203640116d7cc23af18a22c2055ad5",
-    "qspinlock-kvm-overcommit-ple": "3eeac17e413c9e762026debd5c01e146cbbed946af404227e2712453e8b31207",
-    "qspinlock-kvm-overcommit-no-ple": "184e514b5229b441af2650860a46e31d7f102371e519376cc748bd110fb109cb",
-    "qspinlock-kvm-32-on-16": "f9d8520bf62ed5e9a5d04568140a33c72029fff69cd0d8afe65a7c26162b6a83",
-    "qspinlock-no-paravirt-kernel": "cd858cb93cc914656a77448c4a010da1f1d466fa48564f4878d1fc37389c37d0",
-    "qspinlock-no-paravirt-kvm-nopv": "2fb43c73c1c9a3ee4b20e200be90e15c0eea9ac945fbd55dbaf9bc40aacb7867",
-    "pvqspinlock-kvm-overcommit": "77968b8153655bd5184463b88c080b50e6c50928c34b50d101a9951c0eb43ea8",
-    "pvqspinlock-kvm-irq-spurious": "dcbc7d5990e34653a7f70a51ef98aa95eda72c65af1297ed472ddbdacd2203fe",
-    "pvqspinlock-no-patching-locks": "a2868ee753c082c69ec4927b7eaf9f2d0ee500036cf4954a67070c8fe50c8e46",
-    "pvqspinlock-hogs": "e77132efc2621acf309a5a17c0e7b71bc8d02be4e6f3913b62eabaf5718e9ff9",
-    "pvqspinlock-4.2-kvm-overcommit": "3188435a1a655bab45783519b4fc004b8b6700eb5ac6477177a990f0096dc872",
-    "virt-tas-kvm-nopv-overcommit": "d2024602f15e5591b3ca58f8832316d20f2065fefc241b641f4b0cfeafa046d6",
-    "virt-tas-hogs-no-ple": "4339f2a5383d171a258934ab8f95b6e73906a5e29938cebc46b06720b8371e0e",
-    "ticket-kvm-overcommit-irq": "fce839205375cac9f8ff26cfe6fd2c5d0b61da48063fbd2fbd17b99e89dd94bd",
-    "ticket-baremetal": "357df16a189dd9e8555df5f7fb322103d3cf3674398ca93da9898df8884c1009",
-    "two-guests-softirq-nmi": "9d2d57a66fb59b45e56385010cb825c61e834138e895316ad2a709b084d30a48",
-    "tuned-host-traced": "c8feb59f7fe47a23d65303523544ab5c3f5c83896bfe9b6d55aa43fc1e9d8b83",
+    "qspinlock-baremetal": "c2ec3b2e1329791c2d3cf43a3cf908c2935ce16367a7938855a9cc793dbbe1e2",
+    "qspinlock-baremetal-no-patching": "62d1c62fe634a371444b204a54303c7b4481b3e82439e40a4912d4cb563992d9",
+    "qspinlock-kvm-overcommit-ple": "932b67243274bf8a6a286890e1ae86c8bd7bb07f3c6bebc61a01ab087a4d740b",
+    "qspinlock-kvm-overcommit-no-ple": "b70d4b8b7e4acb921fb078668556b74ef893ab63e4ed565284c001acd1119aee",
+    "qspinlock-kvm-32-on-16": "9e6ef0ba628c5f70e3167cfe5dd0a8eb918d88331321a9f7d47ba26d0163abc0",
+    "qspinlock-no-paravirt-kernel": "3ff32dea089408adaec2cd0b5c7e878c73fcef1b78c99cb41d42336df9fd15eb",
+    "qspinlock-no-paravirt-kvm-nopv": "f1e45a3c9d624d5a3a23ff7f9c4a81c1689e926683c38b51fcefb44daf23ab7f",
+    "pvqspinlock-kvm-overcommit": "2df7bd8e5abafd9ce7086e582ed06f22eddbe686e713ccda5484f0bc4b958a22",
+    "pvqspinlock-kvm-irq-spurious": "dfa7341f2181170d3ecc26ddfb6d198235b7edb9a0ad3a7b2806eb44be8e340f",
+    "pvqspinlock-no-patching-locks": "dfb696d57181e826878d7562ed8dd342cfafe897644012cae8c62d7594c12648",
+    "pvqspinlock-hogs": "953b386fae4e868ebf8a0e9750bb3475817e094c3372291abc75ac4a55d8718e",
+    "pvqspinlock-4.2-kvm-overcommit": "337f16ca758a525db5613eec5f2d499288431f837f48d40b42390943347e63eb",
+    "pvqspinlock-5.2-kvm-overcommit": "cc18da66b5fce4dd04683d3c1fabe3135a0fc9b9211a56c77a8f8ea107ddc737",
+    "virt-tas-kvm-nopv-overcommit": "1f1d337d414fb15d5cf70bf0aa45a2dc9557031cb73099a04d3892ae1c31939d",
+    "virt-tas-hogs-no-ple": "914c6cd96e21ee252786eb7b570de340a28b8a95b2f4b2bbc5edb0a0ab75fe55",
+    "ticket-kvm-overcommit-irq": "b0515d3991f3eee4db243994ae26352623a178997d77820b04ef7ea090fdf90f",
+    "ticket-baremetal": "b1e4c816f57f639dc3207482e071cc25637a48726f613b702cd5b9a09dfa1de4",
+    "two-guests-softirq-nmi": "4bfaaca583da1334faac147773792736103edb159adaadef2fea392e0d6d731a",
+    "tuned-host-traced": "3672c0cd0c07a346598682df01f5209c045bcc49e44fd5eddebbd502b077eb50",
+    "qspinlock-kvm-overcommit-ple-user-mode": "fe7267decb9f0376de795532b75f94e8ea08e14619ef34b35e9f593ac458fbe2",
+    "pvqspinlock-kvm-irq-spurious-no-kick-boost": "e374509bebce617ca63e54990b367bb1b537764e901a6a58151dca387709b568",
+    "guest-threads": "11ce6aae08989476a70fbdc2e6899ff04eef3aafc7050e9dc3a1602349cd8ace",
+    "kbuild-overcommit": "5b3a2d73a0e31f858ed4d4fd6030c60ff49cbda5ea51e065b7a7cff134687c32",
 }
 
 TRACED = "tuned-host-traced"
@@ -232,7 +265,7 @@ TRACED = "tuned-host-traced"
 # streamed: the same events in the same order, written compactly, the track names last; and
 # alone again when the file gained kick arrows, VM-exit slices, named spin waits, lock-word
 # counters and non-zero thread ids -- the result digests above did not move)
-TRACE_DIGEST = "4c9471281b63ecaf3a370783071112fc941518a8e7f565875a7902a02fe4cfa7"
+TRACE_DIGEST = "28da4037044b53d573e818f0718e1980cf5036e3e94fb29e2d1b0aea74debdf4"
 
 
 def scenario_of(text: str | None, flags: dict, tmp_path):
@@ -262,12 +295,15 @@ def test_the_scenarios_cover_every_lock_host_and_feature(tmp_path):
     """Every lock and host appears, and every feature is switched on somewhere."""
     scenarios = [scenario_of(text, flags, tmp_path) for _name, text, flags, _shows in SCENARIOS]
     guests = [g for s in scenarios for g in s.guests]
-    assert {g.lock for g in guests} == {"qspinlock", "pvqspinlock", "pvqspinlock-4.2", "virt-tas", "ticket"}
+    assert {g.lock for g in guests} == {"qspinlock", "pvqspinlock", "pvqspinlock-4.2", "pvqspinlock-5.2", "virt-tas",
+                                         "ticket"}
     assert {s.host.hypervisor for s in scenarios} == {"baremetal", "kvm", "kvm-nopv"}
     assert {g.interrupts.level for g in guests if g.interrupts.rate_hz} == {"softirq", "hardirq", "nmi"}
     assert any(s.hog_guests for s in scenarios)
     assert any(s.host.spurious_wakeup_hz for s in scenarios)
     assert any(not s.host.scheduling.ple for s in scenarios)
+    assert {s.host.boosts_kicks for s in scenarios if s.host.hypervisor == "kvm"} == {True, False}
+    assert any(g.workload.user_fraction for g in guests)
     assert any(not g.patching for g in guests)
     assert any(g.workload.locks > 1 for g in guests)
     assert any(len(s.guests) > 1 for s in scenarios)

@@ -43,7 +43,10 @@ SCENARIOS = [
     ("virt-tas-kvm-nopv", SHORT_SLICES, dict(host="kvm-nopv", lock="virt-tas", vcpus="8", pcpus="4"),
      ("vm_exits",)),
     ("qspinlock-baremetal", None, dict(host="baremetal", lock="qspinlock", vcpus="4", pcpus="4"), ()),
-    ("pvqspinlock-hogs", SHORT_SLICES, dict(lock="pvqspinlock", vcpus="4", pcpus="4", hogs="2", hog_vcpus="2"),
+    # seed 3: with the default seed, the bounded spins' one-load-shorter timeouts (evaluations counted
+    # as the kernel's loops do) left this short run without a lock-holder preemption
+    ("pvqspinlock-hogs", SHORT_SLICES, dict(lock="pvqspinlock", vcpus="4", pcpus="4", hogs="2", hog_vcpus="2",
+                                            seed="3"),
      ("lock_holder_preemptions",)),
     ("qspinlock-irq", SHORT_SLICES, dict(lock="qspinlock", vcpus="8", pcpus="4", irq_rate="20000"),
      ("irq_acquisitions", "waiter_preemptions")),

@@ -108,3 +108,41 @@ def test_decoder_rejects_other_instructions():
 def test_asm_text_names_symbols():
     text = disasm.asm_text(encoding.call_rel32(KERNEL, KERNEL + 0x20), KERNEL, {KERNEL + 0x10: "f"})
     assert text == f"call {KERNEL + 0x20:#x} <f+0x10>"
+
+
+
+def test_rip_relative_indirect_call_round_trips_through_capstone():
+    site, slot = 0xFFFFFFFF81A0C50B, 0xFFFFFFFF81C152E0
+    code = encoding.call_indirect_rip(site, slot)
+    assert code[:2] == b"\xff\x15" and len(code) == encoding.CALL_INDIRECT_RIP_LEN == 6
+    disp = slot - (site + 6)
+    assert disasm.instructions(code, site)[0][1:] == ("call", f"qword ptr [rip + {disp:#x}]")
+    assert encoding.decode(code, site) == [encoding.Insn(encoding.CALL_INDIRECT, site, 6, slot)]
+
+
+def test_xor_rax_rax_is_the_kernels_alternative():
+    """``"xor %%" _ASM_AX ", %%" _ASM_AX`` on x86-64: REX.W 31 /r, 48 31 c0."""
+    assert encoding.XOR_RAX_RAX == bytes.fromhex("48 31 c0")
+    assert disasm.instructions(encoding.XOR_RAX_RAX, 0)[0][1:] == ("xor", "rax, rax")
+    assert [i.kind for i in encoding.decode(encoding.XOR_RAX_RAX, 0)] == [encoding.XOR_EAX]
+
+
+@pytest.mark.parametrize(
+    ("code", "optimized"),
+    [
+        ("90 90 90 90 90 90", "66 0f 1f 44 00 00"),  # nop_func: one NOP of the site's length
+        ("e8 00 00 00 00 90", "e8 00 00 00 00 90"),  # a single NOP that ends the buffer stays
+        ("c6 07 00 90 90 90", "c6 07 00 0f 1f 00"),
+        ("48 31 c0 90 90 90", "48 31 c0 0f 1f 00"),
+        ("e8 00 00 00 00", "e8 00 00 00 00"),
+    ],
+)
+def test_optimize_nops_makes_each_run_one_nop(code, optimized):
+    assert encoding.optimize_nops(bytes.fromhex(code)).hex(" ") == optimized
+    assert encoding.pad_0x90(b"\xc6\x07\x00", 6).hex(" ") == "c6 07 00 90 90 90"
+
+
+def test_asm_text_names_the_slot_of_a_rip_relative_call():
+    site, slot = 0xFFFFFFFF81A0C50B, 0xFFFFFFFF81C152E8
+    text = disasm.asm_text(encoding.call_indirect_rip(site, slot), site, {0xFFFFFFFF81C152E0: "pv_ops_lock"})
+    assert text == f"call qword ptr [rip + {slot - site - 6:#x}] <pv_ops_lock+0x8>"

@@ -86,7 +86,7 @@ def run(
     ctx: typer.Context,
     host: str = HOST,
     kernel: str = _flag("NAME", "paravirt or no-paravirt", "no-paravirt for ticket, else paravirt"),
-    lock: str = _flag("NAME", "qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME", "what the host runs: pvqspinlock on kvm, qspinlock on baremetal (or one vCPU), virt-tas on kvm-nopv"),
+    lock: str = _flag("NAME", "qspinlock, pvqspinlock, pvqspinlock-4.2, pvqspinlock-5.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME", "what the host runs: pvqspinlock on kvm, qspinlock on baremetal (or one vCPU), virt-tas on kvm-nopv"),
     pcpus: str = PCPUS,
     vcpus: str = VCPUS,
     duration_ms: str = DURATION_MS,
@@ -164,7 +164,7 @@ def scenario(
 @app.command()
 def check(
     ctx: typer.Context,
-    lock: str = typer.Option("qspinlock", metavar="NAME", help="qspinlock, qspinlock-16k, pvqspinlock, pvqspinlock-16k, pvqspinlock-4.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME"),
+    lock: str = typer.Option("qspinlock", metavar="NAME", help="qspinlock, qspinlock-16k, pvqspinlock, pvqspinlock-16k, pvqspinlock-4.2, pvqspinlock-5.2, virt-tas, ticket, pvticket, or path/to/file.py:NAME"),
     cpus: str = typer.Option("2", metavar="N", help="CPUs, each taking the lock --acquisitions times"),
     acquisitions: str = typer.Option("1", metavar="N", help="acquisitions per CPU"),
     memory_model: str = typer.Option("sc", metavar="MODEL", help="sc, tso (x86-TSO with store buffers), armv8 or lkmm (the Linux-kernel memory model; these two on execution graphs)"),
@@ -248,9 +248,10 @@ def litmus(
 def patch(
     host: str = typer.Option("baremetal", metavar="NAME", help="baremetal, kvm or kvm-nopv"),
     kernel: str = typer.Option("paravirt", metavar="NAME", help="paravirt or no-paravirt (!PARAVIRT)"),
-    lock: str = typer.Option(None, metavar="NAME", help="qspinlock, pvqspinlock, pvqspinlock-4.2, virt-tas, ticket or pvticket  [default: what the build runs]", show_default=False),
+    lock: str = typer.Option(None, metavar="NAME", help="qspinlock, pvqspinlock, pvqspinlock-4.2, pvqspinlock-5.2, virt-tas, ticket or pvticket  [default: what the build runs]", show_default=False),
     no_patching: bool = typer.Option(False, "--no-patching", help="boot with noreplace-paravirt"),
-    patch_era: str = typer.Option("fixed", metavar="ERA", help="fixed, or 4.2: callee-save sites stay indirect on guests"),
+    patch_era: str = typer.Option("fixed", metavar="ERA", help="4.2 (callee-save sites stay indirect on guests), fixed (4.19-5.12), 6.8 (alternatives, RIP-relative calls) or newest (static calls, pv_ops_lock)"),
+    compare_eras: bool = typer.Option(False, "--compare-eras", help="each site as every era emits and patches it, one row per era"),
     nopvspin: bool = typer.Option(False, "--nopvspin", help="boot with nopvspin"),
     cpus: str = typer.Option("4", metavar="N", help="vCPUs of the guest"),
     json_out: bool = typer.Option(False, "--json", help="a JSON list of sites on stdout"),
@@ -263,16 +264,24 @@ def patch(
     from rich.table import Table
 
     from .kernel.build import boot_kernel
+    from .kernel.paravirt import PATCH_ERAS
     from .machine.memory import Memory
 
+    eras = PATCH_ERAS if compare_eras else (patch_era,)
     try:
         if not cpus.isdigit():
             raise ValueError(f"--cpus must be a positive integer, got {cpus!r}")
-        guest = boot_kernel(Memory(), int(cpus), kernel=kernel, host=host, lock=lock, nopvspin=nopvspin,
-                            patching=not no_patching, patch_era=patch_era)
+        if compare_eras and (no_patching or patch_era != "fixed"):
+            raise ValueError("--compare-eras boots every era with patching on: drop --patch-era and --no-patching")
+        guests = {era: boot_kernel(Memory(), int(cpus), kernel=kernel, host=host, lock=lock, nopvspin=nopvspin,
+                                   patching=not no_patching, patch_era=era) for era in eras}
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if compare_eras:
+        _print_era_comparison(guests, kernel, host, json_out)
+        return
+    guest = guests[patch_era]
     rows = guest.patch_table()
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
@@ -286,6 +295,33 @@ def patch(
     console.print(table if rows else f"{kernel} kernel on {host}: runs {guest.name}, no patch sites (native code inline)")
     for line in guest.boot_log:
         console.print(line)
+
+
+def _print_era_comparison(guests: dict, kernel: str, host: str, json_out: bool) -> None:
+    """``pvspin patch --compare-eras``: per call site, one row per era, before and after boot."""
+    import json
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    tables = {era: guest.patch_table() for era, guest in guests.items()}
+    if json_out:
+        typer.echo(json.dumps(tables, indent=2))
+        return
+    names = {guest.name for guest in guests.values()}
+    table = Table(title=f"{kernel} kernel on {host}: runs {', '.join(sorted(names))}; each call site in each era")
+    for column in ("site", "era", "op", "before", "after", "after asm"):
+        table.add_column(column, no_wrap=column in ("before", "after"), overflow="fold")
+    eras = list(tables)
+    for i in range(len(tables[eras[0]])):
+        for era in eras:
+            r = tables[era][i]
+            table.add_row(r["where"] if era == eras[0] else "", era, r["op"], r["before"], r["after"],
+                          escape(r["after_asm"]))
+        table.add_section()
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(table if tables[eras[0]] else f"{kernel} kernel on {host}: no patch sites (native code inline)")
 
 
 def main() -> None:

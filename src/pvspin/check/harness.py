@@ -59,6 +59,8 @@ def _pv(version):
     def build(mem, ncpus, config):
         if version == "4.2":
             from ..kernel.qspinlock_paravirt_42 import PvQSpinlock42 as cls
+        elif version == "5.2":
+            from ..kernel.qspinlock_paravirt_52 import PvQSpinlock52 as cls
         else:
             from ..kernel.qspinlock_paravirt import PvQSpinlock as cls
         lock = cls(mem, ncpus, config)
@@ -85,10 +87,12 @@ LOCKS = {
     for s in (
         LockSpec("qspinlock", "native queued spinlock, NR_CPUS < 16K layout", _qspinlock),
         LockSpec("qspinlock-16k", "native queued spinlock, NR_CPUS >= 16K layout", _qspinlock, nr_cpus_16k=True),
-        LockSpec("pvqspinlock", "paravirt queued spinlock (modern)", _pv("modern")),
-        LockSpec("pvqspinlock-16k", "paravirt queued spinlock (modern), NR_CPUS >= 16K layout", _pv("modern"),
+        LockSpec("pvqspinlock", "paravirt queued spinlock, v5.4 on", _pv("modern")),
+        LockSpec("pvqspinlock-16k", "paravirt queued spinlock, v5.4 on, NR_CPUS >= 16K layout", _pv("modern"),
                  nr_cpus_16k=True),
         LockSpec("pvqspinlock-4.2", "paravirt queued spinlock as merged in v4.2", _pv("4.2")),
+        LockSpec("pvqspinlock-5.2", "paravirt queued spinlock of v5.2-v5.3 (wait early for a preempted vCPU)",
+                 _pv("5.2")),
         LockSpec("virt-tas", "qspinlock with virt_spin_lock_key set (test-and-set)", _virt_tas),
         LockSpec("ticket", "pre-2015 x86 ticket spinlock", _ticket),
         LockSpec("pvticket", "paravirt ticket spinlock on KVM, v4.0-v4.1 (TICKET_SLOWPATH_FLAG in the head)",

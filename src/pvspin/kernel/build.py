@@ -16,7 +16,9 @@
      ops, key off; otherwise ``__pv_init_lock_hash`` and the PV ops
      (``__pv_queued_spin_lock_slowpath``, ``PV_CALLEE_SAVE(__pv_queued_spin_unlock)``, ``kvm_wait``,
      ``kvm_kick_cpu``), key off;
-  4. ``apply_paravirt`` (skipped with ``patching=False``, the ``noreplace-paravirt`` parameter).
+  4. the era's patching (``patch_era``, :mod:`pvspin.kernel.paravirt`): ``apply_paravirt``
+     (skipped with ``patching=False``, the ``noreplace-paravirt`` parameter), or from v6.8 on
+     ``apply_alternatives`` (and, newest, ``static_call_init``), which no parameter skips.
 
 Hosts: ``baremetal``; ``kvm`` (KVM_FEATURE_PV_UNHALT and KVM_FEATURE_STEAL_TIME); ``kvm-nopv`` (a KVM
 host without PV_UNHALT; steal time still offered).
@@ -30,8 +32,11 @@ lock                   build
 ``qspinlock``          ``no-paravirt`` on any host; ``paravirt`` on ``baremetal``; ``paravirt`` on
                        ``kvm`` with ``nopvspin`` (implied when this lock is asked for on ``kvm``) or
                        ``kvm_hints_realtime``.  Not ``paravirt`` on ``kvm-nopv``, which runs virt-tas.
-``pvqspinlock``        ``paravirt`` on ``kvm``, more than one vCPU, no nopvspin / realtime hint.
+``pvqspinlock``        ``paravirt`` on ``kvm``, more than one vCPU, no nopvspin / realtime hint
+                       (the PV code of v5.4 and later).
 ``pvqspinlock-4.2``    the same, with the seed's v4.2 PV algorithm (and its generic unlock thunk).
+``pvqspinlock-5.2``    the same, with v5.2-v5.3's ``pv_wait_early()`` (it also asks
+                       ``vcpu_is_preempted()``, through the patched call site).
 ``virt-tas``           ``paravirt`` on ``kvm-nopv``: native qspinlock whose slow path starts with
                        ``virt_spin_lock``'s test-and-set.
 ``ticket``             ``no-paravirt`` only: the pre-2015 x86 ticket lock, the baseline, with no
@@ -51,10 +56,11 @@ from ..machine import ops
 from ..machine.memory import Memory
 from ..x86 import costs, disasm
 from .config import DEFAULT_CONFIG, LockConfig
-from .paravirt import CLOBBER_NAMES, TICKETLOCK_OPS, Paravirt, paravirt_patch_template
+from .paravirt import CLOBBER_NAMES, PATCH_ERAS, TICKETLOCK_OPS, Paravirt, paravirt_patch_template
 from .qspinlock import QSpinlock
 from .qspinlock_paravirt import PvQSpinlock
 from .qspinlock_paravirt_42 import PvQSpinlock42
+from .qspinlock_paravirt_52 import PvQSpinlock52
 from .ticket import TicketSpinlock
 from .ticket_paravirt import PvTicketSpinlock
 from .ticket_paravirt import kvm_kick_cpu as kvm_kick_cpu_v41
@@ -65,15 +71,15 @@ HOSTS = {
     "kvm": frozenset({"KVM_FEATURE_PV_UNHALT", "KVM_FEATURE_STEAL_TIME"}),
     "kvm-nopv": frozenset({"KVM_FEATURE_STEAL_TIME"}),
 }
-LOCKS = ("qspinlock", "pvqspinlock", "pvqspinlock-4.2", "virt-tas", "ticket", "pvticket")
-PATCH_ERAS = ("fixed", "4.2")
+LOCKS = ("qspinlock", "pvqspinlock", "pvqspinlock-4.2", "pvqspinlock-5.2", "virt-tas", "ticket", "pvticket")
+PV_LOCK_CLASSES = {"pvqspinlock": PvQSpinlock, "pvqspinlock-4.2": PvQSpinlock42, "pvqspinlock-5.2": PvQSpinlock52}
 _LOCK_NEEDS = {
     "qspinlock": "kernel='no-paravirt', or kernel='paravirt' on host 'baremetal' or 'kvm'",
     "pvqspinlock": "kernel='paravirt' on host 'kvm' with ncpus > 1 and neither nopvspin nor kvm_hints_realtime",
     "virt-tas": "kernel='paravirt' on host 'kvm-nopv'",
     "pvticket": "kernel='paravirt' on host 'kvm' (a v4.1 kernel with KVM_FEATURE_PV_UNHALT)",
 }
-_LOCK_NEEDS["pvqspinlock-4.2"] = _LOCK_NEEDS["pvqspinlock"]
+_LOCK_NEEDS["pvqspinlock-4.2"] = _LOCK_NEEDS["pvqspinlock-5.2"] = _LOCK_NEEDS["pvqspinlock"]
 
 
 # --------------------------------------------------------------------------- KVM guest functions
@@ -143,7 +149,7 @@ class GuestKernel:
                 "site": site.name,
                 "where": site.where,
                 "address": f"{site.instr:#x}",
-                "op": f"{self.paravirt.layout.prefix}{site.op}",
+                "op": self.paravirt.op_name(site.op),
                 "type": site.instrtype,
                 "len": site.len,
                 "clobbers": CLOBBER_NAMES[site.clobbers],
@@ -159,7 +165,9 @@ class GuestKernel:
 
 def _install(kernel: GuestKernel):
     def install(name: str, code) -> None:
-        setattr(kernel if name == "vcpu_is_preempted" else kernel.impl, name, code)
+        setattr(kernel.impl, name, code)
+        if name == "vcpu_is_preempted":  # available_idle_cpu()'s, and the PV lock's (pvqspinlock-5.2)
+            kernel.vcpu_is_preempted = code
 
     return install
 
@@ -293,7 +301,7 @@ def boot_kernel(
         raise ValueError("lock 'ticket' is the !PARAVIRT baseline: use kernel='no-paravirt'")
     if lock == "qspinlock" and host == "kvm":
         nopvspin = True  # native qspinlock on a PV-capable host: what nopvspin gives
-    impl = (PvQSpinlock42 if lock == "pvqspinlock-4.2" else PvQSpinlock)(mem, ncpus, config)
+    impl = PV_LOCK_CLASSES.get(lock, PvQSpinlock)(mem, ncpus, config)
     guest = GuestKernel(kernel, host, impl, None)
     guest.paravirt = Paravirt(
         impl.native_queued_spin_lock_slowpath, impl.native_queued_spin_unlock, _install(guest), patch_era
@@ -303,7 +311,7 @@ def boot_kernel(
         kvm_guest_init(guest)
         kvm_spinlock_init(guest, ncpus, nopvspin, kvm_hints_realtime)
     guest.paravirt.noreplace_paravirt = not patching
-    guest.paravirt.apply_paravirt()
+    guest.paravirt.patch_at_boot()
 
     guest.name = _running_lock(guest)
     if lock is not None and lock != guest.name:
@@ -314,5 +322,5 @@ def boot_kernel(
 def _running_lock(guest: GuestKernel) -> str:
     """The lock a booted PARAVIRT kernel runs, read from its ops and key."""
     if guest.paravirt.pv_ops.lock.queued_spin_lock_slowpath == guest.impl.pv_queued_spin_lock_slowpath:
-        return "pvqspinlock-4.2" if isinstance(guest.impl, PvQSpinlock42) else "pvqspinlock"
+        return guest.impl.name
     return "virt-tas" if guest.impl.virt_spin_lock_key else "qspinlock"

@@ -78,7 +78,7 @@ DRIVER_MAINTAINED = frozenset({PV_KICK_WAKE, PV_LATENCY_KICK, PV_LATENCY_WAKE})
 # The qspinlock part of lock_events_list.h: what a kernel without PV spinlocks, or one that runs the
 # native unlock, shows (lock_events.c skips the pv_* files when pv_is_native_spin_unlock()).
 QSPINLOCK_EVENTS = LOCK_EVENTS[LOCK_EVENTS.index(LOCK_PENDING) :]
-PV_LOCKS = frozenset({"pvqspinlock", "pvqspinlock-4.2"})
+PV_LOCKS = frozenset({"pvqspinlock", "pvqspinlock-4.2", "pvqspinlock-5.2"})
 QSPINLOCKS = frozenset({"qspinlock", "virt-tas"})
 
 

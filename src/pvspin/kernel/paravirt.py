@@ -24,11 +24,35 @@ bytes* (:meth:`Paravirt.site_code`) and installed on the lock instance's call-si
 So after ``apply_paravirt`` a patched site neither reads ``pv_ops`` nor enters a thunk unless its
 new bytes call one, exactly as on the machine.
 
-``patch_era``: ``"fixed"`` (default) patches callee-save sites to direct calls, as kernels do since
-b13b271933ee (2018, CVE-2018-15594).  ``"4.2"`` keeps the seed's ``paravirt_patch_call`` check
-``tgt_clobbers & ~site_clobbers``: ``paravirt_patch_default`` always passes CLBR_ANY as the target's
-clobbers, so every callee-save site (CLBR_RET_REG) is refused and stays an indirect call on guests.
-The ``vcpu_is_preempted`` slot and site (added in 4.11) exist in both eras, to keep one site set.
+``patch_era``: how the kernel of a time emitted and patched the same five call sites
+(:data:`PATCH_ERAS`; ``pvspin patch --compare-eras`` shows them side by side):
+
+* ``"4.2"`` -- the seed's ``.parainstructions`` patcher with its ``paravirt_patch_call`` check
+  ``tgt_clobbers & ~site_clobbers``: ``paravirt_patch_default`` always passes CLBR_ANY as the
+  target's clobbers, so every callee-save site (CLBR_RET_REG) is refused and stays an indirect call
+  on guests.
+* ``"fixed"`` (default) -- the same sites and patcher without that check, so callee-save sites
+  become direct calls too, as since b13b271933ee (2018, CVE-2018-15594), until 5.12: 4.19-5.12.
+  (The vcpu_is_preempted slot and site came in 4.11; both eras have them, to keep one site set.)
+* ``"6.8"`` -- no ``.parainstructions``: each site is ``ALTERNATIVE(PARAVIRT_CALL, ALT_CALL_INSTR,
+  ALT_CALL_ALWAYS)``, compiled as the RIP-relative ``call *pv_ops+X(%rip)`` (``ff 15 rel32``, 6
+  bytes), which ``apply_alternatives`` / ``alt_replace_call`` turn into ``call target`` + one
+  ``0x90``, or into NOPs for ``nop_func``.  The unlock site's second alternative, ``movb $0,(%rdi)``
+  under ``ALT_NOT(X86_FEATURE_PVUNLOCK)``, and vcpu_is_preempted's ``xor %rax,%rax`` under
+  ``ALT_NOT(X86_FEATURE_VCPUPREEMPT)`` apply unless ``paravirt_set_cap()`` set those features; the
+  padding goes through ``optimize_nops``.  v6.8 is where this form is read (fidelity audit); the
+  5.13-6.7 mixture (custom-code sites as alternatives, plain calls still in .parainstructions) is
+  not modelled.
+* ``"newest"`` -- torvalds/linux as stored here (arch/x86/kernel/paravirt-spinlocks.c @087116fe, no
+  release pinned): ``queued_spin_lock_slowpath`` and ``queued_spin_unlock`` are static calls
+  (``call __SCT__<name>``, 5 bytes, which ``static_call_init`` retargets to the current function,
+  so the native unlock is a direct call of ``__raw_callee_save___native_queued_spin_unlock``, no
+  longer the inline store), and ``wait``, ``kick`` and ``vcpu_is_preempted`` live in a separate
+  ``struct pv_lock_ops pv_ops_lock``, patched as in 6.8.  The static calls' current targets are
+  kept in the same ``pv_ops.lock`` slots here, which is where platform init writes them
+  (``static_call_update`` in that tree).
+
+Only the ``.parainstructions`` eras have ``noreplace-paravirt`` (``patching=False``).
 
 ``layout``: which ``struct pv_lock_ops`` the kernel has (:class:`LockOpsLayout`).  The default,
 :data:`QSPINLOCK_OPS`, is the one above.  :data:`TICKETLOCK_OPS` is v4.1's, of the PV ticket lock
@@ -46,7 +70,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..machine import ops
-from ..x86 import costs, encoding
+from ..x86 import costs, disasm, encoding
 
 # --------------------------------------------------------------------------- clobbers (x86-64)
 CLBR_RAX = 1 << 0
@@ -68,6 +92,11 @@ CLOBBER_NAMES = {CLBR_ANY: "CLBR_ANY", CLBR_RET_REG: "CLBR_RET_REG"}
 LOCK_OPS = ("queued_spin_lock_slowpath", "queued_spin_unlock", "wait", "kick", "vcpu_is_preempted")
 CALLEE_SAVE_OPS = frozenset({"queued_spin_unlock", "vcpu_is_preempted"})
 MAX_PATCH_LEN = 254
+
+PATCH_ERAS = ("4.2", "fixed", "6.8", "newest")
+PARAINSTRUCTIONS_ERAS = ("4.2", "fixed")  # apply_paravirt(); the others patch with alternatives
+STATIC_CALL_OPS = ("queued_spin_lock_slowpath", "queued_spin_unlock")  # static calls in "newest"
+NEWEST_LOCK_OPS = ("wait", "kick", "vcpu_is_preempted")  # struct pv_lock_ops pv_ops_lock, newest
 
 
 def PARAVIRT_PATCH(op: str) -> int:
@@ -183,6 +212,16 @@ SYMBOLS: dict[str, int] = {
     "__kvm_vcpu_is_preempted": 0xFFFFFFFF8105F880,
     "__raw_callee_save___kvm_vcpu_is_preempted": 0xFFFFFFFF8105F8C0,
     "pv_lock_ops": 0xFFFFFFFF81C152E0,  # data: the 2015 name of pv_ops.lock
+    "__SCT__queued_spin_lock_slowpath": 0xFFFFFFFF81001A40,  # newest: static call trampolines
+    "__SCT__queued_spin_unlock": 0xFFFFFFFF81001A48,
+}
+# Data symbols of the other eras, which share the lock ops' address: pv_ops (6.8; its lock member
+# placed at +0x2e0 here) and pv_ops_lock (newest: wait, kick, vcpu_is_preempted only).
+ERA_DATA_SYMBOLS = {
+    "4.2": {"pv_lock_ops": SYMBOLS["pv_lock_ops"]},
+    "fixed": {"pv_lock_ops": SYMBOLS["pv_lock_ops"]},
+    "6.8": {"pv_ops": SYMBOLS["pv_lock_ops"] - 0x2E0},
+    "newest": {"pv_ops_lock": SYMBOLS["pv_lock_ops"]},
 }
 
 _SYMBOL_AT = {addr: name for name, addr in SYMBOLS.items()}
@@ -247,9 +286,13 @@ class Paravirt:
 
     def __init__(self, native_slowpath: Callable | None, native_unlock: Callable | None, install: Callable,
                  patch_era: str = "fixed", layout: LockOpsLayout = QSPINLOCK_OPS):
-        if patch_era not in ("fixed", "4.2"):
-            raise ValueError(f"patch_era must be 'fixed' or '4.2', got {patch_era!r}")
+        if patch_era not in PATCH_ERAS:
+            raise ValueError(f"patch_era must be one of {', '.join(map(repr, PATCH_ERAS))}, got {patch_era!r}")
+        if layout is TICKETLOCK_OPS and patch_era not in PARAINSTRUCTIONS_ERAS:
+            raise ValueError("the v4.1 ticket lock ops are patched by apply_paravirt: patch_era '4.2' or 'fixed'")
         self.patch_era = patch_era
+        self.symbols = {addr: name for name, addr in SYMBOLS.items() if name != "pv_lock_ops"}
+        self.symbols.update({addr: name for name, addr in ERA_DATA_SYMBOLS[patch_era].items()})
         self.layout = layout
         self._install = install
         self._functions: dict[int, Callable] = {}  # address -> function
@@ -272,12 +315,19 @@ class Paravirt:
             lock.vcpu_is_preempted = self.PV_CALLEE_SAVE("__native_vcpu_is_preempted", native_vcpu_is_preempted)
             self._native_unlock_thunk = lock.queued_spin_unlock.func
             self._native_preempted_thunk = lock.vcpu_is_preempted.func
+            for op in STATIC_CALL_OPS:  # newest: the trampolines the unpatched sites call
+                self.define("__SCT__" + op, self._static_call_trampoline(op))
 
         self.sites: list[paravirt_patch_site] = []
         for name, op, caller, offset, args in layout.sites:
             slot = layout.PARAVIRT_PATCH(op)
             instr = SYMBOLS[caller] + offset
-            original = encoding.call_indirect_abs32(SYMBOLS["pv_lock_ops"] + 8 * slot)
+            if patch_era in PARAINSTRUCTIONS_ERAS:
+                original = encoding.call_indirect_abs32(self.slot_address(op))  # "i" operand: absolute
+            elif patch_era == "newest" and op in STATIC_CALL_OPS:
+                original = encoding.call_rel32(instr, SYMBOLS["__SCT__" + op])  # static_call(op)(...)
+            else:
+                original = encoding.call_indirect_rip(instr, self.slot_address(op))  # "m" operand: RIP-relative
             clobbers = CLBR_RET_REG if op in layout.callee_save else CLBR_ANY
             site = paravirt_patch_site(name, op, caller, instr, slot, len(original), clobbers, args, original)
             self.text_poke_early(site, original)
@@ -303,7 +353,32 @@ class Paravirt:
         except KeyError:
             raise ValueError(f"no function at {addr:#x} in this kernel's text") from None
 
-    symbols = _SYMBOL_AT  # address -> name, for annotating disassembly
+    # ``self.symbols``: address -> name for annotating disassembly, with this era's data symbols
+
+    def slot_address(self, op: str) -> int:
+        """Where the compiled site finds ``op``'s function: its slot in ``pv_lock_ops`` (4.2),
+        ``pv_ops.lock`` (2018 on) or, in the newest tree, ``pv_ops_lock``."""
+        if self.patch_era == "newest":
+            return SYMBOLS["pv_lock_ops"] + 8 * NEWEST_LOCK_OPS.index(op)
+        return SYMBOLS["pv_lock_ops"] + 8 * self.layout.PARAVIRT_PATCH(op)
+
+    def op_name(self, op: str) -> str:
+        """How the kernel of this era names the op a site calls."""
+        if self.patch_era == "newest":
+            return f"static_call({op})" if op in STATIC_CALL_OPS else f"pv_ops_lock.{op}"
+        if self.patch_era == "6.8":
+            return f"pv_ops.lock.{op}"
+        if self.patch_era == "4.2" and self.layout is QSPINLOCK_OPS:
+            return f"pv_lock_ops.{op}"  # the seed's separate struct pv_lock_ops pv_lock_ops
+        return f"{self.layout.prefix}{op}"  # pv_ops.lock since 4.20 (5c83511bdb98); 4.19 still had pv_lock_ops
+
+    def _static_call_trampoline(self, op: str) -> Callable:
+        """``__SCT__<op>``: the static call's trampoline, a jump to its current target (newest)."""
+        def trampoline(*args):
+            return (yield from self.get_call_destination(self.layout.PARAVIRT_PATCH(op))(*args))
+
+        trampoline.__name__ = trampoline.__qualname__ = "__SCT__" + op
+        return trampoline
 
     def PV_CALLEE_SAVE(self, name: str, func: Callable, cycles: int = costs.CALLEE_SAVE_THUNK) -> paravirt_callee_save:
         """``PV_CALLEE_SAVE(func)``: a slot value holding ``__raw_callee_save_<name>``."""
@@ -364,6 +439,57 @@ class Paravirt:
             return self.paravirt_patch_insns(buf, len_, encoding.XOR_EAX_EAX)
         return self.paravirt_patch_default(type_, clobbers, buf, addr, len_)
 
+    def patch_at_boot(self) -> None:
+        """Rewrite the sites the way this era's kernel does at boot (see the module docstring)."""
+        if self.patch_era in PARAINSTRUCTIONS_ERAS:
+            self.apply_paravirt()
+            return
+        if self.noreplace_paravirt:
+            raise ValueError(f"noreplace-paravirt does not exist in patch_era {self.patch_era!r} (alternatives "
+                             "are always applied)")
+        if self.patch_era == "newest":
+            self.static_call_init()
+        self.apply_alternatives()
+
+    def paravirt_set_cap(self) -> frozenset[str]:
+        """``paravirt_set_cap()`` (v6.8 on): the features that keep the call at the custom-code sites."""
+        caps = set()
+        if not self.pv_is_native_spin_unlock():
+            caps.add("X86_FEATURE_PVUNLOCK")
+        if not self.pv_is_native_vcpu_is_preempted():
+            caps.add("X86_FEATURE_VCPUPREEMPT")
+        return frozenset(caps)
+
+    def apply_alternatives(self) -> None:
+        """``apply_alternatives`` on the lock sites (v6.8 on): ``ALT_CALL_ALWAYS`` first -- via
+        ``alt_replace_call``, the direct call of the slot's function, or nothing for a
+        ``nop_func`` slot -- then the ``ALT_NOT`` custom code where its feature is clear, padded with
+        0x90 and passed through ``optimize_nops``."""
+        caps = self.paravirt_set_cap()
+        for site in self.sites:
+            if self.patch_era == "newest" and site.op in STATIC_CALL_OPS:
+                continue  # a static call, not an alternative
+            target = self.get_call_destination(site.instrtype)
+            code = b"" if target is _paravirt_nop else encoding.call_rel32(site.instr, self.address_of(target))
+            if site.op == "queued_spin_unlock" and "X86_FEATURE_PVUNLOCK" not in caps:
+                code = encoding.MOVB_0_RDI  # ALT_NOT(X86_FEATURE_PVUNLOCK)
+            if site.op == "vcpu_is_preempted" and "X86_FEATURE_VCPUPREEMPT" not in caps:
+                code = encoding.XOR_RAX_RAX  # ALT_NOT(X86_FEATURE_VCPUPREEMPT)
+            self._rewrite(site, encoding.optimize_nops(encoding.pad_0x90(code, site.len)))
+
+    def static_call_init(self) -> None:
+        """``static_call_init`` / ``static_call_update`` (newest): each static call site becomes a
+        direct call of the key's current function (5 bytes, ``__static_call_transform``)."""
+        for site in self.sites:
+            if site.op in STATIC_CALL_OPS:
+                target = self.get_call_destination(site.instrtype)
+                self._rewrite(site, encoding.call_rel32(site.instr, self.address_of(target)))
+
+    def _rewrite(self, site: paravirt_patch_site, code: bytes) -> None:
+        ops.BUG_ON(len(code) != site.len, f"{site.where}: patch is not the site's length")
+        site.patched = code != site.original
+        self.text_poke_early(site, code)
+
     def apply_paravirt(self) -> None:
         """``apply_paravirt``: patch every site and install the code translated from its new bytes.
 
@@ -401,8 +527,8 @@ class Paravirt:
                 namespace["_pv_ops"] = self.pv_ops
                 namespace["_indirect_call"] = ops.work(costs.INDIRECT_CALL, ops.WORK_CALL)
                 body += [
-                    f"# {insn.addr:#x}: call *pv_lock_ops+{8 * self.layout.PARAVIRT_PATCH(op)} "
-                    f"({self.layout.prefix}{op}, read now)",
+                    f"# {insn.addr:#x}: call *{disasm.symbolize(insn.operand, self.symbols)} "
+                    f"({self.op_name(op)}, read now)",
                     "yield _indirect_call",
                     f"rax = yield from {callee}({args})",
                 ]
@@ -413,7 +539,7 @@ class Paravirt:
                 namespace[ref] = target
                 namespace["_direct_call"] = ops.work(costs.DIRECT_CALL, ops.WORK_CALL)
                 body += [
-                    f"# {insn.addr:#x}: call {insn.operand:#x} <{_SYMBOL_AT[insn.operand]}>",
+                    f"# {insn.addr:#x}: call {insn.operand:#x} <{self.symbols[insn.operand]}>",
                     "yield _direct_call",
                     f"rax = yield from {ref}({args})",
                 ]
@@ -427,7 +553,7 @@ class Paravirt:
                 ]
                 yields = True
             elif insn.kind == encoding.XOR_EAX:
-                body.append(f"# {insn.addr:#x}: xor %eax,%eax")
+                body.append(f"# {insn.addr:#x}: xor {'%rax,%rax' if insn.length == 3 else '%eax,%eax'}")
                 result = "False"
             # NOPs: no code, no cycles
         if result is not None:
@@ -446,7 +572,7 @@ class Paravirt:
 
     def _slot_at(self, addr: int) -> str:
         index, rem = divmod(addr - SYMBOLS["pv_lock_ops"], 8)
-        ops_ = self.layout.ops
+        ops_ = NEWEST_LOCK_OPS if self.patch_era == "newest" else self.layout.ops
         if rem or not 0 <= index < len(ops_):
             raise ValueError(f"indirect call through {addr:#x}, which is not a pv_lock_ops slot")
         return ops_[index]

@@ -1,6 +1,8 @@
 """The native queued spinlock: include/asm-generic/qspinlock{,_types}.h and kernel/locking/qspinlock.c.
 
-Modern kernel (v4.20 … 6.x) form: bounded wait for a pending->locked hand-over, the
+The form of v5.2 and later -- the lockevent_*() counter names are v5.2's, the MAX_NODES
+fallback v5.1's (d682b596d993); read against v6.8 (shared/reference/fidelity-audit.md, §4) --
+with, as x86 has them: bounded wait for a pending->locked hand-over, the
 pending bit taken with a fetch-or that undoes only its own bit, the MCS queue over four
 per-CPU nodes (task, softirq, hardirq, NMI) with the ``idx >= MAX_NODES`` fallback, and the
 head's claim by one cmpxchg or ``set_locked``.  The x86 ``virt_spin_lock()`` test-and-set
@@ -162,7 +164,10 @@ class QSpinlock:
         self.qnodes: list[list[View]] = mem.alloc_percpu(self.qnode_layout, "qnodes", ncpus, config.max_nodes)
         self.locks: list[View] = []
         bugs = config.bugs
-        self._pending_bound = None if "unbounded-pending-wait" in bugs else config.pending_loops
+        # atomic_cond_read_relaxed(&lock->val, (VAL != _Q_PENDING_VAL) || !cnt--) with cnt starting
+        # at _Q_PENDING_LOOPS: evaluations 1.._Q_PENDING_LOOPS see cnt > 0 and go on, evaluation
+        # _Q_PENDING_LOOPS + 1 sees cnt == 0 and stops, whatever VAL is.  So that many loads.
+        self._pending_bound = None if "unbounded-pending-wait" in bugs else config.pending_loops + 1
         self._pending_after_tail = "pending-after-tail" in bugs
         self._count_after_init = "count-after-init" in bugs
         self._no_max_nodes_fallback = "no-max-nodes-fallback" in bugs
@@ -342,7 +347,8 @@ class QSpinlock:
         q = self.q
         if (yield from self.virt_spin_lock(lock)):
             return
-        # Wait, boundedly, for an in-progress pending->locked hand-over: (0,1,0) -> (0,0,1).
+        # Wait, boundedly, for an in-progress pending->locked hand-over: (0,1,0) -> (0,0,1),
+        # reading the word at most _Q_PENDING_LOOPS + 1 times (see _pending_bound).
         if val == _Q_PENDING_VAL:
             val = yield atomic_cond_read_relaxed(lock.val, _not_pending_handover, self._pending_bound)
         # Any contention (a pending owner or a queue): go queue.

@@ -1,4 +1,9 @@
-"""The paravirt queued spinlock: kernel/locking/qspinlock_paravirt.h, modern form (v4.20 … 6.x).
+"""The paravirt queued spinlock: kernel/locking/qspinlock_paravirt.h as of v5.4 and later.
+
+That is, with pv_wait_early() testing the previous node's state only (since the revert
+89340d0935c9, v5.4; read in v5.10.13 and, by the fidelity audit, v6.8) and the qspinlock.c
+of :mod:`pvspin.kernel.qspinlock` (v5.2+).  v5.2-v5.3, whose pv_wait_early() also asked
+vcpu_is_preempted(), is :class:`~pvspin.kernel.qspinlock_paravirt_52.PvQSpinlock52`.
 
 Waiters halt their vCPU (``pv_wait``) instead of spinning forever, and are kicked
 (``pv_kick``) by the unlocker.  A queue node halts on its own ``state``; the queue head
@@ -83,13 +88,16 @@ PV_HASH_ENTRY = Layout("pv_hash_entry", 16, [("lock", 0, 8), ("node", 8, 8)])
 PV_HE_PER_LINE = CACHE_LINE // PV_HASH_ENTRY.size  # 4 on x86-64
 PV_HE_MIN = 4096 // PV_HASH_ENTRY.size  # PAGE_SIZE / sizeof(entry) = 256
 
-GOLDEN_RATIO_64 = 0x61C8864680B583EB
+GOLDEN_RATIO_64 = 0x61C8864680B583EB  # include/linux/hash.h since v4.7; 4.2 had GOLDEN_RATIO_PRIME_64
 _U64 = (1 << 64) - 1
 
 
-def hash_ptr(addr: int, bits: int) -> int:
-    """hash_ptr() on 64-bit: hash_64(), the golden-ratio multiply keeping the top ``bits`` bits."""
-    return ((addr * GOLDEN_RATIO_64) & _U64) >> (64 - bits)
+def hash_ptr(addr: int, bits: int, multiplier: int = GOLDEN_RATIO_64) -> int:
+    """hash_ptr() on 64-bit: hash_64(), a multiply (mod 2**64) keeping the top ``bits`` bits.
+
+    The multiplier is the kernel's of the modelled version (see ``PvQSpinlock.HASH_MULTIPLIER``).
+    """
+    return ((addr * multiplier) & _U64) >> (64 - bits)
 
 
 def pv_hash_size(ncpus: int) -> int:
@@ -104,7 +112,7 @@ def pv_hash_size(ncpus: int) -> int:
 
 
 class PvQSpinlock(QSpinlock):
-    """pvqspinlock as in modern kernels (v4.20 … 6.x), with hybrid queued/unfair lock stealing.
+    """pvqspinlock as in v5.4 and later kernels, with hybrid queued/unfair lock stealing.
 
     Constructed directly, it binds its own call sites to the PV functions and allocates
     the lock hash, so it works without a kernel build.  Hypervisor calls go through the
@@ -113,6 +121,7 @@ class PvQSpinlock(QSpinlock):
 
     name = "pvqspinlock"
     qnode_layout = PV_NODE
+    HASH_MULTIPLIER = GOLDEN_RATIO_64  # hash_64()'s, which picks the lock hash's bucket
     # and pv-wait-no-latch, the hypervisor's: only code that calls pv_wait() can meet it
     BUGS = QSpinlock.BUGS | {"pv-kick-node-no-barrier", "unhash-without-slow-check", "pv-wait-no-latch"}
     DECLARED = QSpinlock.DECLARED.extend(
@@ -181,7 +190,7 @@ class PvQSpinlock(QSpinlock):
         """for_each_hash_entry(): from the start of the hash's cache line, linearly over the whole table."""
         table = self.pv_lock_hash
         mask = len(table) - 1
-        start = hash_ptr(lock.addr, self.pv_lock_hash_bits) & ~(PV_HE_PER_LINE - 1)
+        start = hash_ptr(lock.addr, self.pv_lock_hash_bits, self.HASH_MULTIPLIER) & ~(PV_HE_PER_LINE - 1)
         for offset in range(len(table)):
             yield table[(start + offset) & mask]
 
@@ -276,6 +285,17 @@ class PvQSpinlock(QSpinlock):
         yield WRITE_ONCE(node.cpu, cpu)
         yield WRITE_ONCE(node.state, vcpu_running)
 
+    def pv_wait_early(self, prev: View) -> GuestCode:
+        """pv_wait_early() as since the revert 89340d0935c9 (v5.4; 5.3.y and 4.19.y by stable):
+        halt early if the previous node's vCPU is not running.  Called only where the kernel's
+        ``(loop & PV_PREV_CHECK_MASK) == 0`` holds."""
+        return (yield READ_ONCE(prev.state)) != vcpu_running
+
+    def vcpu_is_preempted(self, cpu: int) -> GuestCode:
+        """vcpu_is_preempted(cpu): the call site a kernel build rebinds (to the patched site); by
+        default the bare steal-time read."""
+        return (yield ops.vcpu_is_preempted(cpu))
+
     def pv_wait_node(self, node: View, prev: View) -> GuestCode:
         """pv_wait_node(): a non-head waiter spins on ``node->locked``, then halts.
 
@@ -296,7 +316,7 @@ class PvQSpinlock(QSpinlock):
                     break
                 if (yield smp_cond_load_relaxed(node.locked, _nonzero, loop - check_at + 1)):
                     return
-                if (yield READ_ONCE(prev.state)) != vcpu_running:  # pv_wait_early()
+                if (yield from self.pv_wait_early(prev)):
                     wait_early = True
                     break
                 loop = check_at - 1

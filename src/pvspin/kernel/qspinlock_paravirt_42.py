@@ -9,7 +9,9 @@ from ..machine.ops import (
     WARN,
     WRITE_ONCE,
     atomic_read,
+    atomic_try_cmpxchg,
     cmpxchg,
+    cpu_relax,
     lockevent_inc,
     smp_cond_load_relaxed,
     smp_store_mb,
@@ -22,11 +24,16 @@ from .lockevents import LOCK_SLOWPATH, PV_KICK_UNLOCK, PV_WAIT_HEAD, PV_WAIT_NOD
 from .qspinlock import _Q_LOCKED_VAL, QSpinlock, _nonzero, _zero
 from .qspinlock_paravirt import _Q_SLOW_VAL, PvQSpinlock, vcpu_halted, vcpu_running
 
+# include/linux/hash.h of v4.2: hash_64() multiplies by this "prime" (2^63 + 2^61 - 2^57 + 2^54 -
+# 2^51 - 2^18 + 1), with a multiply instruction or, without a fast multiplier, the equivalent
+# shifts and adds.  v4.7 replaced it by GOLDEN_RATIO_64.
+GOLDEN_RATIO_PRIME_64 = 0x9E37FFFFFFFC0001
+
 
 class PvQSpinlock42(PvQSpinlock):
     """pvqspinlock as the seed shipped it: kernel/locking/qspinlock_paravirt.h of Linux v4.2.
 
-    Differences from the modern code (:class:`PvQSpinlock`):
+    Differences from the v5.4+ code (:class:`PvQSpinlock`):
 
     * two vCPU states only (vcpu_running, vcpu_halted);
     * no pending bit and no lock stealing: the PV slow path goes straight to the queue and
@@ -46,14 +53,40 @@ class PvQSpinlock42(PvQSpinlock):
     modern kernels try one cmpxchg and fall back to ``set_locked`` -- without a pending bit
     both take the same transitions.  4.2 had no lock-event counters; this variant emits the
     ones v4.5 added at the corresponding places.
+
+    Also of 4.2: the lock hash's ``hash_64()`` multiplier (:data:`GOLDEN_RATIO_PRIME_64`), and the
+    x86 fallback under the name and in the form the seed's ``asm/qspinlock.h`` has,
+    :meth:`virt_queued_spin_lock`.
     """
 
     name = "pvqspinlock-4.2"
+    HASH_MULTIPLIER = GOLDEN_RATIO_PRIME_64
     DECLARED = PvQSpinlock.DECLARED.extend(locals={
         "PvQSpinlock42.pv_wait_node": {"threshold": PLAIN},
         "PvQSpinlock42.pv_queued_spin_unlock": {"locked": PLAIN, "val": WORD},
+        "PvQSpinlock42.virt_queued_spin_lock": {"_": WORD},
     })
     pv_queued_spin_trylock = QSpinlock.queued_spin_trylock
+
+    def virt_queued_spin_lock(self, lock: View) -> GuestCode:
+        """virt_queued_spin_lock() (arch/x86/include/asm/qspinlock.h as of the seed, v4.2; later
+        renamed virt_spin_lock()): under a hypervisor, a test-and-set lock by cmpxchg alone.
+
+        4.2 gated it on ``static_cpu_has(X86_FEATURE_HYPERVISOR)``, for which
+        ``virt_spin_lock_key`` stands here, and retried ``atomic_cmpxchg(&lock->val, 0,
+        _Q_LOCKED_VAL)`` with ``cpu_relax()`` in between: every retry a locked operation on the
+        line (the read-first loop came with 43b3f02899f7).  Only the native slow path calls it,
+        which a booted pvqspinlock-4.2 never runs, so the loop stays a loop of cmpxchg.
+        """
+        if not self.virt_spin_lock_key or self.config.arch != "x86":
+            return False
+        while True:
+            ok, _ = yield atomic_try_cmpxchg(lock.val, 0, _Q_LOCKED_VAL)  # (0,0,0) -> (0,0,1)
+            if ok:
+                return True
+            yield cpu_relax()
+
+    virt_spin_lock = virt_queued_spin_lock  # where the shared native slow path calls the fallback
 
     def __init__(self, mem: Memory, ncpus: int, config: LockConfig = DEFAULT_CONFIG):
         super().__init__(mem, ncpus, config)

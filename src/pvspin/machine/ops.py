@@ -132,6 +132,7 @@ RMW = "RMW"
 WORK_CS = "cs"  # inside a critical section
 WORK_GUEST = "guest"  # other guest work
 WORK_CALL = "call"  # call-site overhead charged by patched/unpatched pv_ops sites
+WORK_USER = "user"  # in guest user mode (CPL 3): KVM's directed yield skips a vCPU preempted there
 
 
 # --------------------------------------------------------------------------- plain accesses
@@ -316,9 +317,12 @@ Predicate = Callable[[int], bool]
 def smp_cond_load_relaxed(p: Ref, cond: Predicate, bound: int | None = None):
     """Spin until ``cond(*p)`` holds and return the value that satisfied it (``VAL``).
 
-    With ``bound`` the spin gives up after that many loop iterations (``SPIN_THRESHOLD``,
-    ``_Q_PENDING_LOOPS``) and returns the last value read, for which ``cond`` is false:
-    the caller tells a timeout by re-testing the value, as kernel callers do.
+    With ``bound`` the spin evaluates ``cond`` at most ``bound`` times -- ``bound`` loads of
+    ``*p``, the first at once, each later one after a ``cpu_relax()`` -- and then gives up
+    (``SPIN_THRESHOLD``, ``_Q_PENDING_LOOPS``), returning the last value read, for which
+    ``cond`` is false: the caller tells a timeout by re-testing the value, as kernel callers
+    do.  A kernel loop is translated by counting its condition's evaluations: ``for (loop =
+    N; loop; loop--) if (cond) ...`` is ``bound=N``.
     """
     return (COND_LOAD, p, cond, RELAXED, bound)
 

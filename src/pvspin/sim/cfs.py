@@ -119,7 +119,7 @@ class CfsScheduler(HostScheduler):
 
     def yield_to(self, v: VCpu, target: VCpu | None, t: int) -> bool:
         """``yield_to()``: ``target`` becomes the next buddy of *its own* run queue, whose pCPU
-        reschedules, and the spinner's pCPU reschedules with the spinner as skip buddy.
+        reschedules, and the yielder's pCPU (a spinner's, a kicker's) reschedules with it as skip buddy.
 
         CFS honours either buddy only while it is no more than a wake-up granularity ahead of
         the queue's leftmost task (``pick_next_entity``), so a vCPU that has had its share

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .model import Model
 
@@ -105,3 +105,19 @@ class HostConfig(Model):
     costs: Costs = Costs()
     scheduling: Scheduling = Scheduling()
     spurious_wakeup_hz: float = Field(0.0, ge=0, le=1e6, description="rate at which a halted vCPU wakes without a kick")
+    kick_boost: bool | None = Field(
+        None,
+        description="KVM's kick boost (commit 266e85a5ec91, 2019): after KVM_HC_KICK_CPU the kicker yields "
+                    "to the vCPU it kicked if that one is runnable (kvm_sched_yield); default: on for kvm, which "
+                    "has the kick hypercall, off elsewhere")  # fmt: skip
+
+    @model_validator(mode="after")
+    def _kick_boost_needs_the_kick_hypercall(self) -> HostConfig:
+        if self.kick_boost and self.hypervisor != "kvm":
+            raise ValueError(f"kick_boost: the {self.hypervisor} host has no kick hypercall (KVM_HC_KICK_CPU) to boost from")
+        return self
+
+    @property
+    def boosts_kicks(self) -> bool:
+        """Whether the host yields to a kicked vCPU: ``kick_boost``, or by default on a KVM host."""
+        return self.hypervisor == "kvm" if self.kick_boost is None else self.kick_boost

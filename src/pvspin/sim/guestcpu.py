@@ -192,6 +192,16 @@ class GuestCpus:
         else:
             self._issue(v, v.op, t)
 
+    @staticmethod
+    def in_user_mode(v: VCpu) -> bool:
+        """``v``'s guest runs in user mode (CPL 3): its pending operation is user-mode work.
+
+        An interrupt handler's operation is the pending one while it runs, so a vCPU interrupted
+        in user mode is in the kernel until the handler returns.
+        """
+        op = v.op
+        return op is not None and op[0] == _WORK and op[2] == o.WORK_USER
+
     def sched_out(self, v: VCpu, t: int, state: int) -> None:
         """``v`` leaves its pCPU at ``t`` into ``state``: keep what it was doing."""
         if v.spinning:
@@ -453,7 +463,9 @@ class GuestCpus:
         v.spinning = True
         bound = v.op[4]
         if v.spin_budget is None and bound is not None:
-            v.spin_budget = bound * self.spin_iteration
+            # The load that just failed was the first of ``bound`` evaluations; one PAUSE + load
+            # turn for each of the others.
+            v.spin_budget = (bound - 1) * self.spin_iteration
         self._arm_spin(v, t)
 
     def _arm_spin(self, v: VCpu, t: int) -> None:

@@ -17,8 +17,8 @@ Interface (what the hypervisor calls):
 * ``pick_next(pcpu, t)`` — ``__schedule()`` on a pCPU that runs nothing: pick the next vCPU
   (``pick_next_task``) and switch to it, or idle.
 * ``tick(pcpu, t)`` — ``pcpu``'s slice timer fired (``scheduler_tick`` at the slice's end).
-* ``yield_to(v, target, t)`` — ``v`` took a pause-loop exit and KVM asks to boost ``target``
-  (``yield_to()``); True if ``v`` lost its pCPU.
+* ``yield_to(v, target, t)`` — ``v`` took a pause-loop exit, or is in its kick hypercall, and
+  KVM asks to boost ``target`` (``yield_to()``); True if ``v`` lost its pCPU.
 
 Invariants a policy keeps (and may rely on):
 

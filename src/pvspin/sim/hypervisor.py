@@ -13,6 +13,9 @@
   halts if ``*ptr == val``; ``pv_kick(cpu)`` wakes a halted vCPU after the published kick
   latency, or, if it is not halted yet, latches (``pv_unhalted``) so that its next HLT returns
   at once: no kick is lost.  Spurious wake-ups (a host knob) end halts without a kick.
+* **Kick boost** (``kvm_sched_yield`` after ``kvm_pv_kick_cpu_op``, commit 266e85a5ec91): the
+  kicker then asks the host scheduler to ``yield_to()`` the vCPU it kicked, if that one is
+  ``ready`` (runnable, waiting for a pCPU) and the kicker's pCPU has anyone else to run.
 * **Steal time**: ``vcpu_is_preempted(cpu)`` reads the ``preempted`` byte KVM sets when it
   schedules out a vCPU that is still runnable (``kvm_sched_out`` → ``kvm_steal_time_set_preempted``)
   and clears when it schedules it in.
@@ -71,8 +74,10 @@ class Hypervisor:
         self.kick_cost = c.ns(c.kick_hypercall_ns)
         self.kick_wake = c.ns(c.kick_wake_ns)
         self.spurious_hz = host.spurious_wakeup_hz
+        self.kick_boost = host.boosts_kicks
         self.on_wake = self._wake_event  # event callbacks: one bound method each
         self.on_ple = self._ple_event
+        self.on_kick_boost = self._kick_boost_event
         sched.sched_in = self.sched_in
         sched.sched_out = self.sched_out
 
@@ -91,6 +96,8 @@ class Hypervisor:
     def sched_out(self, v: VCpu, t: int, state: int) -> None:
         """``kvm_sched_out``: ``v`` leaves its pCPU at ``t`` into ``state``."""
         v.preempted = state == RUNNABLE  # only a vCPU that still wants to run counts as preempted
+        if v.preempted:  # kvm_arch_vcpu_put(): the guest's CPL as it was preempted
+            v.preempted_in_kernel = not self.guest.in_user_mode(v)
         if v.exit_reason == NO_EXIT and state != DONE and not self.bare_metal:  # a PLE exit says so first
             v.exit_reason = EXIT_HLT if state == HALTED else EXIT_EXTINT
             v.exit_at = t
@@ -154,13 +161,13 @@ class Hypervisor:
             raise SimulationError(f"{v} kicked cpu{cpu}, which does not exist")
         target = guest.vcpus[cpu]
         v.kicks += 1
-        self.exit_in_place(v, EXIT_VMCALL, self.kick_cost)
         # the kernel's qstat bookkeeping around pv_kick(): the hypercall's latency, and the
         # kick time stamped on the target so its pv_wait() can measure the wake-up latency
         kick_start = t - self.kick_cost
         target.kick_time = kick_start
         self.lockevent_add(guest, "pv_latency_kick", self.kick_cost)
-        if self.tracer is not None:
+        boost = self.kick_boost and self._sched_yield_wanted(v, target)
+        if self.tracer is not None and not boost:  # a boosted kick is traced once the yield is decided
             self.tracer.kick(kick_start, t, v, target)
         if target.state == HALTED:
             if not target.waking:
@@ -168,6 +175,50 @@ class Hypervisor:
                 self.loop.at(t - self.kick_cost + self.kick_wake, self.on_wake, target, target.gen)
         else:
             target.kick_latched = True
+        if boost:
+            # the yield comes once the kick's operation is over, so that the guest code stands at its
+            # next operation, which a switch-out keeps in flight as any preemption does
+            self.loop.at(t, self.on_kick_boost, v, target)
+        else:
+            self.exit_in_place(v, EXIT_VMCALL, self.kick_cost)
+
+    def _sched_yield_wanted(self, v: VCpu, target: VCpu) -> bool:
+        """The checks ``kvm_sched_yield(v, target)`` makes before ``kvm_vcpu_yield_to(target)``.
+
+        Modelled on Linux 5.14+ (the host the rest models is 6.x): ``single_task_running()`` -- a
+        kicker alone on its pCPU gives nothing up, and nobody is boosted -- then
+        ``target->ready``, which KVM sets when it schedules a runnable vCPU out or wakes a halted
+        one and clears at sched-in: here ``RUNNABLE``.  A vCPU kicked out of its halt is not
+        ready yet, because its wake-up lands the published kick latency later (``kick_wake``),
+        where KVM's ``kvm_vcpu_kick()`` wakes it at once; so a boost reaches the waiters that are
+        preempted (or woken earlier and still queued), not those the kick wakes.  A kicker never
+        yields to itself: it is running, not ready (KVM's explicit self check, 5.13).
+        """
+        v.guest.directed_yield_attempted += 1  # KVM's stat counts before any check
+        return bool(self.sched.pcpus[v.pcpu].rq) and target.state == RUNNABLE
+
+    def _kick_boost_event(self, v: VCpu, target: VCpu, t: int) -> None:
+        """``kvm_vcpu_yield_to(target)`` inside ``v``'s kick hypercall.
+
+        If the host scheduler takes ``v`` off its pCPU for it, the VMCALL exit lasts until ``v``
+        runs again (KVM's ``yield_to()`` calls ``schedule()`` from the hypercall's handler); else
+        it is the kick's own cost, in place.
+        """
+        guest = v.guest
+        kick_start = t - self.kick_cost
+        yielded = False
+        if v.state == RUNNING and target.state == RUNNABLE:  # else moved by an event of this same cycle
+            v.exit_reason = EXIT_VMCALL  # before yield_to(): the switch-out must not call it a preemption
+            v.exit_at = kick_start
+            yielded = self.sched.yield_to(v, target, t)
+        if yielded:
+            guest.exit_samples[EXIT_VMCALL] += 1
+            guest.kick_yields += 1
+        else:
+            v.exit_reason = NO_EXIT
+            self.exit_in_place(v, EXIT_VMCALL, self.kick_cost)
+        if self.tracer is not None:
+            self.tracer.kick(kick_start, t, v, target, yielded)
 
     def pv_wait_returns(self, v: VCpu, t: int) -> None:
         """A halted ``v`` runs again at ``t``: if a kick woke it, the kernel's pv_wait() counts the latency."""
@@ -204,8 +255,15 @@ class Hypervisor:
         """Pause-loop exit: the spinner traps and KVM tries a directed yield (``kvm_vcpu_on_spin``).
 
         The candidate is the next runnable sibling after the last one boosted, round robin
-        (KVM's ``last_boosted_vcpu``); a halted sibling is skipped.  Whether anybody runs
-        instead of the spinner is the host scheduler's answer to ``yield_to()``.
+        (KVM's ``last_boosted_vcpu``); a halted sibling is skipped, and so is one preempted in
+        guest user mode (``yield_to_kernel_mode``: VMX's ``handle_pause`` passes true, a spinner
+        on a lock is in the kernel, and a vCPU preempted in user mode holds no kernel lock) unless
+        an interrupt waits for it (``kvm_arch_dy_has_pending_interrupt``, with APICv: it may be
+        the IPI the spinner waits on).  Modelled on Linux 6.x's ``kvm_vcpu_on_spin``; not
+        modelled: ``kvm_vcpu_eligible_for_directed_yield``'s alternation for a candidate that is
+        itself in a PLE exit's yield (``dy_eligible``), and trying the next candidate when
+        ``yield_to()`` fails.  Whether anybody runs instead of the spinner is the host
+        scheduler's answer to ``yield_to()``.
         """
         v.exits += 1
         v.ple_exits += 1
@@ -218,7 +276,7 @@ class Hypervisor:
         target = None
         for k in range(1, n + 1):
             u = siblings[(guest.last_boosted + k) % n]
-            if u.state == RUNNABLE:
+            if u.state == RUNNABLE and (u.preempted_in_kernel or not u.preempted or u.irq_pending):
                 target = u
                 break
         if target is not None:

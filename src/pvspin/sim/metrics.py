@@ -123,6 +123,8 @@ def guest_metrics(sim: Simulator, guest: Guest, torture: LockTorture, lock: str,
         "kvm_exits": kvm_exits(sim, guest, ns),
         "steal_ns": [ns(v.acct[T_PREEMPT]) for v in vcpus],
         "waiter_preemptions": guest.waiter_preemptions,
+        "directed_yield_attempted": guest.directed_yield_attempted,
+        "kick_yields": guest.kick_yields,
     }
     if torture.threads:
         metrics |= guest_threads(torture, per_writer)

@@ -27,6 +27,7 @@ LOCK_STYLES = {
     "qspinlock": ("tab:blue", "o"),
     "pvqspinlock": ("tab:green", "s"),
     "pvqspinlock-4.2": ("tab:olive", "D"),
+    "pvqspinlock-5.2": ("tab:cyan", "X"),
     "virt-tas": ("tab:red", "^"),
     "ticket": ("tab:purple", "v"),
     "pvticket": ("tab:brown", "P"),

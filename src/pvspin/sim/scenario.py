@@ -339,6 +339,7 @@ class Run:
         for guest in sim.guests:
             guest.lock_events.clear()
             guest.lock_holder_preemptions = guest.waiter_preemptions = 0
+            guest.directed_yield_attempted = guest.kick_yields = 0
             n = len(guest.exit_samples)
             guest.exit_samples[:], guest.exit_cycles[:] = [0] * n, [0] * n
             guest.exit_min[:], guest.exit_max[:] = [-1] * n, [0] * n

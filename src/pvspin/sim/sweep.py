@@ -60,7 +60,7 @@ NAMED_PARAMS = {
 
 # A lock kind also picks the host that runs it (see pvspin.kernel.build): virt TAS is what a
 # PARAVIRT guest runs on a KVM host without PV_UNHALT; the PV locks need PV_UNHALT.
-LOCK_HOSTS = {"virt-tas": "kvm-nopv", "pvqspinlock": "kvm", "pvqspinlock-4.2": "kvm", "pvticket": "kvm"}
+LOCK_HOSTS = {"virt-tas": "kvm-nopv", "pvqspinlock": "kvm", "pvqspinlock-4.2": "kvm", "pvqspinlock-5.2": "kvm", "pvticket": "kvm"}
 
 # The columns of points.csv after the lock, the parameters and the seed.
 METRICS = (

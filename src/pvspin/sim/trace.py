@@ -156,7 +156,7 @@ class NullTracer:
     def critical_section(self, t: int, v, lock_id, begin: bool) -> None: ...
     def instant(self, t: int, v, name: str, args: dict | None = None) -> None: ...
     def halt(self, t: int, v) -> None: ...
-    def kick(self, start: int, t: int, v, target) -> None: ...
+    def kick(self, start: int, t: int, v, target, yielded: bool = False) -> None: ...
     def exit_begin(self, t: int, v, reason: int, args: dict | None = None) -> None: ...
     def exit_end(self, t: int, v) -> None: ...
     def exit_in_place(self, start: int, end: int, v, reason: int, args: dict | None = None) -> None: ...
@@ -191,7 +191,7 @@ class Tracer(NullTracer):
         self.open_spin: dict[object, tuple[int, str, dict]] = {}  # vcpu -> (start, name, args)
         self.open_pcpu: dict[int, tuple[str, int]] = {}
         self.open_cs: dict[tuple, int] = {}
-        self.open_exit: dict[object, tuple[int, int, dict | None]] = {}  # vcpu -> (reason, start, args)
+        self.open_exit: dict[object, tuple[int, int, dict | None, str]] = {}  # vcpu -> (reason, start, args, flow)
         self.exit_end_at: dict[object, int] = {}  # vcpu -> end of its last exit slice
         # vcpu -> (flow id, whether its start was written): a kick's arrow, ending at the halted
         # vCPU's wake-up, or at the next HLT of one the kick was latched for
@@ -334,13 +334,13 @@ class Tracer(NullTracer):
         if reason == EXIT_HLT and args is None:
             at = where(v)
             args = {"lock": at["lock"], "wait": at["wait"]}
-        self.open_exit[v] = (reason, t, args)
+        self.open_exit[v] = (reason, t, args, "")
 
     def exit_end(self, t: int, v) -> None:
         """VM entry of ``v`` at ``t``: the exit it took is over."""
         opened = self.open_exit.pop(v, None)
         if opened is not None:
-            self._exit_span(v, opened[0], opened[1], t, opened[2])
+            self._exit_span(v, opened[0], opened[1], t, opened[2], opened[3])
 
     def exit_in_place(self, start: int, end: int, v, reason: int, args: dict | None = None) -> None:
         """An exit handled without leaving the pCPU, [start, end]; a HLT consumes a latched kick."""
@@ -352,20 +352,30 @@ class Tracer(NullTracer):
         self.open_exit.pop(v, None)
         self._exit_span(v, reason, start, end, args, flow)
 
-    def kick(self, start: int, t: int, v, target) -> None:
+    def kick(self, start: int, t: int, v, target, yielded: bool = False) -> None:
         """``v``'s pv_kick() hypercall to ``target``, [start, t]: a VMCALL exit, the start of a flow
-        to the target's wake-up (halted) or to the HLT its latched kick makes return at once."""
+        to the target's wake-up (halted) or to the HLT its latched kick makes return at once.
+
+        ``yielded``: the kick's boost took ``v`` off its pCPU, and the exit lasts until its VM entry.
+        """
         halted = target.state == HALTED
         pending = self.wake_flow if halted else self.latch_flow
         args = {"hypercall": "KVM_HC_KICK_CPU", "target": f"{target}", "latched": not halted}
-        if target in pending:  # a wake-up already scheduled (or a kick latched): the arrow is the first kick's
-            self._exit_span(v, EXIT_VMCALL, start, t, args)
-            return
-        # numbered and followed whether or not the window shows it, so that a window is the whole
-        # trace clipped: an arrow's end gets its flow fields only if its start was written
-        self.flows += 1
-        fid = self.flows
-        pending[target] = (fid, self._exit_span(v, EXIT_VMCALL, start, t, args, f',"bind_id":{fid},"flow_out":true'))
+        if yielded:
+            args["yield_to"] = f"{target}"
+        flow = ""
+        if target not in pending:  # else a wake-up already scheduled (or a kick latched): the arrow is the first kick's
+            # numbered and followed whether or not the window shows it, so that a window is the whole
+            # trace clipped: an arrow's end gets its flow fields only if its start was written
+            self.flows += 1
+            flow = f',"bind_id":{self.flows},"flow_out":true'
+        if yielded:  # written at the VM entry; shown if it starts in the window and reaches into it
+            self.open_exit[v] = (EXIT_VMCALL, start, args, flow)
+            shown = start < self.hi and t > self.lo
+        else:
+            shown = self._exit_span(v, EXIT_VMCALL, start, t, args, flow)
+        if flow:
+            pending[target] = (self.flows, shown)
 
     # ------------------------------------------------------------- lock words
     def watch_locks(self, guest, kernel) -> None:
@@ -450,9 +460,9 @@ class Tracer(NullTracer):
                 continue
             pid, tid = self._vcpu_track(v)
             self._span(name, start, t, pid, tid, "spin", args)
-        for v, (reason, start, args) in list(self.open_exit.items()):
+        for v, (reason, start, args, flow) in list(self.open_exit.items()):
             if start <= t:
-                self._exit_span(v, reason, start, t, args)
+                self._exit_span(v, reason, start, t, args, flow)
         for pcpu, (name, start) in list(self.open_pcpu.items()):
             self._span(name, start, t, HOST_PID, HOST_PID * TIDS + pcpu, "pcpu")
         self.open_state.clear()

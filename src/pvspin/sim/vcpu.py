@@ -53,7 +53,7 @@ class VCpu:
         # host scheduler
         "state", "pcpu", "home", "vruntime", "run_since", "since", "acct_since",
         # hypervisor
-        "kick_latched", "waking", "woken", "preempted", "ple_window", "ple_exits", "kick_time", "exits", "kicks",
+        "kick_latched", "waking", "woken", "preempted", "preempted_in_kernel", "ple_window", "ple_exits", "kick_time", "exits", "kicks",
         "halts", "exit_reason", "exit_at",
         # guest CPU
         "gcpu", "op", "step_at", "remaining", "spinning", "spin_deadline", "spin_budget", "spin_since", "cs_depth",
@@ -80,6 +80,7 @@ class VCpu:
         self.waking = False
         self.woken = False
         self.preempted = False
+        self.preempted_in_kernel = False  # vcpu->arch.preempted_in_kernel: meaningful while preempted
         self.ple_window = 0
         self.ple_exits = 0
         self.kick_time: Any = None
@@ -125,6 +126,8 @@ class Guest:
         self.mutex_failures = 0
         self.lock_holder_preemptions = 0
         self.waiter_preemptions = 0  # preempted while spinning in a lock's wait
+        self.directed_yield_attempted = 0  # KVM's stat: kvm_sched_yield() calls (a kick with the boost on)
+        self.kick_yields = 0  # kicks whose boost took the kicker off its pCPU for another vCPU
         # per exit reason: samples, cycles out of guest mode, the shortest and the longest exit
         self.exit_samples = [0] * len(EXIT_REASONS)
         self.exit_cycles = [0] * len(EXIT_REASONS)

@@ -3,7 +3,7 @@
 Each vCPU runs one writer (``lock_torture_writer``): pick one of the ``locks``, take it,
 touch the critical section's shared cache lines, hold it for a drawn time (now and then
 a long hold, as locktorture's ``longdelay`` does to force contention), release it, wait
-a drawn delay, repeat.  Interrupt handlers, if enabled, take a lock of their own one
+a drawn delay (a share of it in user mode, if ``user_fraction`` says so), repeat.  Interrupt handlers, if enabled, take a lock of their own one
 nesting level up, which is what exercises qspinlock's per-CPU MCS nodes 1..3.
 
 With ``nwriters_stress`` above the vCPUs, each vCPU runs several writer threads in turn
@@ -70,6 +70,11 @@ class WorkloadConfig(Model):
     locks: int = Field(1, gt=0, le=65536, description="number of locks; each acquisition picks one at random")
     hold: Distribution = Distribution(kind="exponential", mean_ns=400.0)
     delay: Distribution = Distribution(kind="exponential", mean_ns=2000.0)
+    user_fraction: float = Field(
+        0.0, ge=0, le=1,
+        description="share of each delay a writer spends in guest user mode, where a vCPU preempted is no "
+                    "directed-yield candidate for a kernel-mode spinner (kvm_vcpu_on_spin); 0: all in the "
+                    "kernel, as locktorture's writers, kernel threads, are")  # fmt: skip
     shared_lines: int = Field(
         1, ge=0, description="cache lines of shared data read and written in each critical section"
     )
@@ -156,6 +161,7 @@ class LockTorture:
         rng = random.Random(f"writer:{self.seed}:{cpu}")
         hold = cfg.hold.sampler(rng, self.freq_mhz)
         delay = cfg.delay.sampler(rng, self.freq_mhz)
+        user_fraction = cfg.user_fraction
         kernel = self.kernel
         locks = self.locks
         nlocks = len(locks)
@@ -198,7 +204,14 @@ class LockTorture:
                 wait_total[i] += held - start
                 if held - start > wait_max[i]:
                     wait_max[i] = held - start
-            yield o.work(delay())
+            if user_fraction:  # back to user mode after the unlock, into the kernel again before the next lock
+                cycles = delay()
+                user = int(cycles * user_fraction)
+                yield o.work(user, o.WORK_USER)
+                if cycles > user:
+                    yield o.work(cycles - user)
+            else:
+                yield o.work(delay())
 
     def reset(self) -> None:
         """Forget what the writers counted so far (the warm-up), in place: they hold these lists.
