@@ -3,7 +3,7 @@
     python experiments/shapes.py docs/figures            # markdown report on stdout
 
 Reads ``<dir>/overcommit/summary.json`` (``make -C experiments overcommit``; and the light-contention
-``overcommit-light`` and the ``contention-1x`` / ``tas-delay`` / ``vm-overcommit`` / ``stealing`` sweeps when
+``overcommit-light`` and the ``contention-1x`` / ``tas-delay`` / ``vm-overcommit`` / ``stealing`` / ``kbuild`` sweeps when
 present) and states, for each shape, the criterion as written in the issue, the measured numbers
 (means over seeds), and whether it holds.  The thresholds below are the issue's words made literal; nothing here is tuned.
 """
@@ -172,6 +172,23 @@ def stealing_table(summary_path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def kbuild_table(summary_path: Path) -> str:
+    """Build completion time per lock against vCPUs and pCPUs, and its ratios to the 1x builds."""
+    entries = json.loads(summary_path.read_text())["aggregate"]
+    done = {(e["lock"], e["vcpus"], e["pcpus"]): e for e in entries}
+    time = lambda lock, v, p: (done.get((lock, v, p)) or {}).get("completion_ms", {}).get("mean")  # noqa: E731
+    lines = [f"Kernel-build-like completion time (`{summary_path}`; ms, mean over seeds):", "",
+             "| lock | 32 on 32 | 48 on 32 | 64 on 32 | 48 on 48 | 64 on 64 | 48 on 32 ÷ 32 on 32 | "
+             "48 on 32 ÷ 48 on 48 | 64 on 32 ÷ 64 on 64 |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for lock in sorted({k[0] for k in done}):
+        cells = [time(lock, v, p) for v, p in ((32, 32), (48, 32), (64, 32), (48, 48), (64, 64))]
+        ms = ["not complete" if c is None else f"{c:.1f}" for c in cells]
+        ratio = lambda a, b: "-" if a is None or b is None else f"{a / b:.2f}"  # noqa: E731
+        lines.append(f"| {lock} | {' | '.join(ms)} | {ratio(cells[1], cells[0])} | {ratio(cells[1], cells[3])} | "
+                     f"{ratio(cells[2], cells[4])} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 EXTRA_TABLES = {
     "contention-1x": contention_table,
     "tas-delay": lambda path: fairness_table(path, "Test-and-set fairness against how soon the releaser comes back"),
@@ -179,6 +196,7 @@ EXTRA_TABLES = {
         path, "Fairness with the overcommit coming from a CPU-hog VM (4 lock vCPUs + hog_vcpus on 4 pCPUs)"
     ),
     "stealing": stealing_table,
+    "kbuild": kbuild_table,
 }
 
 

@@ -131,3 +131,15 @@ def test_the_stealing_table_gives_the_share_of_acquisitions_taken_by_stealing(tm
     lines = shapes.stealing_table(path).splitlines()
     assert "| pvqspinlock | 1.25x | 500,000 | 25.0% | 1.50 | 0 |" in lines
     assert "| virt-tas | 1.25x | 600,000 | - | inf | 3 |" in lines  # no queue to steal from; a vCPU starved
+
+
+def test_the_kbuild_table_divides_the_overcommitted_builds_by_the_1x_ones(tmp_path):
+    stat = lambda x: {"mean": x, "std": 0.0, "min": x, "max": x}  # noqa: E731
+    times = {(32, 32): 28.0, (48, 32): 42.0, (64, 32): 56.0, (48, 48): 28.0, (64, 64): 28.0}
+    rows = [{"lock": "qspinlock", "vcpus": v, "pcpus": p, "completion_ms": stat(t)} for (v, p), t in times.items()]
+    rows.append({"lock": "pvticket", "vcpus": 32, "pcpus": 32, "completion_ms": stat(28.0)})  # the rest never finished
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({"aggregate": rows}))
+    lines = shapes.kbuild_table(path).splitlines()
+    assert "| qspinlock | 28.0 | 42.0 | 56.0 | 28.0 | 28.0 | 1.50 | 1.50 | 2.00 |" in lines
+    assert "| pvticket | 28.0 | not complete | not complete | not complete | not complete | - | - | - |" in lines

@@ -186,3 +186,15 @@ def test_a_changed_simulator_invalidates_finished_points(monkeypatch):
     monkeypatch.setattr(sweeper, "code_version", lambda: "another-engine")
     after = {p.key for p in tiny_sweep().points()}
     assert before.isdisjoint(after)
+
+
+def test_a_build_s_completion_time_is_a_column_and_null_for_a_locktorture_run(tmp_path):
+    build = {"host": {"pcpus": 2}, "duration_ms": 50,
+             "guests": [{"vcpus": 2, "workload": {"kind": "kbuild", "kbuild": {"tasks": 8, "compute_us": 50}}}]}
+    summary = run_sweep(build_sweep(["vcpus=2,3"], "qspinlock", 1, overrides=build), tmp_path, jobs=1, log=quiet)
+    times = {e["vcpus"]: e["completion_ms"]["mean"] for e in summary["aggregate"]}
+    assert set(times) == {2, 3} and all(0 < t < 50 for t in times.values())
+    rows = list(csv.DictReader((tmp_path / "points.csv").open()))
+    assert [float(r["completion_ms"]) for r in rows] == [times[int(r["vcpus"])] for r in rows]
+    plain = run_sweep(tiny_sweep(seeds=1), tmp_path / "plain", jobs=1, log=quiet)
+    assert all("completion_ms" not in e for e in plain["aggregate"])  # no build: null, left out of the stats

@@ -86,13 +86,15 @@ METRICS = (
     "share_hypervisor",
     "share_idle",
     "guest_operations",
+    "completion_ms",
     *LOCK_EVENTS,
 )
 
 
-# Metrics that may be null: the spread when a vCPU never got the lock, latencies with no acquisition.
+# Metrics that may be null: the spread when a vCPU never got the lock, latencies with no acquisition,
+# a build's completion time when the run is no build (or the build did not finish).
 NULLABLE = frozenset({"fairness_max_over_min", "latency_p50_ns", "latency_p99_ns", "latency_p99.9_ns",
-                      "latency_max_ns", "jain_index"})
+                      "latency_max_ns", "jain_index", "completion_ms"})
 
 
 @dataclass(frozen=True)
@@ -331,6 +333,7 @@ def measure(scenario_json: str) -> dict:
         "fail": g["fail"],
         "warnings": g["warnings"],
         "guest_operations": host["guest_operations"],
+        "completion_ms": (g.get("kbuild") or {}).get("completion_ms"),
     }
     for name, share in host["pcpu_time_share"].items():
         row[f"share_{name}"] = share
