@@ -3,7 +3,7 @@
     python experiments/shapes.py docs/figures            # markdown report on stdout
 
 Reads ``<dir>/overcommit/summary.json`` (``make -C experiments overcommit``; and the light-contention
-``overcommit-light`` and the ``contention-1x`` / ``tas-delay`` / ``vm-overcommit`` / ``stealing`` / ``kbuild`` sweeps when
+``overcommit-light`` and the ``contention-1x`` / ``tas-delay`` / ``vm-overcommit`` / ``stealing`` / ``kbuild`` / ``kick-boost`` sweeps when
 present) and states, for each shape, the criterion as written in the issue, the measured numbers
 (means over seeds), and whether it holds.  The thresholds below are the issue's words made literal; nothing here is tuned.
 """
@@ -189,6 +189,23 @@ def kbuild_table(summary_path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def kick_boost_table(summary_path: Path) -> str:
+    """Throughput and fairness with KVM's kick boost off and on, per host size."""
+    entries = json.loads(summary_path.read_text())["aggregate"]
+    at = {(e["lock"], e["pcpus"], e["host.kick_boost"]): e for e in entries}
+    mean = lambda e, m: e[m]["mean"] if e.get(m) else None  # noqa: E731
+    lines = [f"KVM's kick boost off and on (`{summary_path}`; means over seeds):", "",
+             "| lock | pCPUs | acq/s, off | acq/s, on | on ÷ off | max ÷ min, off / on | kicks, off / on |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for lock, pcpus in sorted({(k[0], k[1]) for k in at}, key=lambda k: (k[0], -k[1])):
+        off, on = at[(lock, pcpus, 0)], at[(lock, pcpus, 1)]
+        spread = lambda e: "inf" if mean(e, "fairness_max_over_min") is None else f"{mean(e, 'fairness_max_over_min'):.2f}"  # noqa: E731
+        lines.append(f"| {lock} | {pcpus:g} | {mean(off, 'throughput'):,.0f} | {mean(on, 'throughput'):,.0f} | "
+                     f"{mean(on, 'throughput') / mean(off, 'throughput'):.3f} | {spread(off)} / {spread(on)} | "
+                     f"{mean(off, 'kicks'):,.0f} / {mean(on, 'kicks'):,.0f} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 EXTRA_TABLES = {
     "contention-1x": contention_table,
     "tas-delay": lambda path: fairness_table(path, "Test-and-set fairness against how soon the releaser comes back"),
@@ -197,6 +214,7 @@ EXTRA_TABLES = {
     ),
     "stealing": stealing_table,
     "kbuild": kbuild_table,
+    "kick-boost": kick_boost_table,
 }
 
 
