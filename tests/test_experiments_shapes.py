@@ -143,3 +143,15 @@ def test_the_kbuild_table_divides_the_overcommitted_builds_by_the_1x_ones(tmp_pa
     lines = shapes.kbuild_table(path).splitlines()
     assert "| qspinlock | 28.0 | 42.0 | 56.0 | 28.0 | 28.0 | 1.50 | 1.50 | 2.00 |" in lines
     assert "| pvticket | 28.0 | not complete | not complete | not complete | not complete | - | - | - |" in lines
+
+
+def test_the_kick_boost_table_sets_each_host_s_boosted_run_beside_its_plain_one(tmp_path):
+    stat = lambda x: {"mean": x, "std": 0.0, "min": x, "max": x}  # noqa: E731
+    rows = [{"lock": "pvqspinlock", "pcpus": p, "host.kick_boost": b, "throughput": stat(t),
+             "fairness_max_over_min": stat(1.5), "kicks": stat(100)}
+            for p, b, t in [(6, 0, 600.0), (6, 1, 660.0), (12, 0, 500.0), (12, 1, 500.0)]]  # fmt: skip
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({"aggregate": rows}))
+    lines = shapes.kick_boost_table(path).splitlines()
+    assert lines.index("| pvqspinlock | 12 | 500 | 500 | 1.000 | 1.50 / 1.50 | 100 / 100 |") < \
+        lines.index("| pvqspinlock | 6 | 600 | 660 | 1.100 | 1.50 / 1.50 | 100 / 100 |")  # the biggest host first
