@@ -315,7 +315,8 @@ def boot_kernel(
 
     guest.name = _running_lock(guest)
     if lock is not None and lock != guest.name:
-        raise ValueError(f"lock {lock!r} needs {_LOCK_NEEDS[lock]}: this build runs {guest.name!r}")
+        raise ValueError(f"lock {lock!r} needs {_LOCK_NEEDS[lock]}: this build runs {guest.name!r} "
+                         f"(kernel={kernel!r} on host {host!r})")
     return guest
 
 
