@@ -140,6 +140,12 @@ def contention_table(summary_path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _spread(entry: dict) -> str:
+    """An entry's max ÷ min per vCPU, mean over seeds; inf when no seed had every vCPU take the lock."""
+    spread = entry.get("fairness_max_over_min")
+    return "inf" if spread is None else format(spread["mean"], ".2f")
+
+
 def fairness_table(summary_path: Path, title: str) -> str:
     """Shape 4 in detail: per-vCPU max ÷ min for every lock and point of a sweep."""
     summary = json.loads(summary_path.read_text())
@@ -149,10 +155,9 @@ def fairness_table(summary_path: Path, title: str) -> str:
              f"| lock | {' | '.join(params)} | acq/s | max ÷ min (mean over seeds) | seeds with a starved vCPU |",
              "|---|" + "---|" * (len(params) + 3)]  # fmt: skip
     for e in sorted(entries, key=lambda e: (e["lock"], *(e[p] for p in params))):
-        spread = e.get("fairness_max_over_min")
         cells = " | ".join(f"{e[p]:g}x" if p == "overcommit" else f"{e[p]:g}" for p in params)
         lines.append(f"| {e['lock']} | {cells} | {e['throughput']['mean']:,.0f} | "
-                     f"{'inf' if spread is None else format(spread['mean'], '.2f')} | {e['starved_seeds']} |")  # fmt: skip
+                     f"{_spread(e)} | {e['starved_seeds']} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -166,9 +171,8 @@ def stealing_table(summary_path: Path) -> str:
         stealing = e.get("pv_lock_stealing")
         share = "-" if stealing is None or e["lock"] == "virt-tas" else \
             f"{stealing['mean'] / max(1, e['acquisitions']['mean']):.1%}"
-        spread = e.get("fairness_max_over_min")
         lines.append(f"| {e['lock']} | {e['overcommit']:g}x | {e['throughput']['mean']:,.0f} | {share} | "
-                     f"{'inf' if spread is None else format(spread['mean'], '.2f')} | {e['starved_seeds']} |")  # fmt: skip
+                     f"{_spread(e)} | {e['starved_seeds']} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -199,9 +203,8 @@ def kick_boost_table(summary_path: Path) -> str:
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for lock, pcpus in sorted({(k[0], k[1]) for k in at}, key=lambda k: (k[0], -k[1])):
         off, on = at[(lock, pcpus, 0)], at[(lock, pcpus, 1)]
-        spread = lambda e: "inf" if mean(e, "fairness_max_over_min") is None else f"{mean(e, 'fairness_max_over_min'):.2f}"  # noqa: E731
         lines.append(f"| {lock} | {pcpus:g} | {mean(off, 'throughput'):,.0f} | {mean(on, 'throughput'):,.0f} | "
-                     f"{mean(on, 'throughput') / mean(off, 'throughput'):.3f} | {spread(off)} / {spread(on)} | "
+                     f"{mean(on, 'throughput') / mean(off, 'throughput'):.3f} | {_spread(off)} / {_spread(on)} | "
                      f"{mean(off, 'kicks'):,.0f} / {mean(on, 'kicks'):,.0f} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
