@@ -38,8 +38,11 @@ class GuestCrash(Exception):
 
 
 _PACKAGE = Path(__file__).resolve().parent.parent
-# Driver code: exceptions raised only there are the driver's (kernel/ is guest code).
-_DRIVER_DIRS = tuple(f"{_PACKAGE / pkg}{os.sep}" for pkg in ("machine", "check", "sim", "litmus", "x86"))
+# Driver code is the whole package but kernel/ (guest code): the checkers and the simulator, and
+# what calls them (the CLI, the worker pools of pvspin.parallel); exceptions raised only there are
+# the driver's.
+_PACKAGE_DIR = f"{_PACKAGE}{os.sep}"
+_KERNEL_DIR = f"{_PACKAGE / 'kernel'}{os.sep}"
 LIBRARY_DIRS = tuple({sysconfig.get_paths()[k] + os.sep for k in ("stdlib", "platstdlib", "purelib", "platlib")})
 # The drivers' own guest code: the checker's harness, locktorture, the CPU hogs.
 _GUEST_MODULES = frozenset(str(_PACKAGE / m) for m in ("check/harness.py", "sim/workload.py", "sim/scenario.py"))
@@ -48,9 +51,9 @@ _GUEST_MODULES = frozenset(str(_PACKAGE / m) for m in ("check/harness.py", "sim/
 def is_guest(code) -> bool:
     """Whether a code object is guest code (see the module docstring)."""
     file = code.co_filename
-    if file in _GUEST_MODULES:
+    if file in _GUEST_MODULES or file.startswith(_KERNEL_DIR):
         return True
-    return not file.startswith(_DRIVER_DIRS + LIBRARY_DIRS) and not file.startswith("<frozen")
+    return not file.startswith((_PACKAGE_DIR, "<frozen") + LIBRARY_DIRS)
 
 
 def _place(code, line: int | None) -> str:
