@@ -34,6 +34,7 @@ search; what it had sent to others arrives again and is recognised as visited.  
 
 from __future__ import annotations
 
+import gc
 import pickle
 import time
 import zlib
@@ -102,6 +103,10 @@ class Partition:
                         violation = (*violation, self.path(h))
                     continue
                 violation = self._advance(out)
+        # What a worker keeps (its states' origins, their facts, the edges) only grows and holds no
+        # cycles: out of the collector's sight, a full collection no longer rescans all of it
+        # (qspinlock 3 x 3: 54 full collections had cost a fifth of a worker's time)
+        gc.freeze()
         counts = (self.states, self.transitions, self.leaves)
         return {j: pack(recs) for j, recs in out.items()}, bool(self.stack or self.inbox), counts, violation
 
