@@ -213,21 +213,27 @@ class Workers:
         return self.handles[i].submit(_call, method, args)
 
     def restart(self, i: int) -> None:
-        self._stop(i)
+        self._stop(i, wait=False)  # its process is dead: nothing to wait for
         self.handles[i] = self._start(i)
 
-    def _stop(self, i: int) -> None:
+    def _stop(self, i: int, wait: bool) -> None:
         if self.ray is not None:
             try:
                 self.ray.kill(self.handles[i])
             except Exception:  # noqa: BLE001 -- already gone with its node: nothing to stop
                 pass
         else:
-            self.handles[i].shutdown(wait=False, cancel_futures=True)
+            self.handles[i].shutdown(wait=wait, cancel_futures=not wait)  # a worker runs one call at a time
 
     def shutdown(self) -> None:
+        """Stop every worker, waiting for each to exit (at most the call it is running).
+
+        A live pool shut down without waiting can lose its manager thread to a closed handle
+        (CPython gh-94440) before the worker is told to exit; the interpreter's exit then
+        waits for that worker forever (a ``check --jobs 2`` once hung so after its verdict).
+        """
         for i in range(self.n):
-            self._stop(i)
+            self._stop(i, wait=True)
 
 
 _instance = None  # in a local worker process: its Workers instance
