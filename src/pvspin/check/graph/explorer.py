@@ -49,6 +49,7 @@ reduction, which would take threads in a canonical numbering) the search missed 
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
 from collections.abc import Callable
@@ -142,6 +143,7 @@ _CHOICE_OPS = frozenset({o.STORE_EX, o.VCPU_IS_PREEMPTED})
 _CHOICE = ("choice",)
 _NEXT = object()  # a replay's next operation is still to be asked of the generator
 REPLAY_CACHE = 1 << 16  # thread replays remembered (children share the threads they do not change)
+FREEZE_EVERY = 20_000  # graphs visited between two gc.freeze() calls (see Explorer.run)
 
 
 def op_sig(op: tuple) -> tuple:
@@ -189,12 +191,21 @@ class Explorer:
         next_report = started + self.progress_every
         seen = set() if seen is None else seen
         stack = [self.root()] if start is None else start[::-1]
+        freeze_at = FREEZE_EVERY
         try:
             while stack:
                 children = self._visit(stack.pop(), seen, result)
                 if children is None:
                     break
                 stack.extend(reversed(children))
+                freeze_at -= 1
+                if not freeze_at:
+                    # The search's graphs are freed by their reference counts (it makes almost no
+                    # cyclic garbage, and what it makes dies young): out of the collector's
+                    # sight, the waiting graphs are not rescanned by every full collection
+                    # (qspinlock 3 x 1 under armv8: 23.5-25 s against 31.6, the same 313 MB)
+                    gc.freeze()
+                    freeze_at = FREEZE_EVERY
                 if self.max_graphs is not None and result.graphs >= self.max_graphs:
                     result.verdict, result.note = "incomplete", f"stopped at the graph limit ({self.max_graphs})"
                     break
