@@ -17,7 +17,7 @@ import argparse
 from collections import Counter
 
 from pvspin.check import partitioned
-from pvspin.check.runner import CheckOptions
+from pvspin.check.runner import CheckOptions, build_world
 
 
 class Tally(partitioned.Partition):
@@ -53,8 +53,6 @@ def main() -> None:
     a = parser.parse_args()
     opts = CheckOptions(lock=a.lock, cpus=a.cpus, acquisitions=a.acquisitions)
     tally = Tally(opts)
-    from pvspin.check.runner import build_world
-
     world = build_world(opts)
     tally.step([partitioned.pack([([], world.export_state(), None, None)])])
     while tally.stack or tally.inbox:
@@ -72,6 +70,7 @@ def main() -> None:
         # the largest worker's time, in states' work: its share, and its share of the crossings' cost
         estimate = 1 / (largest * (1 + crossings / states * a.crossing_cost))
         print(f"{n:7d}  {largest:13.1%}  {crossings / tally.transitions:9.1%}  {1 / largest:14.2f}  {estimate:8.2f}")
+
 
 if __name__ == "__main__":
     main()

@@ -203,7 +203,7 @@ class Explorer:
                     # The search's graphs are freed by their reference counts (it makes almost no
                     # cyclic garbage, and what it makes dies young): out of the collector's
                     # sight, the waiting graphs are not rescanned by every full collection
-                    # (qspinlock 3 x 1 under armv8: 23.5-25 s against 31.6, the same 313 MB)
+                    # (qspinlock 3 x 1 under armv8: 22.8 s of CPU against 31.6, the same 312 MB peak)
                     gc.freeze()
                     freeze_at = FREEZE_EVERY
                 if self.max_graphs is not None and result.graphs >= self.max_graphs:
