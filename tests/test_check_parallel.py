@@ -49,6 +49,39 @@ def test_a_state_travels_as_plain_values_and_comes_back_the_same():
             assert (world.key(), world.state_place()) == (key, placed)
 
 
+def test_a_state_received_again_takes_its_contexts_from_memory_and_moves_as_the_original():
+    """A context seen on an earlier import is not replayed (World.import_state); its generator is
+    rebuilt when it moves, and every move leads where it led from the state first exported."""
+    opts = CheckOptions(lock="pvqspinlock", cpus=3, acquisitions=1)
+    world = build_world(opts)
+    rng = random.Random(2)
+    walk = []
+    while (moves := world.enabled()) and len(walk) < 30:
+        snap, state = world.snapshot(), world.export_state()
+        after = {}
+        for move in moves:
+            world.restore(snap)
+            world.execute(move)
+            after[move] = world.key()
+        walk.append((state, after))
+        world.restore(snap)
+        world.execute(rng.choice(moves))
+    built = []  # the generators the receiving world starts
+    program = world.setup.program
+    world.setup.program = lambda p: built.append(p) or program(p)
+    rounds = []
+    for state, after in walk + walk:  # the second time round, every context is known
+        for move, key in after.items():
+            world.import_state(state)
+            world.execute(move)
+            assert world.key() == key
+        rounds.append(len(built))
+        built.clear()
+    first, second = rounds[:len(walk)], rounds[len(walk):]
+    assert second == [len(after) for _, after in walk]  # one rebuild per move: the context that moves
+    assert sum(first) > sum(second)
+
+
 @pytest.mark.parametrize("opts", [
     CheckOptions(lock="qspinlock", cpus=3, acquisitions=1),
     CheckOptions(lock="qspinlock", cpus=2, acquisitions=2, memory_model="tso"),

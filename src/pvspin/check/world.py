@@ -56,6 +56,7 @@ KIND_NAMES = ("step", "alt", "flush", "irq", "spurious", "crash")
 STORE_BUFFER_SIZE = 4
 
 ORBIT_MEMO = 1 << 20  # concrete states whose orbit key is remembered (World.state_id)
+IMPORT_MEMO = 1 << 16  # contexts whose pending operation and key are remembered (World.import_state)
 
 SC = "sc"
 TSO = "tso"
@@ -259,6 +260,7 @@ class World:
         self.owner_fields = self.symmetry.owner_fields if self.symmetry is not None else {}
         self.owners_set = 0
         self._orbits: dict[int, tuple] = {}  # concrete key hash -> (orbit key hash, renaming, place)
+        self._imported: dict[tuple, tuple] = {}  # (level, program, results) -> (pending op, key), see import_state
         self._place = 0  # the place of the state last given a state_id (under full symmetry)
         self._ample = Ample(self)
 
@@ -692,7 +694,13 @@ class World:
                 self.spurious_budget, self.irqs_taken)
 
     def import_state(self, state: tuple) -> None:
-        """Take the state :meth:`export_state` gave (in this process or another)."""
+        """Take the state :meth:`export_state` gave (in this process or another).
+
+        A context's pending operation and key are a function of its program and the results
+        sent to it; one seen before is taken as it was (its generator rebuilt when it next
+        moves, as after :meth:`restore`), so that a state received from another worker costs
+        a replay only for the contexts that moved since.
+        """
         (self.unmoved, self.owners_set, data, buffers, ctxs, k, halted, latched, irqs, holders, self.spurious_budget,
          self.irqs_taken) = state
         self.data[:] = data
@@ -702,16 +710,26 @@ class World:
         self.latched = list(latched)
         self.irqs_enabled = list(irqs)
         self.holders = dict(holders)
+        memo = self._imported
         for cpu, saved in enumerate(ctxs):
             live = []
-            for level, program, results in saved:
+            for entry in saved:
+                level, program, results = entry
                 ctx = Ctx(level, program)
-                ctx.gen = self.setup.program(program)
-                op = ctx.gen.send(None)
                 for r in results:
-                    op = ctx.gen.send(r)
                     ctx.hist = (ctx.hist, r)
-                self._pending(ctx, op)
+                known = memo.get(entry)
+                if known is None:
+                    gen = ctx.gen = self.setup.program(program)
+                    op = gen.send(None)
+                    for r in results:
+                        op = gen.send(r)
+                    self._pending(ctx, op)
+                    if len(memo) >= IMPORT_MEMO:
+                        memo.clear()
+                    memo[entry] = (ctx.op, ctx.key)
+                else:
+                    ctx.op, ctx.key = known
                 live.append(ctx)
             self.ctxs[cpu] = live
             self._refresh_key(cpu)
