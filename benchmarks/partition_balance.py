@@ -1,11 +1,11 @@
 """What the partitioned check (``pvspin check --jobs N``) can gain beyond this machine's 2 cores.
 
-The exhaustive search gives each state to the worker ``acquisitions completed mod N`` picks
-(pvspin.check.partitioned.owner_of).  This runs the search once, in one process, counts the
-states of each place and the moves that change place (each one a state sent to another
-worker), and prints, for N workers, the share of the largest worker and the speed-up that
-share allows: an upper bound, which assumes that the workers never wait for one another and
-that a crossing costs nothing.  ``--crossing-cost`` (how many states' work one crossing costs,
+The exhaustive search gives each state to the worker its place picks (World.state_place,
+pvspin.check.partitioned.owner_of).  This runs the search once, in one process, counts the
+states of each place and the moves between places, and prints, for N workers, the share of
+the largest worker, the moves that cross to another worker (each one a state sent there),
+and the speed-up the share allows: an upper bound, which assumes that the workers never wait
+for one another and that a crossing costs nothing.  ``--crossing-cost`` (how many states' work one crossing costs,
 as measured side by side with bench_parallel.py) turns it into an estimate.
 
     .venv/bin/python benchmarks/partition_balance.py --lock qspinlock --cpus 3 --acquisitions 3
@@ -25,12 +25,12 @@ class Tally(partitioned.Partition):
 
     def __init__(self, opts):
         super().__init__(opts, 0, 1)
-        self.place_of: dict[int, int] = {}  # state -> acquisitions completed
+        self.place_of: dict[int, int] = {}  # state -> its place
         self.by_place: Counter = Counter()
         self.moves: Counter = Counter()  # (place, place) -> moves between them
 
     def _push(self, h, placed, edge=None):
-        place = placed[2] >> 32
+        place = placed[2]
         self.place_of[h] = place  # each own state is pushed once, when it is first met
         self.by_place[place] += 1
         return super()._push(h, placed, edge)
@@ -59,14 +59,15 @@ def main() -> None:
         tally.step([])
     states = sum(tally.by_place.values())
     print(f"{a.lock} {a.cpus} x {a.acquisitions}: {states:,} states, {tally.transitions:,} transitions")
-    print("states by acquisitions completed: " + ", ".join(f"{p}: {n:,}" for p, n in sorted(tally.by_place.items())))
+    print(f"{len(tally.by_place):,} places")
     print("workers  largest share  crossings  speed-up bound  estimate")
     for n in (int(w) for w in a.workers.split(",")):
         shares = Counter()
         for place, count in tally.by_place.items():
-            shares[partitioned.owner_of(place << 32, n)] += count
+            shares[partitioned.owner_of(place, n)] += count
         largest = max(shares.values()) / states
-        crossings = sum(k for (p, q), k in tally.moves.items() if p % n != q % n)
+        owner = partitioned.owner_of
+        crossings = sum(k for (p, q), k in tally.moves.items() if owner(p, n) != owner(q, n))
         # the largest worker's time, in states' work: its share, and its share of the crossings' cost
         estimate = 1 / (largest * (1 + crossings / states * a.crossing_cost))
         print(f"{n:7d}  {largest:13.1%}  {crossings / tally.transitions:9.1%}  {1 / largest:14.2f}  {estimate:8.2f}")

@@ -1,14 +1,18 @@
 """The exhaustive search on several workers: the visited table partitioned by the states' places.
 
-Every state has one *owner*, the worker its place (:meth:`World.state_place`: a CRC-32 of
-its memory, or of its orbit's canonical memory) picks.  A worker explores its own states
-depth-first, as :mod:`pvspin.check.exhaustive` does; a move into another worker's state
-sends that state there, as plain values (:meth:`World.export_state`: memory, flags and the
-results sent to each CPU's code, from which the owner rebuilds the generators) with the
-moves that reach it from the initial state.  Each state is therefore stored, and expanded,
-by one worker only, whatever the number of workers: the search visits exactly the states
-the sequential search would with the same reduction, and, since moves that do not write
-memory keep a state where it is, most moves stay on their worker.
+Every state has one *owner*, the worker its place picks (:meth:`World.state_place`: a CRC-32
+of the acquisitions completed, the counts of halted, kicked and lock-holding CPUs and which
+bytes of the lock words are set, the same for every state of an orbit).  A worker explores
+its own states depth-first, as :mod:`pvspin.check.exhaustive` does; a move into another
+worker's state sends that state there, as plain values (:meth:`World.export_state`: memory,
+flags and the results sent to each CPU's code, from which the owner rebuilds the generators)
+with the moves that reach it from the initial state.  Each state is therefore stored, and
+expanded, by one worker only, whatever the number of workers: the search visits exactly the
+states the sequential search would with the same reduction.  Most moves keep their worker (at
+2 workers, 14-21% cross: ``benchmarks/partition_balance.py``); and since places are spread by
+hash, every worker owns part of every stage of the search, so none waits for another to
+reach its stage (owning whole numbers of acquisitions completed, as an earlier version did,
+left one worker idle for most of a pvqspinlock 3 x 2 run).
 
 Liveness.  Each worker records the edges it explores (into other workers' states by the
 hash it knows them by, which their owner maps to its own); when the search is complete the
@@ -54,8 +58,8 @@ LOCAL = -1  # an edge's target owner when it is the worker's own state
 
 
 def owner_of(place: int, workers: int) -> int:
-    """The worker a place belongs to: by acquisitions completed, which change on one move in a dozen or so."""
-    return (place >> 32) % workers
+    """The worker a place belongs to."""
+    return place % workers
 
 
 def pack(records: list) -> bytes:

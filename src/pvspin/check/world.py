@@ -56,6 +56,7 @@ KIND_NAMES = ("step", "alt", "flush", "irq", "spurious", "crash")
 STORE_BUFFER_SIZE = 4
 
 ORBIT_MEMO = 1 << 20  # concrete states whose orbit key is remembered (World.state_id)
+_NONZERO = bytes([0] + [1] * 255)  # for bytes.translate: each byte set or clear
 IMPORT_MEMO = 1 << 16  # contexts whose pending operation and key are remembered (World.import_state)
 
 SC = "sc"
@@ -259,10 +260,11 @@ class World:
         # per-CPU fields that only ever hold their CPU's number: which ones were written (for the key)
         self.owner_fields = self.symmetry.owner_fields if self.symmetry is not None else {}
         self.owners_set = 0
-        self._orbits: dict[int, tuple] = {}  # concrete key hash -> (orbit key hash, renaming, place)
+        self._orbits: dict[int, tuple] = {}  # concrete key hash -> (orbit key hash, renaming, lock bits)
         self._imported: dict[tuple, tuple] = {}  # (level, program, results) -> (pending op, key), see import_state
-        self._place = 0  # the place of the state last given a state_id (under full symmetry)
+        self._place = b""  # the lock bits of the orbit last given a state_id (under full symmetry)
         self._ample = Ample(self)
+        self._locks = [(v.addr, v.addr + v.layout.size) for v in getattr(setup, "views", ())]
 
     # ----------------------------------------------------------------- programs
     def _start_task(self, cpu: int) -> None:
@@ -643,7 +645,7 @@ class World:
         known = self._orbits.get(h)
         if known is None:
             key, renaming = self.symmetry.canonical()
-            known = (hash(key), renaming, self._crc_shared(key[0], self.first_object))
+            known = (hash(key), renaming, self._lock_bits(key[0], self.first_object))
             if len(self._orbits) >= ORBIT_MEMO:
                 self._orbits.clear()
             self._orbits[h] = known
@@ -651,26 +653,25 @@ class World:
         return known[0], known[1]
 
     def state_place(self) -> tuple[int, tuple | None, int]:
-        """:meth:`state_id`, and the state's *place*, the same in every process: ``acquisitions << 32 | crc``.
+        """:meth:`state_id`, and the state's *place*, the same in every process and for every state of an orbit.
 
-        ``acquisitions``: how many the CPUs completed together; ``crc``: a CRC-32 of the shared
-        memory (outside per-CPU objects: the lock words, the PV hash table, the critical
-        sections' data), under full symmetry of the orbit's canonical memory, so that every
-        state of an orbit has one place.  (The state's hash is not: it mixes in objects hashed by identity and
-        strings hashed with the process's own seed.)  The parallel search partitions states
-        by place (:mod:`pvspin.check.partitioned`).
+        The place is a CRC-32 of what changes on few moves: the acquisitions each CPU completed
+        (sorted), how many CPUs are halted, have a kick latched, hold a lock, and which bytes
+        of the lock objects are set (the lock word's ``(tail, pending, locked)`` each reduced to
+        set or clear), read from the orbit's canonical memory under full symmetry.  (The
+        state's hash is not the same in every process: it mixes in objects hashed by identity
+        and strings hashed with the process's own seed.)  The parallel search partitions
+        states by place (:mod:`pvspin.check.partitioned`).
         """
         h, renaming = self.state_id()
-        crc = self._crc_shared(self.data, 0) if self.symmetry is None else self._place
-        return h, renaming, sum(self.k) << 32 | crc
+        bits = self._lock_bits(self.data, 0) if self.symmetry is None else self._place
+        counts = bytes((sum(1 for x in self.halted if x), sum(self.latched), len(self.holders)))
+        return h, renaming, zlib.crc32(bits, zlib.crc32(counts, zlib.crc32(bytes(sorted(self.k)))))
 
-    def _crc_shared(self, memory, offset: int) -> int:
-        """A CRC-32 of the shared memory (not per-CPU) in ``memory``, which starts at address ``offset``."""
+    def _lock_bits(self, memory, offset: int) -> bytes:
+        """Which bytes of the lock objects in ``memory`` (which starts at address ``offset``) are not zero."""
         view = memoryview(memory)
-        crc = 0
-        for start, end in self._ample.shared:
-            crc = zlib.crc32(view[start - offset:end - offset], crc)
-        return crc
+        return b"".join(view[start - offset:end - offset].tobytes().translate(_NONZERO) for start, end in self._locks)
 
     def export_state(self) -> tuple:
         """The state as plain values, for a world of the same configuration in another process (:meth:`import_state`).
