@@ -5,8 +5,9 @@ pvspin.check.partitioned.owner_of).  This runs the search once, in one process, 
 states of each place and the moves between places, and prints, for N workers, the share of
 the largest worker, the moves that cross to another worker (each one a state sent there),
 and the speed-up the share allows: an upper bound, which assumes that the workers never wait
-for one another and that a crossing costs nothing.  ``--crossing-cost`` (how many states' work one crossing costs,
-as measured side by side with bench_parallel.py) turns it into an estimate.
+for one another and that a crossing costs nothing.  ``--crossing-cost`` (how many states'
+work one crossing costs, as measured side by side with bench_parallel.py) turns it into an
+estimate.
 
     .venv/bin/python benchmarks/partition_balance.py --lock qspinlock --cpus 3 --acquisitions 3
 """
@@ -61,12 +62,12 @@ def main() -> None:
     print(f"{a.lock} {a.cpus} x {a.acquisitions}: {states:,} states, {tally.transitions:,} transitions")
     print(f"{len(tally.by_place):,} places")
     print("workers  largest share  crossings  speed-up bound  estimate")
+    owner = partitioned.owner_of
     for n in (int(w) for w in a.workers.split(",")):
         shares = Counter()
         for place, count in tally.by_place.items():
-            shares[partitioned.owner_of(place, n)] += count
+            shares[owner(place, n)] += count
         largest = max(shares.values()) / states
-        owner = partitioned.owner_of
         crossings = sum(k for (p, q), k in tally.moves.items() if owner(p, n) != owner(q, n))
         # the largest worker's time, in states' work: its share, and its share of the crossings' cost
         estimate = 1 / (largest * (1 + crossings / states * a.crossing_cost))

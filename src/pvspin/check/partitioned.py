@@ -85,7 +85,7 @@ class Partition:
         self.aliases: dict[tuple, int] = {}  # (sender, sender's hash) -> own hash
         self.renamings: dict = {}  # renaming -> its index in the edge arrays
         self.edges = (array("q"), array("q"), array("q"), array("q"))  # source, target, owner, move|flags|renaming
-        self.inbox: dict[int, tuple] = {}  # states received and not yet expanded: (snapshot, the CPUs' live contexts)
+        self.inbox: dict[int, tuple] = {}  # states received and not yet expanded: their snapshots
         self.stack: list[list] = []
         self.world_at = None  # the frame whose state the world is in (no restore needed), if any
         self.states = self.transitions = self.leaves = 0
@@ -100,9 +100,7 @@ class Partition:
         with watchdog.guard():
             while violation is None and (self.stack or self.inbox) and time.perf_counter() < deadline:
                 if not self.stack:
-                    h, (snap, live) = self.inbox.popitem()
-                    # the generators rebuilt on receipt, still where the snapshot has them: kept, not rebuilt again
-                    self.world.ctxs = [list(ctxs) for ctxs in live]
+                    h, snap = self.inbox.popitem()
                     self.world.restore(snap)
                     violation = self._push(h, self.world.state_place())
                     if violation is not None:
@@ -127,7 +125,7 @@ class Partition:
             if h not in self.origin:
                 self.origin[h] = (None, tuple(path))
                 self.states += 1
-                self.inbox[h] = (world.snapshot(), tuple(list(ctxs) for ctxs in world.ctxs))
+                self.inbox[h] = world.snapshot()
 
     def _push(self, h: int, placed: tuple, edge: int | None = None) -> tuple | None:
         """Make the world's current state (own, new) the top of the stack; a terminal one is judged: (property, detail)."""

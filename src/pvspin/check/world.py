@@ -262,7 +262,7 @@ class World:
         self.owners_set = 0
         self._orbits: dict[int, tuple] = {}  # concrete key hash -> (orbit key hash, renaming, lock bits)
         self._imported: dict[tuple, tuple] = {}  # (level, program, results) -> (pending op, key), see import_state
-        self._place = b""  # the lock bits of the orbit last given a state_id (under full symmetry)
+        self._orbit_bits = b""  # the lock bits of the orbit last given a state_id (under full symmetry)
         self._ample = Ample(self)
         self._locks = [(v.addr, v.addr + v.layout.size) for v in getattr(setup, "views", ())]
 
@@ -649,7 +649,7 @@ class World:
             if len(self._orbits) >= ORBIT_MEMO:
                 self._orbits.clear()
             self._orbits[h] = known
-        self._place = known[2]
+        self._orbit_bits = known[2]
         return known[0], known[1]
 
     def state_place(self) -> tuple[int, tuple | None, int]:
@@ -664,9 +664,10 @@ class World:
         states by place (:mod:`pvspin.check.partitioned`).
         """
         h, renaming = self.state_id()
-        bits = self._lock_bits(self.data, 0) if self.symmetry is None else self._place
-        counts = bytes((sum(1 for x in self.halted if x), sum(self.latched), len(self.holders)))
-        return h, renaming, zlib.crc32(bits, zlib.crc32(counts, zlib.crc32(bytes(sorted(self.k)))))
+        bits = self._lock_bits(self.data, 0) if self.symmetry is None else self._orbit_bits
+        counts = (*sorted(self.k), sum(1 for x in self.halted if x), sum(self.latched), len(self.holders))
+        coarse = bytes(min(x, 255) for x in counts)  # a coarser place past 255 is still a place
+        return h, renaming, zlib.crc32(bits, zlib.crc32(coarse))
 
     def _lock_bits(self, memory, offset: int) -> bytes:
         """Which bytes of the lock objects in ``memory`` (which starts at address ``offset``) are not zero."""
