@@ -87,3 +87,24 @@ def test_the_cycle_proviso_lets_the_other_cpus_move_past_a_private_spin(monkeypa
         assert (result.verdict, result.prop) == ("violation", "deadlock"), jobs
     monkeypatch.setattr(world_module.World, "ample_kept", lambda self, cpu, before: True)
     assert run(opts).result.verdict == "verified"  # without the proviso: the spin is missed
+
+
+def test_remembered_references_are_those_a_fresh_walk_finds():
+    # Ample._range_refs answers from memory for contents it saw before: at every call of a
+    # search (symmetry on, so the kinded walk), its answer must be what walking the bytes gives
+    world = build_world(CheckOptions(lock="pvqspinlock", cpus=3, memory_model="sc"))
+    ample = world._ample
+    walk = ample.reachable_by_others
+    calls = []
+
+    def compared(cpu, targets=None):
+        remembered = walk(cpu, targets)
+        memory, ample._found = ample._found, {}
+        fresh = walk(cpu, targets)
+        ample._found = memory
+        calls.append(remembered == fresh)
+        return remembered
+
+    ample.reachable_by_others = compared
+    assert explore(world).verdict == "verified"
+    assert ample.symmetry is not None and len(calls) > 1000 and all(calls)
