@@ -130,3 +130,25 @@ def test_a_check_whose_worker_is_killed_completes(cluster):
         pool.shutdown()
     assert killed and result.verdict == "verified"
     assert result.states == run(opts).result.states
+
+
+def test_workers_import_their_own_pvspin_where_it_is_the_drivers(cluster):
+    pool = RayPool(cluster)  # the nodes run this checkout: nothing to ship
+    try:
+        assert not pool.shipped
+        assert pool.submit(os.getpid).result() != os.getpid()
+    finally:
+        pool.shutdown()
+
+
+def test_a_worker_with_other_code_fails_the_run_in_one_line(cluster, monkeypatch):
+    from pvspin import parallel
+
+    monkeypatch.setattr(parallel, "_fingerprint", "0" * 64)  # the driver's digest is now no node's
+    pool = RayPool(cluster)
+    try:
+        assert pool.shipped  # the probe saw it; the shipped package's own digest is still not the driver's
+        with pytest.raises(parallel.CodeMismatch, match="runs other pvspin code than the driver"):
+            pool.submit(os.getpid).result()
+    finally:
+        pool.shutdown()
