@@ -167,22 +167,27 @@ class RayPool:
     """A connection to a Ray cluster for one run; :meth:`shutdown` leaves it (and stops a local one)."""
 
     def __init__(self, address: str):
-        ray = self.ray = _import_ray()
+        self.ray = _import_ray()
+        self._connect(address)
+        self.fingerprint = code_fingerprint()
+        # the driver's package is shipped only when some node lacks it: Ray takes a local
+        # package for the whole job alone (a connection of its own), and the job's workers
+        # then start slower (an 8-point sweep on a running local cluster: 6.0 s against 5.4 s)
+        self.shipped = not self._same_code_on_every_node()
+        if self.shipped:
+            self.ray.shutdown()
+            self._connect(address, {"py_modules": [str(Path(__file__).resolve().parent)]})
+        self._tasks: dict = {}
+
+    def _connect(self, address: str, runtime_env: dict | None = None) -> None:
         import logging
 
         try:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False,
-                     configure_logging=True)
+            self.ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
+                          log_to_driver=False, include_dashboard=False, configure_logging=True)
         except (ConnectionError, ValueError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise RayUnavailable(f"--ray {address}: {first}") from None
-        self.fingerprint = code_fingerprint()
-        # the driver's package, shipped only when some node lacks it (workers with a runtime
-        # environment of their own start slower: 2.3 s more on an 8-point sweep here)
-        self.shipped = not self._same_code_on_every_node()
-        self._options = {"runtime_env": {"py_modules": [str(Path(__file__).resolve().parent)]}} if self.shipped \
-            else {}
-        self._tasks: dict = {}
 
     def _same_code_on_every_node(self) -> bool:
         """Whether a worker on each live node imports the driver's ``pvspin`` (its workers then serve the run)."""
@@ -205,16 +210,14 @@ class RayPool:
         """``fn(*args)`` as a Ray task, run again if its worker dies; its own exception, not Ray's wrapper."""
         task = self._tasks.get(fn)
         if task is None:  # named after fn: the worker's process title is ray::NAME while it runs
-            task = self._tasks[fn] = self.ray.remote(max_retries=RETRIES, **self._options)(_checked_call).options(
-                name=fn.__name__)
+            task = self._tasks[fn] = self.ray.remote(max_retries=RETRIES)(_checked_call).options(name=fn.__name__)
         return self.future(task.remote(self.fingerprint, fn, *args))
 
     def actor(self, cls, *args):
         """An instance of ``cls`` in a worker process of its own, a CPU to itself (not restarted: the caller rebuilds it)."""
         actor = self._tasks.get(_CheckedActor)
         if actor is None:
-            actor = self._tasks[_CheckedActor] = self.ray.remote(num_cpus=1, max_restarts=0, **self._options)(
-                _CheckedActor)
+            actor = self._tasks[_CheckedActor] = self.ray.remote(num_cpus=1, max_restarts=0)(_CheckedActor)
         return actor.remote(self.fingerprint, cls, *args)
 
     def call(self, actor, method: str, *args) -> Future:
