@@ -85,7 +85,7 @@ class Partition:
         self.aliases: dict[tuple, int] = {}  # (sender, sender's hash) -> own hash
         self.renamings: dict = {}  # renaming -> its index in the edge arrays
         self.edges = (array("q"), array("q"), array("q"), array("q"))  # source, target, owner, move|flags|renaming
-        self.inbox: dict[int, tuple] = {}  # states received and not yet expanded: their snapshots
+        self.inbox: dict[int, tuple] = {}  # states received and not yet expanded: (snapshot, state_place())
         self.stack: list[list] = []
         self.world_at = None  # the frame whose state the world is in (no restore needed), if any
         self.states = self.transitions = self.leaves = 0
@@ -100,9 +100,9 @@ class Partition:
         with watchdog.guard():
             while violation is None and (self.stack or self.inbox) and time.perf_counter() < deadline:
                 if not self.stack:
-                    h, snap = self.inbox.popitem()
+                    h, (snap, placed) = self.inbox.popitem()
                     self.world.restore(snap)
-                    violation = self._push(h, self.world.state_place())
+                    violation = self._push(h, placed)
                     if violation is not None:
                         violation = (*violation, self.path(h))
                     continue
@@ -119,13 +119,14 @@ class Partition:
         self.world_at = None
         for path, state, sender, alias in records:
             world.import_state(state)
-            h, _, _ = world.state_place()
+            placed = world.state_place()  # kept: a state's place is half the cost of taking it in
+            h = placed[0]
             if sender is not None:
                 self.aliases[(sender, alias)] = h
             if h not in self.origin:
                 self.origin[h] = (None, tuple(path))
                 self.states += 1
-                self.inbox[h] = world.snapshot()
+                self.inbox[h] = (world.snapshot(), placed)
 
     def _push(self, h: int, placed: tuple, edge: int | None = None) -> tuple | None:
         """Make the world's current state (own, new) the top of the stack; a terminal one is judged: (property, detail)."""
