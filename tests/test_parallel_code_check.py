@@ -14,7 +14,7 @@ def test_a_task_refuses_to_run_other_code_than_the_drivers():
         parallel._checked_call("0" * 64, divmod, 7, 2)
 
 
-def test_the_digest_covers_every_source_file(monkeypatch, tmp_path):
+def test_a_one_byte_edit_to_a_source_file_changes_the_digest(monkeypatch, tmp_path):
     real = parallel.code_fingerprint()
     assert len(real) == 64 and parallel.code_fingerprint() == real
     # a package one byte different (a copy of ours, one file edited) has another digest

@@ -156,13 +156,6 @@ class _CheckedActor:
         return getattr(self.instance, method)(*args)
 
 
-def _node_fingerprint() -> str | None:
-    try:
-        return code_fingerprint()
-    except OSError:  # installed without its sources
-        return None
-
-
 class RayPool:
     """A connection to a Ray cluster for one run; :meth:`shutdown` leaves it (and stops a local one)."""
 
@@ -194,7 +187,7 @@ class RayPool:
         ray = self.ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        probe = ray.remote(num_cpus=0)(_node_fingerprint)
+        probe = ray.remote(num_cpus=0)(code_fingerprint)
         nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU")]
         refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote()
                 for node in nodes]

@@ -100,6 +100,7 @@ class Ample:
         self.symmetry = world.symmetry
         self._fields: dict[tuple[int, int], list] = {}  # a range -> its referring fields (addr, size, kind)
         self._found: dict[tuple[int, bytes], tuple] = {}  # (range start, its bytes) -> what they refer to
+        self._walk = self._words if self.symmetry is None else self._kinded_words  # what _range_refs remembers
 
     # ----------------------------------------------------------------- what a value refers to
     def element(self, addr: int) -> int | None:
@@ -211,7 +212,7 @@ class Ample:
         found = self._found.get(key)
         if found is None:
             refs: set = set()
-            (self._words if self.symmetry is None else self._kinded_words)(data, start, end, refs)
+            self._walk(data, start, end, refs)
             found = tuple(refs)
             if len(self._found) >= FOUND_MEMO:
                 self._found.clear()
