@@ -19,8 +19,10 @@ def test_exits_by_reason_add_up_to_the_exit_count():
     exits = g["kvm_exits"]
     assert set(exits) == {"EXTERNAL_INTERRUPT", "HLT", "PAUSE_INSTRUCTION", "VMCALL"}
     assert sum(exits[r]["samples"] for r in ("EXTERNAL_INTERRUPT", "HLT", "PAUSE_INSTRUCTION")) == g["vm_exits"]
-    assert exits["VMCALL"]["samples"] == g["kicks"] > 0  # the kick hypercall, 7.4 us each
-    assert exits["VMCALL"]["min_ns"] == exits["VMCALL"]["max_ns"] == 7400.0
+    assert exits["VMCALL"]["samples"] == g["kicks"] > 0
+    # the kick hypercall takes 7.4 us in place; a boosted one lasts until the kicker runs again
+    assert exits["VMCALL"]["min_ns"] == 7400.0
+    assert g["kick_yields"] > 0 and exits["VMCALL"]["max_ns"] > 7400.0
     for r in exits.values():
         if r["samples"]:
             assert r["min_ns"] <= r["avg_ns"] <= r["max_ns"] and r["time_ns"] >= r["max_ns"]

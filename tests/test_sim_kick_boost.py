@@ -7,12 +7,13 @@ import json
 import pytest
 
 from pvspin.machine import ops as o
-from pvspin.machine.memory import Memory
+from pvspin.machine.memory import CACHE_LINE, Memory
 from pvspin.sim.config import HostConfig, Scheduling
 from pvspin.sim.engine import Simulator
 from pvspin.sim.scenario import BadInput, scenario_from
 from pvspin.sim.trace import NullTracer, Tracer
-from pvspin.sim.vcpu import EXIT_VMCALL, RUNNABLE
+from pvspin.sim.vcpu import EXIT_VMCALL, HALTED, RUNNABLE
+from simple_locks import WORD
 
 SLICE = 30_000_000  # one pCPU, two vCPUs: CFS's slice is half the 24 ms latency, 12 ms
 
@@ -28,8 +29,8 @@ class Timeline(NullTracer):
         if vcpu is not None:
             self.switch_ins.append((t, pcpu, str(vcpu)))
 
-    def kick(self, start, t, v, target, yielded=False):
-        self.kicks.append((t, str(v), str(target), target.state, target.preempted))
+    def kick(self, start, t, v, target, halted, yielded=False):
+        self.kicks.append((t, str(v), str(target), HALTED if halted else target.state, target.preempted))
 
     def vcpu_state(self, t, vcpu, state):
         pass
@@ -80,6 +81,36 @@ def test_a_preempted_vcpu_kicked_runs_at_once_with_the_boost_and_at_the_slice_en
     assert guest_off.exit_cycles[EXIT_VMCALL] == sim.hv.kick_cost
     entry = next_run(log, "g0/vcpu1", kick_t) + sim.costs.context_switch  # its VM entry, after the host's switch
     assert guest.exit_cycles[EXIT_VMCALL] == entry - (kick_t - sim.hv.kick_cost)
+
+
+def halted_target_run(kick_boost: bool):
+    """One pCPU: vCPU0 halts at once; vCPU1 works a sixth of a slice (within a wake-up granularity
+    of vCPU0's vruntime, so the wake-up does not preempt it), kicks vCPU0 and works on."""
+    log = Timeline()
+    sim = Simulator(HostConfig(pcpus=1, scheduling=Scheduling(ple=False), kick_boost=kick_boost), seed=0, tracer=log)
+    mem = Memory()
+    w = mem.alloc(WORD, "w", align=CACHE_LINE)
+
+    def halter():
+        yield o.pv_wait(w.locked, 0)
+        yield o.work(SLICE)
+
+    guest = sim.add_guest("g0", mem, [halter(), kicker(SLICE // 6)])
+    sim.run(3 * SLICE)
+    return sim, guest, log
+
+
+def test_a_halted_vcpu_kicked_is_ready_at_once_and_runs_at_once_with_the_boost():
+    """``kvm_vcpu_kick()`` wakes the target in the hypercall, so ``kvm_sched_yield()`` finds it ready."""
+    sim, guest, log = halted_target_run(kick_boost=True)
+    _, guest_off, log_off = halted_target_run(kick_boost=False)
+    assert [k[:4] for k in log.kicks] == [k[:4] for k in log_off.kicks] and len(log.kicks) == 1
+    kick_t, _, _, state, _ = log.kicks[0]
+    assert state == HALTED
+    on, off = next_run(log, "g0/vcpu0", kick_t - 1), next_run(log_off, "g0/vcpu0", kick_t - 1)
+    assert on == kick_t + sim.costs.vm_exit  # a busy pCPU: no idle exit to wait out
+    assert off - kick_t > SLICE // 10  # without the boost: when CFS next picks, at the kicker's slice end
+    assert guest.kick_yields == 1 and guest_off.kick_yields == 0
 
 
 def alone_on_its_pcpu_run(kick_boost: bool):

@@ -7,7 +7,9 @@ a waking task is placed no further back than half a latency behind its queue
 cache, else any idle one (``select_task_rq_fair``), and preempts the running task if more than
 a wake-up granularity ahead (``check_preempt_wakeup``); a new thread goes to the least loaded
 pCPU (``sched_balance_find_dst_cpu`` at fork); an empty queue pulls from the busiest
-(``sched_balance_newidle``), an idle pCPU pulls while others wait (nohz idle balancing), and at
+(``sched_balance_newidle``), an idle pCPU pulls while others wait (nohz idle balancing; both only
+from a pCPU with two or more tasks), a wake-up on an idle pCPU runs once that pCPU is out of
+idle (the published kick-to-run time, less the kick hypercall), and at
 every slice end a queue two or more shorter than the longest pulls one (``load_balance``).
 vCPUs otherwise stay where they are.  Knobs: :class:`~pvspin.sim.config.Scheduling`.
 """
@@ -45,6 +47,10 @@ class CfsScheduler(HostScheduler):
         self.sched_latency = costs.us(sched.sched_latency_us)
         self.min_granularity = costs.us(sched.min_granularity_us)
         self.wakeup_granularity = costs.us(sched.wakeup_granularity_us)
+        # An idle pCPU a wake-up lands on runs the woken vCPU this much later: leaving idle, the
+        # wake-up path and VM entry.  The published kick-to-run time (an unloaded host, where the
+        # kicked vCPU's pCPU is idle) is that plus the kick hypercall, after which it starts.
+        self.idle_wake = max(0, costs.ns(costs.kick_wake_ns - costs.kick_hypercall_ns))
         self.on_resched = self._resched_event
 
     # ------------------------------------------------------------- the interface
@@ -60,7 +66,7 @@ class CfsScheduler(HostScheduler):
             self.pick_next(pcpu, 0)
 
     def enqueue(self, v: VCpu, t: int) -> None:
-        """``try_to_wake_up()``: choose a pCPU, place the vruntime, queue; an idle pCPU runs it at once."""
+        """``try_to_wake_up()``: choose a pCPU, place the vruntime, queue; an idle pCPU runs it once out of idle."""
         self.make_runnable(v, t)
         # select_task_rq_fair(): its previous pCPU if idle, else an idle one sharing its
         # last-level cache, else any idle one (an idle pCPU pulls it at once), else previous
@@ -76,9 +82,12 @@ class CfsScheduler(HostScheduler):
         if v.vruntime < floor:
             v.vruntime = floor
         pcpu.rq.append(v)
-        if pcpu in self.idle:
+        if pcpu in self.idle:  # no longer idle: nr_running is 1, and other wake-ups queue behind this one
             self.idle.remove(pcpu)
-            self.pick_next(pcpu, t)
+            if self.idle_wake == 0:
+                self.pick_next(pcpu, t)
+            else:  # the pick when it is out of idle, as at the end of an exit
+                self.loop.at(t + self.idle_wake, self.on_exit_done, pcpu, pcpu.gen)
         else:
             self._check_wakeup_preempt(v, pcpu, t)
 
@@ -237,10 +246,15 @@ class CfsScheduler(HostScheduler):
         dst.rq.append(v)
 
     def _pull(self, pcpu: PCpu, t: int) -> bool:
-        """``sched_balance_newidle()``: take a waiting vCPU from the busiest queue, own socket first."""
+        """``sched_balance_newidle()``: take a waiting vCPU from the busiest queue, own socket first.
+
+        Only from a pCPU with two or more tasks (``load_balance()`` detaches from a busiest
+        queue with ``nr_running > 1``): one whose only task waits for it to come out of idle, or
+        out of a VM exit, keeps it.
+        """
         busiest = None
         for p in self.pcpus:
-            if p.rq and (busiest is None or (p.socket == pcpu.socket, len(p.rq)) > (
+            if _nr_running(p) > 1 and (busiest is None or (p.socket == pcpu.socket, len(p.rq)) > (
                     busiest.socket == pcpu.socket, len(busiest.rq))):
                 busiest = p
         if busiest is None:
@@ -249,8 +263,8 @@ class CfsScheduler(HostScheduler):
         return True
 
     def _balance_idle(self, t: int) -> None:
-        """An idle pCPU while vCPUs wait elsewhere: it pulls one (nohz idle balancing)."""
-        while self.idle and any(p.rq for p in self.pcpus):
+        """An idle pCPU while a pCPU has vCPUs waiting behind another: it pulls one (nohz idle balancing)."""
+        while self.idle and any(_nr_running(p) > 1 for p in self.pcpus):
             self.pick_next(self.idle.pop(0), t)
 
     def _balance(self, pcpu: PCpu, t: int) -> None:

@@ -53,7 +53,8 @@ class Costs(Model):
     kick_wake_ns: int = Field(
         63600,
         ge=0,
-        description="kick until the halted vCPU runs again, unloaded host: 63.6 µs (Haswell-EX), commit 45e898b73562",
+        description="kick until the halted vCPU runs again, unloaded host: 63.6 µs (Haswell-EX), commit 45e898b73562; "
+        "the kicked vCPU is runnable at once, and a wake-up on an idle pCPU runs this less the hypercall later",
     )
     steal_time_read: int = Field(4, ge=0, description="vcpu_is_preempted(): one load of the steal-time preempted byte")
 

@@ -10,9 +10,12 @@
   ``yield_to()`` it.  Each exit widens the vCPU's window (``grow_ple_window``), and being
   scheduled in resets it (``shrink_ple_window`` with KVM's default shrink of 0).
 * **Halt and kick** (``kvm_wait`` / ``kvm_kick_cpu``, ``KVM_HC_KICK_CPU``): ``pv_wait(ptr, val)``
-  halts if ``*ptr == val``; ``pv_kick(cpu)`` wakes a halted vCPU after the published kick
-  latency, or, if it is not halted yet, latches (``pv_unhalted``) so that its next HLT returns
-  at once: no kick is lost.  Spurious wake-ups (a host knob) end halts without a kick.
+  halts if ``*ptr == val``; ``pv_kick(cpu)`` wakes a halted vCPU at once, as
+  ``kvm_vcpu_kick()`` → ``kvm_vcpu_wake_up()`` does: it is runnable (KVM's ``ready``) when the
+  hypercall returns, and when it runs is the host scheduler's answer (an idle pCPU first leaves
+  idle, which is most of the published kick-to-run time; a busy one runs it when CFS says).  A
+  kick to a vCPU not halted yet latches (``pv_unhalted``) so that its next HLT returns at once:
+  no kick is lost.  Spurious wake-ups (a host knob) end halts without a kick.
 * **Kick boost** (``kvm_sched_yield`` after ``kvm_pv_kick_cpu_op``, commit 266e85a5ec91): the
   kicker then asks the host scheduler to ``yield_to()`` the vCPU it kicked, if that one is
   ``ready`` (runnable, waiting for a pCPU) and the kicker's pCPU has anyone else to run.
@@ -72,7 +75,6 @@ class Hypervisor:
         self.ple_window_grow = host.scheduling.ple_window_grow
         self.ple_window_max = host.scheduling.ple_window_max
         self.kick_cost = c.ns(c.kick_hypercall_ns)
-        self.kick_wake = c.ns(c.kick_wake_ns)
         self.spurious_hz = host.spurious_wakeup_hz
         self.kick_boost = host.boosts_kicks
         self.on_wake = self._wake_event  # event callbacks: one bound method each
@@ -166,48 +168,45 @@ class Hypervisor:
         kick_start = t - self.kick_cost
         target.kick_time = kick_start
         self.lockevent_add(guest, "pv_latency_kick", self.kick_cost)
-        boost = self.kick_boost and self._sched_yield_wanted(v, target)
-        if self.tracer is not None and not boost:  # a boosted kick is traced once the yield is decided
-            self.tracer.kick(kick_start, t, v, target)
-        if target.state == HALTED:
+        halted = target.state == HALTED
+        if halted:
             if not target.waking:
+                # kvm_vcpu_wake_up() inside the hypercall, as an event of this cycle so that the host
+                # scheduler acts once the kick's operation is over (the wake-up may preempt the kicker)
                 target.waking = True
-                self.loop.at(t - self.kick_cost + self.kick_wake, self.on_wake, target, target.gen)
+                self.loop.at(t, self.on_wake, target, target.gen)
         else:
             target.kick_latched = True
-        if boost:
-            # the yield comes once the kick's operation is over, so that the guest code stands at its
-            # next operation, which a switch-out keeps in flight as any preemption does
-            self.loop.at(t, self.on_kick_boost, v, target)
-        else:
-            self.exit_in_place(v, EXIT_VMCALL, self.kick_cost)
+        if self.kick_boost:
+            # kvm_sched_yield() comes after the wake-up, once the kick's operation is over, so that the
+            # guest code stands at its next operation, which a switch-out keeps in flight as any
+            # preemption does; the kick is traced once the yield is decided
+            self.loop.at(t, self.on_kick_boost, v, (target, halted))
+            return
+        if self.tracer is not None:
+            self.tracer.kick(kick_start, t, v, target, halted)
+        self.exit_in_place(v, EXIT_VMCALL, self.kick_cost)
 
-    def _sched_yield_wanted(self, v: VCpu, target: VCpu) -> bool:
-        """The checks ``kvm_sched_yield(v, target)`` makes before ``kvm_vcpu_yield_to(target)``.
+    def _kick_boost_event(self, v: VCpu, kicked: tuple[VCpu, bool], t: int) -> None:
+        """``kvm_sched_yield(v, target)`` at the end of ``v``'s kick hypercall (``kicked``: the
+        target, and whether the kick found it halted; its wake-up came first, in this same cycle).
 
         Modelled on Linux 5.14+ (the host the rest models is 6.x): ``single_task_running()`` -- a
         kicker alone on its pCPU gives nothing up, and nobody is boosted -- then
         ``target->ready``, which KVM sets when it schedules a runnable vCPU out or wakes a halted
-        one and clears at sched-in: here ``RUNNABLE``.  A vCPU kicked out of its halt is not
-        ready yet, because its wake-up lands the published kick latency later (``kick_wake``),
-        where KVM's ``kvm_vcpu_kick()`` wakes it at once; so a boost reaches the waiters that are
-        preempted (or woken earlier and still queued), not those the kick wakes.  A kicker never
-        yields to itself: it is running, not ready (KVM's explicit self check, 5.13).
+        one and clears at sched-in: here ``RUNNABLE``.  A kicker never yields to itself: it is
+        running, not ready (KVM's explicit self check, 5.13).  Then ``kvm_vcpu_yield_to(target)``:
+        if the host scheduler takes ``v`` off its pCPU for it, the VMCALL exit lasts until ``v``
+        runs again (``yield_to()`` calls ``schedule()`` from the hypercall's handler); else it is
+        the kick's own cost, in place.
         """
-        v.guest.directed_yield_attempted += 1  # KVM's stat counts before any check
-        return bool(self.sched.pcpus[v.pcpu].rq) and target.state == RUNNABLE
-
-    def _kick_boost_event(self, v: VCpu, target: VCpu, t: int) -> None:
-        """``kvm_vcpu_yield_to(target)`` inside ``v``'s kick hypercall.
-
-        If the host scheduler takes ``v`` off its pCPU for it, the VMCALL exit lasts until ``v``
-        runs again (KVM's ``yield_to()`` calls ``schedule()`` from the hypercall's handler); else
-        it is the kick's own cost, in place.
-        """
+        target, halted = kicked
         guest = v.guest
+        guest.directed_yield_attempted += 1  # KVM's stat counts before any check
         kick_start = t - self.kick_cost
         yielded = False
-        if v.state == RUNNING and target.state == RUNNABLE:  # else moved by an event of this same cycle
+        # v not running: the wake-up of this same cycle preempted it
+        if v.state == RUNNING and self.sched.pcpus[v.pcpu].rq and target.state == RUNNABLE:
             v.exit_reason = EXIT_VMCALL  # before yield_to(): the switch-out must not call it a preemption
             v.exit_at = kick_start
             yielded = self.sched.yield_to(v, target, t)
@@ -218,7 +217,7 @@ class Hypervisor:
             v.exit_reason = NO_EXIT
             self.exit_in_place(v, EXIT_VMCALL, self.kick_cost)
         if self.tracer is not None:
-            self.tracer.kick(kick_start, t, v, target, yielded)
+            self.tracer.kick(kick_start, t, v, target, halted, yielded)
 
     def pv_wait_returns(self, v: VCpu, t: int) -> None:
         """A halted ``v`` runs again at ``t``: if a kick woke it, the kernel's pv_wait() counts the latency."""

@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 from typing import TextIO
 
-from .vcpu import EXIT_HLT, EXIT_REASONS, EXIT_VMCALL, HALTED
+from .vcpu import EXIT_HLT, EXIT_REASONS, EXIT_VMCALL
 
 HOST_PID = 1
 TIDS = 100_000  # thread ids per process: P * TIDS + n
@@ -156,7 +156,7 @@ class NullTracer:
     def critical_section(self, t: int, v, lock_id, begin: bool) -> None: ...
     def instant(self, t: int, v, name: str, args: dict | None = None) -> None: ...
     def halt(self, t: int, v) -> None: ...
-    def kick(self, start: int, t: int, v, target, yielded: bool = False) -> None: ...
+    def kick(self, start: int, t: int, v, target, halted: bool, yielded: bool = False) -> None: ...
     def exit_begin(self, t: int, v, reason: int, args: dict | None = None) -> None: ...
     def exit_end(self, t: int, v) -> None: ...
     def exit_in_place(self, start: int, end: int, v, reason: int, args: dict | None = None) -> None: ...
@@ -352,13 +352,15 @@ class Tracer(NullTracer):
         self.open_exit.pop(v, None)
         self._exit_span(v, reason, start, end, args, flow)
 
-    def kick(self, start: int, t: int, v, target, yielded: bool = False) -> None:
+    def kick(self, start: int, t: int, v, target, halted: bool, yielded: bool = False) -> None:
         """``v``'s pv_kick() hypercall to ``target``, [start, t]: a VMCALL exit, the start of a flow
-        to the target's wake-up (halted) or to the HLT its latched kick makes return at once.
+        to the target's wake-up (``halted``: the kick found it halted) or to the HLT its latched
+        kick makes return at once.
 
         ``yielded``: the kick's boost took ``v`` off its pCPU, and the exit lasts until its VM entry.
+        A boosted kick is traced after the wake-up it made, in the same cycle: the flow then ends
+        on the runnable slice that wake-up opened.
         """
-        halted = target.state == HALTED
         pending = self.wake_flow if halted else self.latch_flow
         args = {"hypercall": "KVM_HC_KICK_CPU", "target": f"{target}", "latched": not halted}
         if yielded:
@@ -375,7 +377,11 @@ class Tracer(NullTracer):
         else:
             shown = self._exit_span(v, EXIT_VMCALL, start, t, args, flow)
         if flow:
-            pending[target] = (self.flows, shown)
+            opened = self.open_state.get(target) if halted else None
+            if opened is not None and opened[0] == "runnable" and opened[1] == t and opened[4] is None:
+                self.open_state[target] = (*opened[:4], self.flows if shown else None)
+            else:
+                pending[target] = (self.flows, shown)
 
     # ------------------------------------------------------------- lock words
     def watch_locks(self, guest, kernel) -> None:
