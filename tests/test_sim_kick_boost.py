@@ -12,7 +12,7 @@ from pvspin.sim.config import HostConfig, Scheduling
 from pvspin.sim.engine import Simulator
 from pvspin.sim.scenario import BadInput, scenario_from
 from pvspin.sim.trace import NullTracer, Tracer
-from pvspin.sim.vcpu import EXIT_VMCALL, HALTED, RUNNABLE
+from pvspin.sim.vcpu import EXIT_VMCALL, HALTED, KICK_WOKE, RUNNABLE
 from simple_locks import WORD
 
 SLICE = 30_000_000  # one pCPU, two vCPUs: CFS's slice is half the 24 ms latency, 12 ms
@@ -29,8 +29,8 @@ class Timeline(NullTracer):
         if vcpu is not None:
             self.switch_ins.append((t, pcpu, str(vcpu)))
 
-    def kick(self, start, t, v, target, halted, yielded=False):
-        self.kicks.append((t, str(v), str(target), HALTED if halted else target.state, target.preempted))
+    def kick(self, start, t, v, target, kicked, yielded=False):
+        self.kicks.append((t, str(v), str(target), HALTED if kicked == KICK_WOKE else target.state, target.preempted))
 
     def vcpu_state(self, t, vcpu, state):
         pass

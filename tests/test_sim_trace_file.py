@@ -144,7 +144,9 @@ def clipped(events: list[dict], lo: float, hi: float, eps: float) -> list[dict]:
     out = []
     before: dict[tuple, dict] = {}  # (pid, counter) -> its last value before the window
     shown: set[tuple] = set()
-    starts: set[int] = set()  # the flows whose start is kept
+    # the flows whose start is kept (an arrow's end may come first in the file: a boosted kick's
+    # slice is written at the kicker's VM entry, after the kicked vCPU ran)
+    starts = {e["bind_id"] for e in events if e.get("flow_out") and min(e["ts"] + e["dur"], hi) - max(e["ts"], lo) >= eps}
     for e in events:
         if e["ph"] == "C":
             key = (e["pid"], e["name"])
@@ -170,9 +172,7 @@ def clipped(events: list[dict], lo: float, hi: float, eps: float) -> list[dict]:
                 if end - start < eps:
                     continue
                 e = {**e, "ts": start, "dur": end - start}
-            if e.get("flow_out"):
-                starts.add(e["bind_id"])
-            elif e.get("flow_in") and e["bind_id"] not in starts:
+            if e.get("flow_in") and e["bind_id"] not in starts:
                 e = {k: v for k, v in e.items() if k not in ("bind_id", "flow_in")}
             out.append(e)
         else:

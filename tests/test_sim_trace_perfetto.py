@@ -176,7 +176,7 @@ def test_every_kick_draws_an_arrow_to_the_wake_up_of_the_vcpu_it_kicks(tmp_path)
     for e in events:
         if e["name"] == "halted":
             halted[(e["pid"], e["tid"], round(e["ts"] + e["dur"], 6))] = e
-    wakes = latched = 0
+    wakes = latched = polled = 0
     for fid, end in ends.items():
         kick = starts[fid]
         target = kick["args"]["target"]
@@ -187,11 +187,15 @@ def test_every_kick_draws_an_arrow_to_the_wake_up_of_the_vcpu_it_kicks(tmp_path)
             before = halted[(end["pid"], end["tid"], round(end["ts"], 6))]
             assert before["ts"] <= kick["ts"] + kick["dur"] and not kick["args"]["latched"]
             wakes += 1
+        elif end["name"] == "pv_wait: poll woken":  # the kick ended the target's halt poll, as it polled
+            assert names[(end["pid"], end["tid"])] == target and kick["args"]["polling"] and not kick["args"]["latched"]
+            assert end["ts"] == pytest.approx(kick["ts"] + 7.4)
+            polled += 1
         else:  # a kick latched on a vCPU not yet halted: its next HLT returns at once
             assert end["name"] == "HLT" and end["args"] == {"kick": "latched"} and kick["args"]["latched"]
             assert names[(end["pid"], end["tid"])] == f"{target} VM exits"
             latched += 1
-    assert wakes > 0
+    assert wakes > 0 and polled > 0
     # arrows without an end: the last kicks, whose wake-up the run did not reach (one per vCPU at most)
     assert len(starts) - len(ends) <= 8
 

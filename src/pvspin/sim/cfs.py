@@ -89,6 +89,7 @@ class CfsScheduler(HostScheduler):
             else:  # the pick when it is out of idle, as at the end of an exit
                 self.loop.at(t + self.idle_wake, self.on_exit_done, pcpu, pcpu.gen)
         else:
+            self.queued_behind(pcpu, t)
             self._check_wakeup_preempt(v, pcpu, t)
 
     def pick_next(self, pcpu: PCpu, t: int) -> None:
@@ -115,6 +116,8 @@ class CfsScheduler(HostScheduler):
             self.loop.at(cur.run_since, self.on_tick, pcpu, pcpu.gen)
             return
         self._balance(pcpu, t)
+        if pcpu.vcpu is not cur:  # it was halt-polling, and blocked for the vCPU pulled here
+            return
         if pcpu.rq:
             self._preempt(pcpu, t)
         else:
@@ -244,6 +247,7 @@ class CfsScheduler(HostScheduler):
         src.rq.remove(v)
         self._migrate(v, src, dst, t)
         dst.rq.append(v)
+        self.queued_behind(dst, t)
 
     def _pull(self, pcpu: PCpu, t: int) -> bool:
         """``sched_balance_newidle()``: take a waiting vCPU from the busiest queue, own socket first.

@@ -196,6 +196,9 @@ def render(result: dict, console: Console) -> None:
             f"lock-holder preemptions {g['lock_holder_preemptions']:,}, "
             f"waiters preempted while spinning {g['waiter_preemptions']:,}"
         )
+        if g["halt_attempted_poll"]:  # KVM's own counters, as its debugfs names them
+            console.print(f"{name}: kvm halt polling: halt_attempted_poll {g['halt_attempted_poll']:,}, "
+                          f"halt_successful_poll {g['halt_successful_poll']:,}")  # fmt: skip
         if g["debugfs_dir"]:
             console.print(f"{name}: /sys/kernel/debug/{g['debugfs_dir']}/")
             for counter, value in g["lock_event_counts"].items():

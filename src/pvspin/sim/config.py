@@ -112,11 +112,29 @@ class HostConfig(Model):
                     "to the vCPU it kicked if that one is runnable (kvm_sched_yield); default: on for kvm, which "
                     "has the kick hypercall, off elsewhere")  # fmt: skip
 
+    halt_poll_ns: int | None = Field(
+        None,
+        ge=0,
+        le=1_000_000_000,
+        description="KVM's halt_poll_ns: the longest a halted vCPU busy-waits on its pCPU for a wake-up (only while "
+                    "it is the pCPU's one task) before it blocks; per vCPU the poll starts at 0, grows to 10 us and "
+                    "doubles after each halt shorter than this, and a longer one resets it (halt_poll_ns_grow_start, "
+                    "_grow, _shrink = 0); default: 200000 (KVM_HALT_POLL_NS_DEFAULT, x86) on a KVM host, 0 turns it off")  # fmt: skip
+
     @model_validator(mode="after")
     def _kick_boost_needs_the_kick_hypercall(self) -> HostConfig:
         if self.kick_boost and self.hypervisor != "kvm":
             raise ValueError(f"kick_boost: the {self.hypervisor} host has no kick hypercall (KVM_HC_KICK_CPU) to boost from")
+        if self.halt_poll_ns and self.hypervisor == "baremetal":
+            raise ValueError("halt_poll_ns: bare metal has no hypervisor to poll in (a halt there is the CPU's own)")
         return self
+
+    @property
+    def halt_poll_max_ns(self) -> int:
+        """KVM's ``kvm->max_halt_poll_ns``: ``halt_poll_ns``, or by default 200 µs on a KVM host."""
+        if self.halt_poll_ns is not None:
+            return self.halt_poll_ns
+        return 0 if self.hypervisor == "baremetal" else 200_000
 
     @property
     def boosts_kicks(self) -> bool:

@@ -546,7 +546,11 @@ class GuestCpus:
             self.loop.at(at, self.on_irq, v, 0)
         if v.state == DONE or v.gcpu.level >= guest.irq_level:
             return  # handlers do not nest at their own level: this one is dropped
-        if v.state == RUNNING and t < v.run_since:  # still in the host's switch-in: injected at VM entry
+        if v.polling:  # halted in KVM's poll loop: the interrupt ends the halt if the guest takes it
+            v.irq_pending = True
+            if v.gcpu.irqs_enabled:
+                self.hv.poll_wake(v, t)
+        elif v.state == RUNNING and t < v.run_since:  # still in the host's switch-in: injected at VM entry
             v.irq_pending = True
             self.loop.at(v.run_since, self.on_irq, v, 1)
         elif v.state == RUNNING and v.gcpu.irqs_enabled:

@@ -32,6 +32,10 @@ Invariants a policy keeps (and may rely on):
   then nothing acts on it: a policy defers a preemption asked for meanwhile to that moment (the
   switch runs with preemption off; ``need_resched`` is seen before VM entry), and an interrupt
   for the guest waits for the VM entry too.
+* A vCPU halt-polling (``v.polling``: halted in the guest, still on its pCPU in KVM's poll
+  loop) runs on a pCPU with an empty run queue: a policy that queues a vCPU behind it calls
+  :meth:`HostScheduler.queued_behind`, and the poller blocks (KVM polls only while
+  ``single_task_running()``).
 * Leaving a pCPU costs ``exit_cost`` (the VM exit: 0 on bare metal) before the pCPU can run
   anything else; it is charged to the vCPU that left (``T_HOST``).  The pCPU picks what runs
   next when the exit is over (:meth:`HostScheduler.pick_after_exit`), not at its start.
@@ -72,8 +76,9 @@ class HostScheduler:
         self.context_switch = context_switch  # host switch between two vCPU threads on one pCPU
         self.exit_cost = exit_cost
         self.tracer = tracer
-        self.sched_in: Any = None  # hooks, set by the hypervisor: sched_in(v, t), sched_out(v, t, state)
-        self.sched_out: Any = None
+        self.sched_in: Any = None  # hooks, set by the hypervisor: sched_in(v, t), sched_out(v, t, state),
+        self.sched_out: Any = None  # stop_poll(v, t) (a halt poll ends without a wake-up: v blocks)
+        self.stop_poll: Any = None
         self.on_tick = self._tick_event  # bound methods: the slice timer's callback, the end of an exit
         self.on_exit_done = self._exit_done_event
 
@@ -104,6 +109,12 @@ class HostScheduler:
         self.pick_after_exit(pcpu, t)
 
     # ------------------------------------------------------------- the mechanism
+    def queued_behind(self, pcpu: PCpu, t: int) -> None:
+        """A vCPU was queued on ``pcpu``: if the one running there is halt-polling, it blocks now."""
+        cur = pcpu.vcpu
+        if cur is not None and cur.polling:
+            self.stop_poll(cur, t)
+
     def _tick_event(self, pcpu: PCpu, gen: int, t: int) -> None:
         if gen == pcpu.gen:
             self.tick(pcpu, t)

@@ -16,6 +16,10 @@
   idle, which is most of the published kick-to-run time; a busy one runs it when CFS says).  A
   kick to a vCPU not halted yet latches (``pv_unhalted``) so that its next HLT returns at once:
   no kick is lost.  Spurious wake-ups (a host knob) end halts without a kick.
+* **Halt polling** (``kvm_vcpu_halt``): a halting vCPU that is its pCPU's only task first
+  busy-waits there for a wake-up, up to its own ``halt_poll_ns``; a kick or an interrupt in
+  that time ends the halt without a block, a task queued on the pCPU or the time running out
+  blocks it.  The poll time adapts per vCPU (``grow_halt_poll_ns`` / ``shrink_halt_poll_ns``).
 * **Kick boost** (``kvm_sched_yield`` after ``kvm_pv_kick_cpu_op``, commit 266e85a5ec91): the
   kicker then asks the host scheduler to ``yield_to()`` the vCPU it kicked, if that one is
   ``ready`` (runnable, waiting for a pCPU) and the kicker's pCPU has anyone else to run.
@@ -46,6 +50,9 @@ from .vcpu import (
     EXIT_PAUSE,
     EXIT_VMCALL,
     HALTED,
+    KICK_LATCHED,
+    KICK_POLLED,
+    KICK_WOKE,
     NO_EXIT,
     RUNNABLE,
     RUNNING,
@@ -55,6 +62,10 @@ from .vcpu import (
     SimulationError,
     VCpu,
 )
+
+HALT_POLL_NS_GROW = 2  # KVM's halt_poll_ns_grow: a short halt doubles the vCPU's poll time
+HALT_POLL_NS_GROW_START = 10_000  # halt_poll_ns_grow_start: where it grows from 0
+# halt_poll_ns_shrink is 0: a halt longer than the limit resets the poll time to 0
 
 
 class Hypervisor:
@@ -77,11 +88,16 @@ class Hypervisor:
         self.kick_cost = c.ns(c.kick_hypercall_ns)
         self.spurious_hz = host.spurious_wakeup_hz
         self.kick_boost = host.boosts_kicks
+        self.halt_poll_max = c.ns(host.halt_poll_max_ns)
+        self.halt_poll_start = c.ns(HALT_POLL_NS_GROW_START)
         self.on_wake = self._wake_event  # event callbacks: one bound method each
         self.on_ple = self._ple_event
         self.on_kick_boost = self._kick_boost_event
+        self.on_poll_end = self._poll_end_event
+        self.on_poll_wake = self._poll_wake_event
         sched.sched_in = self.sched_in
         sched.sched_out = self.sched_out
+        sched.stop_poll = self.stop_poll
 
     # ------------------------------------------------------------- preempt notifiers
     def sched_in(self, v: VCpu, t: int) -> None:
@@ -93,6 +109,8 @@ class Hypervisor:
         if v.exit_reason != NO_EXIT:  # VM entry: the exit that took it off its pCPU is over
             self.exit_done(v.guest, v.exit_reason, t - v.exit_at)
             v.exit_reason = NO_EXIT
+        if v.halt_start is not None:  # back from a halt
+            self._adapt_halt_poll(v, t)
         self.guest.sched_in(v, t)
 
     def sched_out(self, v: VCpu, t: int, state: int) -> None:
@@ -151,10 +169,71 @@ class Hypervisor:
         v.halts += 1
         if self.tracer is not None:
             self.tracer.halt(t, v)
+        v.halt_start = t
+        if v.halt_poll and not self.sched.pcpus[v.pcpu].rq:  # kvm_vcpu_halt() polls while single_task_running()
+            v.polling = True
+            v.guest.halt_attempted_poll += 1
+            v.exit_reason = EXIT_HLT
+            v.exit_at = t
+            v.guest.exit_samples[EXIT_HLT] += 1
+            if self.tracer is not None:
+                self.tracer.exit_begin(t, v, EXIT_HLT)
+            self.loop.at(t + v.halt_poll, self.on_poll_end, v, v.gen)
+        else:
+            self._block(v, t)
+        return None
+
+    def _block(self, v: VCpu, t: int) -> None:
+        """``kvm_vcpu_block()``: ``v`` leaves its pCPU, halted, until a wake-up."""
         self.sched.dequeue(v, t, HALTED)
         if self.spurious_hz > 0:
             self.loop.at(poisson_arrival(self.loop.now, v.rng, self.spurious_hz, self.freq_mhz), self.on_wake, v, v.gen)
-        return None
+
+    # ------------------------------------------------------------- halt polling
+    def _poll_end_event(self, v: VCpu, gen: int, t: int) -> None:
+        if gen == v.gen and v.polling:  # the poll time ran out with no wake-up
+            self.stop_poll(v, t)
+
+    def stop_poll(self, v: VCpu, t: int) -> None:
+        """``v``'s poll ends without a wake-up: its time ran out, or the host scheduler queued
+        another task on its pCPU (``kvm_vcpu_can_poll``: ``single_task_running()``); it blocks."""
+        v.polling = False
+        v.acct[T_HV] += t - v.halt_start  # its pCPU spent the poll in KVM, on v's run time
+        self._block(v, t)
+
+    def poll_wake(self, v: VCpu, t: int) -> None:
+        """A kick or an interrupt reaches ``v`` while it polls: ``kvm_vcpu_check_block()`` sees it,
+        and the halt ends without a block; the guest runs again after the VM entry."""
+        v.polling = False
+        v.woken = True
+        v.guest.halt_successful_poll += 1
+        v.acct[T_HV] += t + self.vm_exit - v.halt_start
+        v.gen += 1  # the poll's timeout goes stale
+        self.loop.at(t + self.vm_exit, self.on_poll_wake, v, v.gen)
+
+    def _poll_wake_event(self, v: VCpu, gen: int, t: int) -> None:
+        if gen != v.gen:  # preempted on the way back in: its next sched_in ends the halt
+            return
+        self.exit_done(v.guest, EXIT_HLT, t - v.exit_at)
+        v.exit_reason = NO_EXIT
+        if self.tracer is not None:
+            self.tracer.exit_end(t, v)
+        self._adapt_halt_poll(v, t)
+        self.guest.sched_in(v, t)
+
+    def _adapt_halt_poll(self, v: VCpu, t: int) -> None:
+        """After a halt of ``v`` (from its HLT to running again): KVM's update of ``vcpu->halt_poll_ns``."""
+        halted = t - v.halt_start
+        v.halt_start = None
+        limit = self.halt_poll_max
+        if limit == 0:
+            v.halt_poll = 0
+        elif halted <= v.halt_poll:  # the poll was long enough
+            pass
+        elif v.halt_poll and halted > limit:  # a long halt: shrink_halt_poll_ns(), to 0
+            v.halt_poll = 0
+        elif v.halt_poll < limit and halted < limit:  # a short halt the poll missed: grow_halt_poll_ns()
+            v.halt_poll = min(max(v.halt_poll * HALT_POLL_NS_GROW, self.halt_poll_start), limit)
 
     def pv_kick(self, v: VCpu, cpu: int, t: int) -> None:
         """``kvm_kick_cpu``: wake ``cpu`` of ``v``'s guest, or latch the kick if it is not halted."""
@@ -168,28 +247,32 @@ class Hypervisor:
         kick_start = t - self.kick_cost
         target.kick_time = kick_start
         self.lockevent_add(guest, "pv_latency_kick", self.kick_cost)
-        halted = target.state == HALTED
-        if halted:
+        if target.state == HALTED:
+            kicked = KICK_WOKE
             if not target.waking:
                 # kvm_vcpu_wake_up() inside the hypercall, as an event of this cycle so that the host
                 # scheduler acts once the kick's operation is over (the wake-up may preempt the kicker)
                 target.waking = True
                 self.loop.at(t, self.on_wake, target, target.gen)
+        elif target.polling:
+            kicked = KICK_POLLED
+            self.poll_wake(target, t)
         else:
+            kicked = KICK_LATCHED
             target.kick_latched = True
         if self.kick_boost:
             # kvm_sched_yield() comes after the wake-up, once the kick's operation is over, so that the
             # guest code stands at its next operation, which a switch-out keeps in flight as any
             # preemption does; the kick is traced once the yield is decided
-            self.loop.at(t, self.on_kick_boost, v, (target, halted))
+            self.loop.at(t, self.on_kick_boost, v, (target, kicked))
             return
         if self.tracer is not None:
-            self.tracer.kick(kick_start, t, v, target, halted)
+            self.tracer.kick(kick_start, t, v, target, kicked)
         self.exit_in_place(v, EXIT_VMCALL, self.kick_cost)
 
-    def _kick_boost_event(self, v: VCpu, kicked: tuple[VCpu, bool], t: int) -> None:
-        """``kvm_sched_yield(v, target)`` at the end of ``v``'s kick hypercall (``kicked``: the
-        target, and whether the kick found it halted; its wake-up came first, in this same cycle).
+    def _kick_boost_event(self, v: VCpu, what: tuple[VCpu, int], t: int) -> None:
+        """``kvm_sched_yield(v, target)`` at the end of ``v``'s kick hypercall (``what``: the
+        target, and what the kick did to it; a wake-up came first, in this same cycle).
 
         Modelled on Linux 5.14+ (the host the rest models is 6.x): ``single_task_running()`` -- a
         kicker alone on its pCPU gives nothing up, and nobody is boosted -- then
@@ -200,7 +283,7 @@ class Hypervisor:
         runs again (``yield_to()`` calls ``schedule()`` from the hypercall's handler); else it is
         the kick's own cost, in place.
         """
-        target, halted = kicked
+        target, kicked = what
         guest = v.guest
         guest.directed_yield_attempted += 1  # KVM's stat counts before any check
         kick_start = t - self.kick_cost
@@ -217,7 +300,7 @@ class Hypervisor:
             v.exit_reason = NO_EXIT
             self.exit_in_place(v, EXIT_VMCALL, self.kick_cost)
         if self.tracer is not None:
-            self.tracer.kick(kick_start, t, v, target, halted, yielded)
+            self.tracer.kick(kick_start, t, v, target, kicked, yielded)
 
     def pv_wait_returns(self, v: VCpu, t: int) -> None:
         """A halted ``v`` runs again at ``t``: if a kick woke it, the kernel's pv_wait() counts the latency."""

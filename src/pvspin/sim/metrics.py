@@ -125,6 +125,8 @@ def guest_metrics(sim: Simulator, guest: Guest, torture: LockTorture, lock: str,
         "waiter_preemptions": guest.waiter_preemptions,
         "directed_yield_attempted": guest.directed_yield_attempted,
         "kick_yields": guest.kick_yields,
+        "halt_attempted_poll": guest.halt_attempted_poll,
+        "halt_successful_poll": guest.halt_successful_poll,
     }
     if torture.threads:
         metrics |= guest_threads(torture, per_writer)

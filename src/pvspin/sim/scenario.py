@@ -340,6 +340,7 @@ class Run:
             guest.lock_events.clear()
             guest.lock_holder_preemptions = guest.waiter_preemptions = 0
             guest.directed_yield_attempted = guest.kick_yields = 0
+            guest.halt_attempted_poll = guest.halt_successful_poll = 0
             n = len(guest.exit_samples)
             guest.exit_samples[:], guest.exit_cycles[:] = [0] * n, [0] * n
             guest.exit_min[:], guest.exit_max[:] = [-1] * n, [0] * n

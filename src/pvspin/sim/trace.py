@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 from typing import TextIO
 
-from .vcpu import EXIT_HLT, EXIT_REASONS, EXIT_VMCALL
+from .vcpu import EXIT_HLT, EXIT_REASONS, EXIT_VMCALL, KICK_LATCHED, KICK_POLLED, KICK_WOKE
 
 HOST_PID = 1
 TIDS = 100_000  # thread ids per process: P * TIDS + n
@@ -156,7 +156,7 @@ class NullTracer:
     def critical_section(self, t: int, v, lock_id, begin: bool) -> None: ...
     def instant(self, t: int, v, name: str, args: dict | None = None) -> None: ...
     def halt(self, t: int, v) -> None: ...
-    def kick(self, start: int, t: int, v, target, halted: bool, yielded: bool = False) -> None: ...
+    def kick(self, start: int, t: int, v, target, kicked: int, yielded: bool = False) -> None: ...
     def exit_begin(self, t: int, v, reason: int, args: dict | None = None) -> None: ...
     def exit_end(self, t: int, v) -> None: ...
     def exit_in_place(self, start: int, end: int, v, reason: int, args: dict | None = None) -> None: ...
@@ -194,9 +194,11 @@ class Tracer(NullTracer):
         self.open_exit: dict[object, tuple[int, int, dict | None, str]] = {}  # vcpu -> (reason, start, args, flow)
         self.exit_end_at: dict[object, int] = {}  # vcpu -> end of its last exit slice
         # vcpu -> (flow id, whether its start was written): a kick's arrow, ending at the halted
-        # vCPU's wake-up, or at the next HLT of one the kick was latched for
+        # vCPU's wake-up, at the end of the HLT exit it was polling in, or at the next HLT of one
+        # the kick was latched for
         self.wake_flow: dict[object, tuple[int, bool]] = {}
         self.latch_flow: dict[object, tuple[int, bool]] = {}
+        self.poll_flow: dict[object, tuple[int, bool, int]] = {}  # ... and when the kick ended
         self.flows = 0
         self.names: dict[tuple[int, int], tuple[str, int]] = {}  # (pid, tid) -> (name, sort index)
         self.lock_tids: dict[tuple[int, str], int] = {}
@@ -341,6 +343,12 @@ class Tracer(NullTracer):
         opened = self.open_exit.pop(v, None)
         if opened is not None:
             self._exit_span(v, opened[0], opened[1], t, opened[2], opened[3])
+            polled = self.poll_flow.pop(v, None) if opened[0] == EXIT_HLT else None
+            if polled is not None:  # a kick ended the halt poll: a slice from the kick to the VM entry, the arrow's end
+                fid, shown, kicked_at = polled
+                pid, tid = self._vcpu_track(v)
+                flow = f',"bind_id":{fid},"flow_in":true' if shown else ""
+                self._span("pv_wait: poll woken", kicked_at, t, pid, tid, "poll", None, flow)
 
     def exit_in_place(self, start: int, end: int, v, reason: int, args: dict | None = None) -> None:
         """An exit handled without leaving the pCPU, [start, end]; a HLT consumes a latched kick."""
@@ -352,17 +360,19 @@ class Tracer(NullTracer):
         self.open_exit.pop(v, None)
         self._exit_span(v, reason, start, end, args, flow)
 
-    def kick(self, start: int, t: int, v, target, halted: bool, yielded: bool = False) -> None:
+    def kick(self, start: int, t: int, v, target, kicked: int, yielded: bool = False) -> None:
         """``v``'s pv_kick() hypercall to ``target``, [start, t]: a VMCALL exit, the start of a flow
-        to the target's wake-up (``halted``: the kick found it halted) or to the HLT its latched
-        kick makes return at once.
+        to what the kick did (``kicked``): the target's wake-up from its halt, the end of the HLT
+        exit it was polling in, or the HLT its latched kick makes return at once.
 
         ``yielded``: the kick's boost took ``v`` off its pCPU, and the exit lasts until its VM entry.
         A boosted kick is traced after the wake-up it made, in the same cycle: the flow then ends
         on the runnable slice that wake-up opened.
         """
-        pending = self.wake_flow if halted else self.latch_flow
-        args = {"hypercall": "KVM_HC_KICK_CPU", "target": f"{target}", "latched": not halted}
+        pending = (self.wake_flow, self.poll_flow, self.latch_flow)[kicked]  # an earlier kick's arrow there
+        args = {"hypercall": "KVM_HC_KICK_CPU", "target": f"{target}", "latched": kicked == KICK_LATCHED}
+        if kicked == KICK_POLLED:
+            args["polling"] = True
         if yielded:
             args["yield_to"] = f"{target}"
         flow = ""
@@ -377,9 +387,11 @@ class Tracer(NullTracer):
         else:
             shown = self._exit_span(v, EXIT_VMCALL, start, t, args, flow)
         if flow:
-            opened = self.open_state.get(target) if halted else None
+            opened = self.open_state.get(target) if kicked == KICK_WOKE else None
             if opened is not None and opened[0] == "runnable" and opened[1] == t and opened[4] is None:
                 self.open_state[target] = (*opened[:4], self.flows if shown else None)
+            elif kicked == KICK_POLLED:
+                self.poll_flow[target] = (self.flows, shown, t)
             else:
                 pending[target] = (self.flows, shown)
 

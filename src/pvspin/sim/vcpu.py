@@ -32,6 +32,8 @@ ACCOUNT_NAMES = ("running", "spinning", "critical_section", "exits_in_place", "h
 EXIT_EXTINT, EXIT_HLT, EXIT_PAUSE, EXIT_VMCALL = range(4)
 EXIT_REASONS = ("EXTERNAL_INTERRUPT", "HLT", "PAUSE_INSTRUCTION", "VMCALL")
 NO_EXIT = -1
+# what a kick did to its target: woke it from its halt, ended its halt poll, or latched for its next HLT
+KICK_WOKE, KICK_POLLED, KICK_LATCHED = range(3)
 
 
 class SimulationError(Exception):
@@ -54,7 +56,7 @@ class VCpu:
         "state", "pcpu", "home", "vruntime", "run_since", "since", "acct_since",
         # hypervisor
         "kick_latched", "waking", "woken", "preempted", "preempted_in_kernel", "ple_window", "ple_exits", "kick_time", "exits", "kicks",
-        "halts", "exit_reason", "exit_at",
+        "halts", "exit_reason", "exit_at", "polling", "halt_poll", "halt_start",
         # guest CPU
         "gcpu", "op", "step_at", "remaining", "spinning", "spin_deadline", "spin_budget", "spin_since", "cs_depth",
         "cs_since", "saved", "irq_pending", "ops", "cs_entries",
@@ -89,6 +91,9 @@ class VCpu:
         self.halts = 0
         self.exit_reason = NO_EXIT  # the exit it is out of guest mode for, until it runs again
         self.exit_at = 0
+        self.polling = False  # halt-polling: halted in the guest, still on its pCPU in KVM's poll loop
+        self.halt_poll = 0  # vcpu->halt_poll_ns, in cycles: how long its next halt polls
+        self.halt_start: Any = None  # when its current halt began (None: not halted)
         # guest CPU
         self.gcpu = GuestCpu(cpu)
         self.op: Any = None  # the pending operation (a tuple), None when the program ended
@@ -128,6 +133,8 @@ class Guest:
         self.waiter_preemptions = 0  # preempted while spinning in a lock's wait
         self.directed_yield_attempted = 0  # KVM's stat: kvm_sched_yield() calls (a kick with the boost on)
         self.kick_yields = 0  # kicks whose boost took the kicker off its pCPU for another vCPU
+        self.halt_attempted_poll = 0  # KVM's stats: halts that polled, and those a wake-up ended while polling
+        self.halt_successful_poll = 0
         # per exit reason: samples, cycles out of guest mode, the shortest and the longest exit
         self.exit_samples = [0] * len(EXIT_REASONS)
         self.exit_cycles = [0] * len(EXIT_REASONS)
