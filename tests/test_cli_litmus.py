@@ -70,6 +70,19 @@ def test_a_directory_is_read_recursively_and_the_output_is_byte_for_byte_stable(
     assert first.stdout.index("arm/MP.litmus") < first.stdout.index("arm/more/EX.litmus") < first.stdout.index("x86/SB")
 
 
+@pytest.mark.parametrize("engine", ["interleaving", "graph"])
+def test_jobs_run_the_tests_on_processes_with_the_same_output(tests, engine):
+    one = litmus(tests, "--memory-model", "sc", "--engine", engine, "--expect", tests / "expected.csv")
+    two = litmus(tests, "--memory-model", "sc", "--engine", engine, "--expect", tests / "expected.csv", "--jobs", "2")
+    assert one.exit_code == two.exit_code == 0, two.stderr
+    assert two.stdout == one.stdout and " agree, 0 disagree" in one.stdout
+
+
+def test_jobs_below_one_is_one_line(tests):
+    result = litmus(tests, "--jobs", "0")
+    assert result.exit_code == 2 and result.stderr == "error: --jobs 0: expected a positive number of processes\n"
+
+
 def test_expect_counts_agreements_and_lists_disagreements_and_unsupported_tests(tests):
     result = litmus(tests, "--memory-model", "tso", "--expect", tests / "expected.csv")
     assert result.exit_code == 1  # SB: TSO reaches the state the CSV says is never reached

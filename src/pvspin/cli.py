@@ -236,12 +236,13 @@ def litmus(
     spinlock: str = typer.Option(None, metavar="LOCK", help="C tests: spin_*() as abstract (lock.cat's lock), qspinlock, qspinlock-16k, pvqspinlock or path/to/file.py:NAME (the kernel's code, on the execution-graph checker, under any model)  [default: abstract]", show_default=False),
     compare_abstract: bool = typer.Option(False, "--compare-abstract", help="with --spinlock LOCK: run every C test that takes a lock with LOCK and with lock.cat's lock under LKMM, and compare their final states"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+    jobs: int = typer.Option(1, metavar="N", help="run the tests on N processes (the output is the same)"),
 ) -> None:
     """Run X86, AArch64 and C litmus tests: reachable final states and herd7's Observation line per test."""
     from .litmus import command
 
     raise typer.Exit(command.main(paths, memory_model, expect, json_out, engine, lkmm_version, spinlock,
-                                  compare_abstract))
+                                  compare_abstract, jobs))
 
 
 @app.command()

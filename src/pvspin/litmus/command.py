@@ -30,6 +30,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from . import load
@@ -181,13 +182,16 @@ def read_tests(summary: Summary, files: list[Path], base: Path | None, verdicts:
 
 
 def execute(paths: list[str], memory_model: str, expect: str | None, engine: str | None = None,
-            lkmm_version: str | None = None, spinlock: str | None = None) -> Summary:
-    """Parse every test first (a malformed one stops everything), then run the supported ones.
+            lkmm_version: str | None = None, spinlock: str | None = None, jobs: int = 1) -> Summary:
+    """Parse every test first (a malformed one stops everything), then run the supported ones,
+    on ``jobs`` processes (each test whole on one; the summary is the same in every case).
 
     A test whose front end has no memory model here (a C test under armv8 with the abstract
     lock, an AArch64 test under lkmm) is bad input: the model cannot say anything about it.
     With a real ``spinlock`` C tests run under every model.
     """
+    if jobs < 1:
+        raise BadInput(f"--jobs {jobs}: expected a positive number of processes")
     check_model(memory_model, engine, lkmm_version)
     lock = kernel_lock(spinlock, memory_model, engine)
     version = (lkmm_version or "current") if memory_model == "lkmm" else None
@@ -197,18 +201,36 @@ def execute(paths: list[str], memory_model: str, expect: str | None, engine: str
     if spinlock is not None:
         summary.spinlock = lock.describe(memory_model) if lock else ABSTRACT_DESCRIPTION
     read_tests(summary, files, base, verdicts, memory_model, spinlock)
-    for item in summary.outcomes:
-        if item.test is None:
-            continue
-        try:
-            if lock is None:
-                item.result = judge(item.test, outcomes(item.test, memory_model, engine, version))
-            else:
-                item.lock_run = spin.run(item.test, lock, memory_model, version)
-                item.result = judge(item.test, item.lock_run.outcomes)
-        except Unsupported as exc:
-            item.reason = exc.reason
+    todo = [item for item in summary.outcomes if item.test is not None]
+    run_one = partial(_run_one, memory_model=memory_model, engine=engine, version=version,
+                      spinlock=None if lock is None else spinlock)
+    if jobs == 1 or len(todo) < 2:
+        done = [run_one(item.test) for item in todo]
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(jobs, len(todo))) as pool:
+            done = list(pool.map(run_one, [item.test for item in todo], chunksize=4))
+    for item, (result, lock_run, reason) in zip(todo, done, strict=True):
+        item.result, item.lock_run, item.reason = result, lock_run, reason
     return summary
+
+
+_locks: dict[tuple[str, str], spin.KernelLock] = {}  # per process: a --spinlock lock is built once
+
+
+def _run_one(test: LitmusTest, memory_model: str, engine: str | None, version: str | None, spinlock: str | None):
+    """One test's (result, lock run, reason it is unsupported); in a worker process as in the command's."""
+    try:
+        if spinlock is None:
+            return judge(test, outcomes(test, memory_model, engine, version)), None, None
+        lock = _locks.get((spinlock, memory_model))
+        if lock is None:
+            lock = _locks[spinlock, memory_model] = spin.KernelLock(spinlock, memory_model)
+        run = spin.run(test, lock, memory_model, version)
+        return judge(test, run.outcomes), run, None
+    except Unsupported as exc:
+        return None, None, exc.reason
 
 
 ABSTRACT_DESCRIPTION = "abstract (lock.cat's LKR/LKW/UL/RL/RU events)"
@@ -483,15 +505,18 @@ def compare_dict(summary: CompareSummary) -> dict:
 
 
 def main(paths: list[str], memory_model: str, expect: str | None, as_json: bool, engine: str | None = None,
-         lkmm_version: str | None = None, spinlock: str | None = None, compare_abstract: bool = False) -> int:
+         lkmm_version: str | None = None, spinlock: str | None = None, compare_abstract: bool = False,
+         jobs: int = 1) -> int:
     try:
         if compare_abstract:
             if expect:
                 raise BadInput("--compare-abstract compares two runs of each test; --expect compares one run with "
                                "a CSV: give one of them")
+            if jobs != 1:
+                raise BadInput(f"--jobs {jobs}: --compare-abstract runs on one process")
             comparison = compare(paths, memory_model, engine, lkmm_version, spinlock)
         else:
-            summary = execute(paths, memory_model, expect, engine, lkmm_version, spinlock)
+            summary = execute(paths, memory_model, expect, engine, lkmm_version, spinlock, jobs)
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

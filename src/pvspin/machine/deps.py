@@ -57,6 +57,9 @@ class Dep(int):
     def __int__(self) -> int:
         return int.__int__(self)
 
+    def __reduce__(self):  # pickled with its dependencies (a result coming back from a worker process)
+        return Dep, (int(self), self.deps)
+
 
 def deps_of(value) -> int:
     """The read events ``value`` was computed from (0 for a plain value)."""
