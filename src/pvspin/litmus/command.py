@@ -202,6 +202,8 @@ def execute(paths: list[str], memory_model: str, expect: str | None, engine: str
         summary.spinlock = lock.describe(memory_model) if lock else ABSTRACT_DESCRIPTION
     read_tests(summary, files, base, verdicts, memory_model, spinlock)
     todo = [item for item in summary.outcomes if item.test is not None]
+    if lock is not None:  # built once: here, and in the workers forked from here
+        _locks[spinlock, memory_model] = lock
     run_one = partial(_run_one, memory_model=memory_model, engine=engine, version=version,
                       spinlock=None if lock is None else spinlock)
     if jobs == 1 or len(todo) < 2:
@@ -216,7 +218,7 @@ def execute(paths: list[str], memory_model: str, expect: str | None, engine: str
     return summary
 
 
-_locks: dict[tuple[str, str], spin.KernelLock] = {}  # per process: a --spinlock lock is built once
+_locks: dict[tuple[str, str], spin.KernelLock] = {}  # per process: the --spinlock locks built
 
 
 def _run_one(test: LitmusTest, memory_model: str, engine: str | None, version: str | None, spinlock: str | None):
